@@ -1,0 +1,1 @@
+//! Benchmarks for maas live in `benches/`; see benches/README.md.

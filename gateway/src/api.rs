@@ -1,0 +1,238 @@
+//! The JSON shapes of the public API (what OpenAPI documents), and their conversion from store
+//! records. Kept apart from the handlers so the contract reads in one place.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::models::{LoadStatus, PredictOutput};
+use crate::store::{ModelRecord, VersionRecord, VersionState};
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// A model input or output as the model declares it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TensorInfo {
+    #[schema(example = "float_input")]
+    pub name: String,
+    /// float32, float64, int32, int64, bool or string.
+    #[schema(example = "float32")]
+    pub element_type: String,
+    /// Sizes; a symbolic dimension (such as the batch size) is shown by its name.
+    #[schema(value_type = Vec<Object>, example = json!(["N", 4]))]
+    pub shape: Vec<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SignatureJson {
+    #[serde(default)]
+    inputs: Vec<TensorInfo>,
+    #[serde(default)]
+    outputs: Vec<TensorInfo>,
+}
+
+/// One version of a model, in full.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VersionInfo {
+    #[schema(example = "iris")]
+    pub name: String,
+    #[schema(example = 1)]
+    pub version: u64,
+    /// `deployed` or `undeployed`.
+    #[schema(example = "deployed")]
+    pub state: String,
+    /// True when unversioned predicts run this version (the newest deployed).
+    pub default: bool,
+    /// True when this process has the version loaded and answering.
+    pub ready: bool,
+    /// Why a deployed version failed to load on this process, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_error: Option<String>,
+    #[schema(example = "tract")]
+    pub backend: String,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+    pub class_names: Option<Vec<String>>,
+    pub feature_names: Option<Vec<String>>,
+    pub size_bytes: u64,
+    pub sha256: String,
+    /// Where the file came from: `upload:<file name>` or the URL it was fetched from.
+    pub source: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl VersionInfo {
+    pub fn new(record: &VersionRecord, default: Option<u64>, status: LoadStatus) -> Self {
+        let signature: SignatureJson = serde_json::from_str(&record.signature).unwrap_or_default();
+        let (ready, load_error) = match status {
+            LoadStatus::Loaded => (true, None),
+            LoadStatus::NotLoaded => (false, None),
+            LoadStatus::Failed(reason) => (false, Some(reason)),
+        };
+        VersionInfo {
+            name: record.model.clone(),
+            version: record.version,
+            state: record.state.as_str().to_owned(),
+            default: default == Some(record.version),
+            ready,
+            load_error,
+            backend: record.backend.clone(),
+            inputs: signature.inputs,
+            outputs: signature.outputs,
+            class_names: record.class_names.clone(),
+            feature_names: record.feature_names.clone(),
+            size_bytes: record.size_bytes,
+            sha256: record.sha256.clone(),
+            source: record.source.clone(),
+            created_at: rfc3339(record.created_at),
+            updated_at: rfc3339(record.updated_at),
+        }
+    }
+}
+
+/// A version in a model's list.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VersionSummary {
+    pub version: u64,
+    #[schema(example = "deployed")]
+    pub state: String,
+    pub created_at: String,
+}
+
+/// A model with its versions.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ModelInfo {
+    #[schema(example = "iris")]
+    pub name: String,
+    /// The newest deployed version, which unversioned predicts run; null when none is deployed.
+    pub default_version: Option<u64>,
+    pub versions: Vec<VersionSummary>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&ModelRecord> for ModelInfo {
+    fn from(m: &ModelRecord) -> Self {
+        ModelInfo {
+            name: m.name.clone(),
+            default_version: m.default_version(),
+            versions: m
+                .versions
+                .iter()
+                .map(|v| VersionSummary {
+                    version: v.version,
+                    state: v.state.as_str().to_owned(),
+                    created_at: rfc3339(v.created_at),
+                })
+                .collect(),
+            created_at: rfc3339(m.created_at),
+            updated_at: rfc3339(m.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ModelList {
+    pub models: Vec<ModelInfo>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VersionList {
+    pub name: String,
+    pub default_version: Option<u64>,
+    pub versions: Vec<VersionInfo>,
+}
+
+/// The multipart form of a deploy. Send `model` or `model_url`, not both.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct DeployForm {
+    /// The ONNX file.
+    #[schema(value_type = Option<String>, format = Binary)]
+    pub model: Option<Vec<u8>>,
+    /// Fetch the ONNX file from here instead: http, https or file URL.
+    pub model_url: Option<String>,
+    /// The version number; by default the last number used plus one. Numbers are never reused.
+    pub version: Option<u64>,
+    /// JSON array of class labels in class-index order, e.g. `["setosa","versicolor","virginica"]`.
+    pub class_names: Option<String>,
+    /// JSON array of column names in feature order, for `records` predicts.
+    pub feature_names: Option<String>,
+    /// `true` (default): other deployed versions keep serving. `false`: this becomes the only one.
+    pub append: Option<bool>,
+}
+
+/// Options of a redeploy (rollback).
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeployRequest {
+    /// `true` (default): other deployed versions keep serving. `false`: this becomes the only
+    /// deployed version, and so the default (a rollback).
+    #[serde(default)]
+    pub append: Option<bool>,
+}
+
+/// A predict request: `instances` (rows; nested arrays, or flat values with `shape`) or
+/// `records` (objects keyed by feature name).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    /// One entry per instance, e.g. `[[5.1, 3.5, 1.4, 0.2]]`; or, with `shape`, the values in
+    /// row-major order.
+    #[schema(value_type = Option<Vec<Object>>, example = json!([[5.1, 3.5, 1.4, 0.2]]))]
+    pub instances: Option<Value>,
+    /// Objects keyed by the feature names given at deploy time.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub records: Option<Vec<Map<String, Value>>>,
+    /// Shape of the whole input (`[2, 1, 28, 28]`) or of one instance (`[1, 28, 28]`) when
+    /// `instances` is flat.
+    pub shape: Option<Vec<usize>>,
+}
+
+/// A model's answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PredictResponse {
+    #[schema(example = "iris")]
+    pub model: String,
+    /// The version that answered.
+    #[schema(example = 1)]
+    pub version: u64,
+    /// One per instance: a label (through the class names when given) or a regression value.
+    #[schema(value_type = Vec<Object>, example = json!(["setosa"]))]
+    pub predictions: Vec<Value>,
+    /// Class probabilities per instance, when the model outputs them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Vec<f64>>>)]
+    pub probabilities: Option<Vec<Value>>,
+    /// Every other output of the model, by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub outputs: Option<Map<String, Value>>,
+}
+
+impl From<PredictOutput> for PredictResponse {
+    fn from(p: PredictOutput) -> Self {
+        PredictResponse {
+            model: p.model,
+            version: p.version,
+            predictions: p.rendered.predictions,
+            probabilities: p.rendered.probabilities,
+            outputs: p.rendered.outputs,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthStatus {
+    #[schema(example = "ready")]
+    pub status: String,
+}
+
+pub fn is_deployed(record: &VersionRecord) -> bool {
+    record.state == VersionState::Deployed
+}

@@ -1,0 +1,267 @@
+//! The `maas` command line: `serve`, `openapi`, and client verbs for what operators do often.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+use crate::settings::{LogFormat, Overrides, Settings};
+
+#[derive(Debug, Parser)]
+#[command(name = "maas", version, about = "Model-as-a-service gateway: versioned ONNX models over HTTP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Print the OpenAPI document.
+    Openapi,
+    /// List models, their versions and default versions.
+    Models {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Deploy an ONNX file as a new version of NAME.
+    Deploy {
+        name: String,
+        file: PathBuf,
+        /// Version number (default: last used + 1).
+        #[arg(long)]
+        version: Option<u64>,
+        /// Class labels as a JSON array, e.g. '["setosa","versicolor","virginica"]'.
+        #[arg(long)]
+        class_names: Option<String>,
+        /// Feature names as a JSON array, for `records` predicts.
+        #[arg(long)]
+        feature_names: Option<String>,
+        /// Make this the only deployed version.
+        #[arg(long)]
+        exclusive: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Predict with NAME. ROWS is a JSON file (or - for stdin) holding an array of rows, or a
+    /// whole request body ({"instances": ...} or {"records": ...}).
+    Predict {
+        name: String,
+        rows: PathBuf,
+        /// Predict with this version instead of the default.
+        #[arg(long)]
+        version: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make VERSION the only deployed version of NAME.
+    Rollback {
+        name: String,
+        version: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop serving VERSION of NAME (it is kept).
+    Undeploy {
+        name: String,
+        version: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Folder for the SQLite database and model files.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// ADDR:PORT to listen on (port 0 picks a free port).
+    #[arg(long)]
+    bind: Option<String>,
+    /// sqlite://… or postgres://… (default: SQLite under the data folder).
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// The maas server.
+    #[arg(long, env = "MAAS_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Openapi => {
+            println!("{}", crate::openapi::pretty_json());
+            Ok(())
+        }
+        other => client(other),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match settings.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let overrides = Overrides { data_dir: args.data_dir, bind: args.bind, database_url: args.database_url };
+    let settings = Settings::load(args.config.as_deref(), &overrides)?;
+    init_logging(&settings);
+    actix_web::rt::System::new().block_on(crate::server::serve(settings))
+}
+
+fn client(command: Command) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(run_client(command))
+}
+
+struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn new(args: &ClientArgs) -> anyhow::Result<Client> {
+        Ok(Client { base: args.url.trim_end_matches('/').to_owned(), http: reqwest::Client::new() })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let builder = self.http.request(method, format!("{}{path}", self.base));
+        match std::env::var("MAAS_TOKEN") {
+            Ok(token) if !token.is_empty() => builder.bearer_auth(token),
+            _ => builder,
+        }
+    }
+
+    /// Send, and turn an error body into a readable error.
+    async fn send(&self, builder: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = builder.send().await.with_context(|| format!("cannot reach maas at {}", self.base))?;
+        let status = response.status();
+        let text = response.text().await?;
+        let body: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        if status.is_success() {
+            return Ok(body);
+        }
+        match (body.get("code").and_then(Value::as_str), body.get("message").and_then(Value::as_str)) {
+            (Some(code), Some(message)) => anyhow::bail!("{status}: {code}: {message}"),
+            _ => anyhow::bail!("{status}: {body}"),
+        }
+    }
+}
+
+fn print(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn read_rows(path: &Path) -> anyhow::Result<Value> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let value: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    Ok(match value {
+        Value::Array(_) => serde_json::json!({ "instances": value }),
+        Value::Object(_) => value,
+        _ => anyhow::bail!("{} must hold an array of rows or a request object", path.display()),
+    })
+}
+
+async fn run_client(command: Command) -> anyhow::Result<()> {
+    use reqwest::Method;
+    match command {
+        Command::Serve(_) | Command::Openapi => Ok(()),
+        Command::Models { client } => {
+            let c = Client::new(&client)?;
+            let body = c.send(c.request(Method::GET, "/v1/models")).await?;
+            let models = body.get("models").and_then(Value::as_array).cloned().unwrap_or_default();
+            if models.is_empty() {
+                println!("no models");
+            }
+            for model in models {
+                let name = model.get("name").and_then(Value::as_str).unwrap_or("?");
+                let default = model.get("default_version").and_then(Value::as_u64);
+                let versions: Vec<String> = model
+                    .get("versions")
+                    .and_then(Value::as_array)
+                    .map(|vs| {
+                        vs.iter()
+                            .map(|v| {
+                                let n = v.get("version").and_then(Value::as_u64).unwrap_or(0);
+                                let state = v.get("state").and_then(Value::as_str).unwrap_or("?");
+                                let mark = if Some(n) == default { "*" } else { "" };
+                                format!("v{n}{mark} ({state})")
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                println!("{name}\t{}", versions.join(", "));
+            }
+            Ok(())
+        }
+        Command::Deploy { name, file, version, class_names, feature_names, exclusive, client } => {
+            let c = Client::new(&client)?;
+            let bytes = tokio::fs::read(&file).await.with_context(|| format!("reading {}", file.display()))?;
+            let file_name = file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "model.onnx".into());
+            let mut form = reqwest::multipart::Form::new()
+                .part("model", reqwest::multipart::Part::bytes(bytes).file_name(file_name));
+            if let Some(v) = version {
+                form = form.text("version", v.to_string());
+            }
+            if let Some(names) = class_names {
+                form = form.text("class_names", names);
+            }
+            if let Some(names) = feature_names {
+                form = form.text("feature_names", names);
+            }
+            if exclusive {
+                form = form.text("append", "false");
+            }
+            print(&c.send(c.request(Method::POST, &format!("/v1/models/{name}/versions")).multipart(form)).await?)
+        }
+        Command::Predict { name, rows, version, client } => {
+            let c = Client::new(&client)?;
+            let body = read_rows(&rows)?;
+            let path = match version {
+                Some(v) => format!("/v1/models/{name}/versions/{v}/predict"),
+                None => format!("/v1/models/{name}/predict"),
+            };
+            print(&c.send(c.request(Method::POST, &path).json(&body)).await?)
+        }
+        Command::Rollback { name, version, client } => {
+            let c = Client::new(&client)?;
+            let path = format!("/v1/models/{name}/versions/{version}/deploy");
+            print(&c.send(c.request(Method::POST, &path).json(&serde_json::json!({"append": false}))).await?)
+        }
+        Command::Undeploy { name, version, client } => {
+            let c = Client::new(&client)?;
+            let path = format!("/v1/models/{name}/versions/{version}/undeploy");
+            print(&c.send(c.request(Method::POST, &path)).await?)
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The one error table: every failure a client can see has a stable snake_case code, one HTTP
+//! status, and one JSON body `{code, message, request_id}`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use maas_serving::ServingError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::request_id;
+use crate::store::StoreError;
+
+/// Stable error codes. Adding one is fine; renaming one breaks clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidJson,
+    InvalidRequest,
+    InvalidPath,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    RouteNotFound,
+    MethodNotAllowed,
+    ModelNotFound,
+    VersionNotFound,
+    VersionExists,
+    VersionNotDeployed,
+    NoDeployedVersion,
+    InvalidModelName,
+    InvalidArgument,
+    InvalidModel,
+    UnsupportedModel,
+    ModelUrlFailed,
+    InvalidInput,
+    InferenceFailed,
+    VersionUnavailable,
+    StorageUnavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidPath => "invalid_path",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RouteNotFound => "route_not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::ModelNotFound => "model_not_found",
+            ErrorCode::VersionNotFound => "version_not_found",
+            ErrorCode::VersionExists => "version_exists",
+            ErrorCode::VersionNotDeployed => "version_not_deployed",
+            ErrorCode::NoDeployedVersion => "no_deployed_version",
+            ErrorCode::InvalidModelName => "invalid_model_name",
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::InvalidModel => "invalid_model",
+            ErrorCode::UnsupportedModel => "unsupported_model",
+            ErrorCode::ModelUrlFailed => "model_url_failed",
+            ErrorCode::InvalidInput => "invalid_input",
+            ErrorCode::InferenceFailed => "inference_failed",
+            ErrorCode::VersionUnavailable => "version_unavailable",
+            ErrorCode::StorageUnavailable => "storage_unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidJson | ErrorCode::InvalidRequest | ErrorCode::InvalidPath => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RouteNotFound | ErrorCode::ModelNotFound | ErrorCode::VersionNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::VersionExists
+            | ErrorCode::VersionNotDeployed
+            | ErrorCode::NoDeployedVersion => StatusCode::CONFLICT,
+            ErrorCode::InvalidModelName
+            | ErrorCode::InvalidArgument
+            | ErrorCode::InvalidModel
+            | ErrorCode::UnsupportedModel
+            | ErrorCode::ModelUrlFailed
+            | ErrorCode::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::VersionUnavailable | ErrorCode::StorageUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ErrorCode::InferenceFailed | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error on its way to the client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable, snake_case; branch on this.
+    #[schema(example = "model_not_found")]
+    pub code: String,
+    /// For people: what went wrong and what to do about it.
+    #[schema(example = "model 'iris' does not exist")]
+    pub message: String,
+    /// The request's id (from `X-Request-Id` or generated); quote it when reporting a problem.
+    pub request_id: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.code.status();
+        if status.is_server_error() {
+            tracing::error!(code = self.code.as_str(), message = %self.message, "request failed");
+        }
+        let body = ErrorBody {
+            code: self.code.as_str().to_owned(),
+            message: self.message.clone(),
+            request_id: request_id::current(),
+        };
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        response.json(body)
+    }
+}
+
+impl From<ServingError> for ApiError {
+    fn from(e: ServingError) -> Self {
+        let code = match &e {
+            ServingError::InvalidModel(_) => ErrorCode::InvalidModel,
+            ServingError::UnsupportedModel(_) => ErrorCode::UnsupportedModel,
+            ServingError::InvalidInput(_) => ErrorCode::InvalidInput,
+            ServingError::Inference(_) => ErrorCode::InferenceFailed,
+            ServingError::NotLoaded(_) => ErrorCode::NoDeployedVersion,
+            ServingError::VersionNotLoaded { .. } => ErrorCode::VersionNotDeployed,
+            ServingError::Io(_) => ErrorCode::Internal,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let code = match &e {
+            StoreError::VersionExists { .. } => ErrorCode::VersionExists,
+            StoreError::ModelNotFound(_) => ErrorCode::ModelNotFound,
+            StoreError::VersionNotFound { .. } => ErrorCode::VersionNotFound,
+            StoreError::Database(_) => ErrorCode::StorageUnavailable,
+            StoreError::Artifact(_) => ErrorCode::Internal,
+            StoreError::Corrupt(_) => ErrorCode::Internal,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+/// Errors of actix's own extractors go through the same body as ours.
+pub mod extractors {
+    use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+    use actix_web::HttpRequest;
+
+    use super::{ApiError, ErrorCode};
+
+    pub fn json(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+        let api = match &err {
+            JsonPayloadError::OverflowKnownLength { length, limit } => ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body is {length} bytes; this route takes at most {limit}"),
+            ),
+            JsonPayloadError::Overflow { limit } => ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body is larger than this route's limit of {limit} bytes"),
+            ),
+            JsonPayloadError::ContentType => ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "send the body as JSON with Content-Type: application/json",
+            ),
+            JsonPayloadError::Deserialize(e) if e.is_data() => {
+                ApiError::new(ErrorCode::InvalidRequest, format!("the JSON does not fit: {e}"))
+            }
+            JsonPayloadError::Deserialize(e) if e.is_eof() && e.line() == 1 && e.column() == 0 => {
+                ApiError::new(ErrorCode::InvalidJson, "the body is empty; send a JSON object")
+            }
+            JsonPayloadError::Deserialize(e) => {
+                ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {e}"))
+            }
+            JsonPayloadError::Serialize(e) => ApiError::new(ErrorCode::Internal, e.to_string()),
+            JsonPayloadError::Payload(e) => {
+                ApiError::new(ErrorCode::InvalidRequest, format!("the body could not be read: {e}"))
+            }
+            other => ApiError::new(ErrorCode::InvalidRequest, other.to_string()),
+        };
+        api.into()
+    }
+
+    pub fn path(err: PathError, _req: &HttpRequest) -> actix_web::Error {
+        ApiError::new(ErrorCode::InvalidPath, format!("bad path parameter: {err}")).into()
+    }
+
+    pub fn query(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+        ApiError::new(ErrorCode::InvalidRequest, format!("bad query string: {err}")).into()
+    }
+}

@@ -1,0 +1,504 @@
+//! The model service: deploy, undeploy, roll back, delete and predict, keeping the store (the
+//! truth), the artifact files and the in-memory registry (what this process serves) in step.
+//!
+//! Every change is ordered the same way: do the slow and fallible work (upload, load, test
+//! inference) first, then commit to the store together with the artifact's rename, then update
+//! the registry. A failure before the commit leaves nothing behind; a crash after it is repaired
+//! by [`ModelService::reconcile`], which is also how replicas pick up each other's changes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use maas_serving::io::{self, Rendered};
+use maas_serving::{
+    ArtifactStore, Backend, Dim, LoadedModel, ModelRegistry, ServedVersion, ServingError,
+    StagedArtifact, VersionMeta,
+};
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::metrics::Metrics;
+use crate::store::{ModelRecord, ModelStore, NewVersion, SqlStore, VersionRecord, VersionState};
+
+/// Leftover artifact files younger than this are never swept: another replica may be between
+/// its rename and its commit.
+const SWEEP_MIN_AGE: Duration = Duration::from_secs(600);
+
+/// A deploy, once its file is on disk.
+pub struct DeployRequest {
+    pub model: String,
+    pub staged: StagedArtifact,
+    pub version: Option<u64>,
+    pub append: bool,
+    pub class_names: Option<Vec<String>>,
+    pub feature_names: Option<Vec<String>>,
+    pub source: String,
+}
+
+/// A predict body, already parsed.
+pub struct PredictInput {
+    pub instances: Option<Value>,
+    pub records: Option<Vec<Map<String, Value>>>,
+    pub shape: Option<Vec<usize>>,
+}
+
+/// What a predict answered, and which version answered it.
+pub struct PredictOutput {
+    pub model: String,
+    pub version: u64,
+    pub rendered: Rendered,
+}
+
+/// Whether a stored version is loaded here, or why not.
+pub enum LoadStatus {
+    Loaded,
+    NotLoaded,
+    Failed(String),
+}
+
+pub struct ModelService {
+    store: SqlStore,
+    artifacts: Arc<ArtifactStore>,
+    registry: ModelRegistry,
+    backend: Arc<dyn Backend>,
+    metrics: Arc<Metrics>,
+    /// Serialises store commits with registry updates on this process.
+    write_lock: tokio::sync::Mutex<()>,
+    /// Versions the store says are deployed but that failed to load here, with the reason.
+    failed: parking_lot::Mutex<HashMap<(String, u64), String>>,
+    ready: AtomicBool,
+}
+
+/// Model names are path segments, file names and metric labels: keep them plain.
+pub fn validate_model_name(name: &str) -> Result<(), ApiError> {
+    let ok = (1..=128).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidModelName,
+            format!(
+                "model name '{}' is not allowed: use 1 to 128 letters, digits, '-', '_' or '.', \
+                 starting with a letter or digit",
+                name.chars().take(140).collect::<String>()
+            ),
+        ))
+    }
+}
+
+fn blocking_failed(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Internal, format!("a worker thread failed: {e}"))
+}
+
+impl ModelService {
+    pub fn new(
+        store: SqlStore,
+        artifacts: ArtifactStore,
+        backend: Arc<dyn Backend>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        ModelService {
+            store,
+            artifacts: Arc::new(artifacts),
+            registry: ModelRegistry::new(),
+            backend,
+            metrics,
+            write_lock: tokio::sync::Mutex::new(()),
+            failed: parking_lot::Mutex::new(HashMap::new()),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    pub fn artifacts(&self) -> &ArtifactStore {
+        &self.artifacts
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub async fn ping(&self) -> Result<(), ApiError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Load the deployed versions, sweep artifacts nobody refers to, and report ready.
+    pub async fn start(&self) -> Result<(), ApiError> {
+        self.reconcile().await?;
+        let live: BTreeSet<(String, u64)> = self.store.live_versions().await?.into_iter().collect();
+        let artifacts = self.artifacts.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            artifacts.retain(SWEEP_MIN_AGE, |m, v| live.contains(&(m.to_owned(), v)))
+        })
+        .await
+        .map_err(blocking_failed)?
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("sweeping artifacts: {e}")))?;
+        if swept > 0 {
+            tracing::info!(swept, "removed artifact files that no stored version refers to");
+        }
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn load_file(&self, model: &str, version: u64) -> Result<Arc<dyn LoadedModel>, ApiError> {
+        let path = self.artifacts.path(model, version).map_err(ServingError::Io)?;
+        let backend = self.backend.clone();
+        tokio::task::spawn_blocking(move || {
+            let bytes = std::fs::read(&path).map_err(|e| {
+                ServingError::InvalidModel(format!("reading {}: {e}", path.display()))
+            })?;
+            backend.load(&bytes)
+        })
+        .await
+        .map_err(blocking_failed)?
+        .map_err(ApiError::from)
+    }
+
+    fn served(&self, record: &VersionRecord, loaded: Arc<dyn LoadedModel>) -> Arc<ServedVersion> {
+        Arc::new(ServedVersion {
+            model: record.model.clone(),
+            version: record.version,
+            backend: self.backend.kind(),
+            loaded,
+            meta: VersionMeta {
+                class_names: record.class_names.clone(),
+                feature_names: record.feature_names.clone(),
+            },
+        })
+    }
+
+    fn publish_loaded(&self) {
+        self.metrics.set_loaded(&self.registry.loaded());
+    }
+
+    /// Make this process serve exactly what the store says is deployed. Loads happen outside the
+    /// write lock; a model being swapped keeps its old version until the new one is in.
+    pub async fn reconcile(&self) -> Result<(), ApiError> {
+        let missing: Vec<VersionRecord> = {
+            let _guard = self.write_lock.lock().await;
+            let desired = self.store.deployed().await?;
+            let wanted: BTreeSet<(String, u64)> =
+                desired.iter().map(|r| (r.model.clone(), r.version)).collect();
+            let failed = self.failed.lock();
+            let missing: Vec<VersionRecord> = desired
+                .into_iter()
+                .filter(|r| !self.registry.contains(&r.model, r.version))
+                .filter(|r| !failed.contains_key(&(r.model.clone(), r.version)))
+                .collect();
+            drop(failed);
+            let pending: BTreeSet<&str> = missing.iter().map(|r| r.model.as_str()).collect();
+            for (model, version) in self.registry.loaded() {
+                if !wanted.contains(&(model.clone(), version)) && !pending.contains(model.as_str()) {
+                    self.registry.remove(&model, version);
+                }
+            }
+            missing
+        };
+
+        let mut loaded = Vec::with_capacity(missing.len());
+        for record in missing {
+            match self.load_file(&record.model, record.version).await {
+                Ok(model) => loaded.push(self.served(&record, model)),
+                Err(e) => {
+                    tracing::error!(model = %record.model, version = record.version, error = %e.message,
+                        "a deployed version failed to load; it will not serve on this process");
+                    self.failed.lock().insert((record.model.clone(), record.version), e.message);
+                }
+            }
+        }
+
+        let _guard = self.write_lock.lock().await;
+        let wanted: BTreeSet<(String, u64)> =
+            self.store.deployed().await?.into_iter().map(|r| (r.model, r.version)).collect();
+        for served in loaded {
+            if wanted.contains(&(served.model.clone(), served.version)) {
+                tracing::info!(model = %served.model, version = served.version, "loaded");
+                self.registry.insert(served);
+            }
+        }
+        for (model, version) in self.registry.loaded() {
+            if !wanted.contains(&(model.clone(), version)) {
+                tracing::info!(%model, version, "unloaded");
+                self.registry.remove(&model, version);
+            }
+        }
+        self.failed.lock().retain(|key, _| wanted.contains(key));
+        self.publish_loaded();
+        Ok(())
+    }
+
+    /// Deploy an uploaded file as a new version.
+    pub async fn deploy(&self, request: DeployRequest) -> Result<VersionRecord, ApiError> {
+        let result = self.deploy_inner(request).await;
+        self.metrics.observe_deploy(if result.is_ok() { "ok" } else { "refused" });
+        result
+    }
+
+    async fn deploy_inner(&self, request: DeployRequest) -> Result<VersionRecord, ApiError> {
+        validate_model_name(&request.model)?;
+        let path = request.staged.path().to_path_buf();
+        let backend = self.backend.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let bytes = std::fs::read(&path).map_err(ServingError::Io)?;
+            backend.load(&bytes)
+        })
+        .await
+        .map_err(blocking_failed)??;
+        check_names(loaded.as_ref(), &request.class_names, &request.feature_names)?;
+        let digest = request.staged.digest();
+        let signature = serde_json::to_string(loaded.signature())
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        let new = NewVersion {
+            model: request.model.clone(),
+            version: request.version,
+            append: request.append,
+            sha256: digest.sha256,
+            size_bytes: digest.size,
+            backend: self.backend.kind().as_str().to_owned(),
+            signature,
+            class_names: request.class_names,
+            feature_names: request.feature_names,
+            source: request.source,
+        };
+
+        let _guard = self.write_lock.lock().await;
+        let artifacts = self.artifacts.clone();
+        let staged = request.staged;
+        let model = request.model;
+        let record = self
+            .store
+            .create_version(new, move |version| {
+                artifacts.commit(staged, &model, version)?;
+                crate::crash_point("deploy.after_artifact");
+                Ok(())
+            })
+            .await?;
+        crate::crash_point("deploy.after_commit");
+        let served = self.served(&record, loaded);
+        if request.append {
+            self.registry.insert(served);
+        } else {
+            self.registry.replace_all(served);
+        }
+        self.publish_loaded();
+        tracing::info!(model = %record.model, version = record.version, append = request.append, "deployed");
+        Ok(record)
+    }
+
+    /// Serve a kept version again (a rollback when `exclusive`).
+    pub async fn redeploy(&self, model: &str, version: u64, exclusive: bool) -> Result<VersionRecord, ApiError> {
+        let record = self.version(model, version).await?;
+        let loaded = match self.registry.get(model, Some(version)) {
+            Ok(served) => served.loaded.clone(),
+            Err(_) => self.load_file(model, version).await?,
+        };
+        let _guard = self.write_lock.lock().await;
+        let record = self.store.deploy(&record.model, version, exclusive).await?;
+        self.failed.lock().remove(&(model.to_owned(), version));
+        let served = self.served(&record, loaded);
+        if exclusive {
+            self.registry.replace_all(served);
+        } else {
+            self.registry.insert(served);
+        }
+        self.publish_loaded();
+        tracing::info!(model, version, exclusive, "redeployed");
+        Ok(record)
+    }
+
+    pub async fn undeploy(&self, model: &str, version: u64) -> Result<VersionRecord, ApiError> {
+        let _guard = self.write_lock.lock().await;
+        let record = self.store.undeploy(model, version).await?;
+        self.registry.remove(model, version);
+        self.publish_loaded();
+        tracing::info!(model, version, "undeployed");
+        Ok(record)
+    }
+
+    pub async fn delete_version(&self, model: &str, version: u64) -> Result<(), ApiError> {
+        let _guard = self.write_lock.lock().await;
+        self.store.delete_version(model, version).await?;
+        self.registry.remove(model, version);
+        self.publish_loaded();
+        if let Err(e) = self.artifacts.remove_version(model, version) {
+            tracing::warn!(model, version, error = %e, "could not remove the artifact; it will be swept at the next start");
+        }
+        tracing::info!(model, version, "deleted version");
+        Ok(())
+    }
+
+    pub async fn delete_model(&self, model: &str) -> Result<(), ApiError> {
+        let _guard = self.write_lock.lock().await;
+        self.store.delete_model(model).await?;
+        self.registry.remove_model(model);
+        self.publish_loaded();
+        if let Err(e) = self.artifacts.remove_model(model) {
+            tracing::warn!(model, error = %e, "could not remove the artifacts; they will be swept at the next start");
+        }
+        tracing::info!(model, "deleted model");
+        Ok(())
+    }
+
+    pub async fn models(&self) -> Result<Vec<ModelRecord>, ApiError> {
+        Ok(self.store.models().await?)
+    }
+
+    pub async fn model(&self, name: &str) -> Result<ModelRecord, ApiError> {
+        self.store.model(name).await?.ok_or_else(|| {
+            ApiError::new(ErrorCode::ModelNotFound, format!("model '{name}' does not exist"))
+        })
+    }
+
+    pub async fn version(&self, model: &str, version: u64) -> Result<VersionRecord, ApiError> {
+        let record = self.model(model).await?;
+        record.versions.into_iter().find(|v| v.version == version).ok_or_else(|| {
+            ApiError::new(ErrorCode::VersionNotFound, format!("model '{model}' has no version {version}"))
+        })
+    }
+
+    pub fn load_status(&self, model: &str, version: u64) -> LoadStatus {
+        if self.registry.contains(model, version) {
+            LoadStatus::Loaded
+        } else if let Some(reason) = self.failed.lock().get(&(model.to_owned(), version)) {
+            LoadStatus::Failed(reason.clone())
+        } else {
+            LoadStatus::NotLoaded
+        }
+    }
+
+    /// Run one predict request against the asked-for or the default version.
+    pub async fn predict(
+        &self,
+        model: &str,
+        version: Option<u64>,
+        input: PredictInput,
+    ) -> Result<PredictOutput, ApiError> {
+        let served = match self.registry.get(model, version) {
+            Ok(served) => served,
+            Err(_) => return Err(self.explain_miss(model, version).await),
+        };
+        let started = Instant::now();
+        let result = self.run(&served, input).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) if e.code.status().is_client_error() => "invalid_input",
+            Err(_) => "error",
+        };
+        self.metrics.observe_prediction(model, served.version, outcome, started.elapsed().as_secs_f64());
+        Ok(PredictOutput { model: served.model.clone(), version: served.version, rendered: result? })
+    }
+
+    async fn run(&self, served: &Arc<ServedVersion>, input: PredictInput) -> Result<Rendered, ApiError> {
+        let spec = io::single_input(served)?;
+        let tensor = match (input.instances, input.records) {
+            (Some(instances), None) => io::instances_tensor(spec, &instances, input.shape.as_deref())?,
+            (None, Some(records)) => {
+                if input.shape.is_some() {
+                    return Err(ApiError::new(ErrorCode::InvalidInput, "`shape` goes with `instances`, not `records`"));
+                }
+                io::records_tensor(spec, served.meta.feature_names.as_deref(), &records)?
+            }
+            (Some(_), Some(_)) => {
+                return Err(ApiError::new(ErrorCode::InvalidInput, "send either `instances` or `records`, not both"))
+            }
+            (None, None) => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidInput,
+                    "send `instances` (rows of values) or `records` (objects keyed by feature name)",
+                ))
+            }
+        };
+        let batch = tensor.shape.first().copied().unwrap_or(1);
+        let runner = served.clone();
+        let outputs = tokio::task::spawn_blocking(move || runner.loaded.infer(vec![tensor]))
+            .await
+            .map_err(blocking_failed)??;
+        Ok(io::render_outputs(served, batch, outputs)?)
+    }
+
+    /// Say precisely why a model or version cannot answer (the slow path, off the hot one).
+    async fn explain_miss(&self, model: &str, version: Option<u64>) -> ApiError {
+        let record = match self.model(model).await {
+            Ok(record) => record,
+            Err(e) => return e,
+        };
+        let unavailable = |v: u64| {
+            let why = match self.load_status(model, v) {
+                LoadStatus::Failed(reason) => format!("it failed to load here: {reason}"),
+                _ => "it is still loading on this replica; try again shortly".to_owned(),
+            };
+            ApiError::new(ErrorCode::VersionUnavailable, format!("version {v} of '{model}' is deployed but {why}"))
+        };
+        match version {
+            Some(v) => match record.versions.iter().find(|r| r.version == v) {
+                None => ApiError::new(ErrorCode::VersionNotFound, format!("model '{model}' has no version {v}")),
+                Some(r) if r.state == VersionState::Deployed => unavailable(v),
+                Some(_) => ApiError::new(
+                    ErrorCode::VersionNotDeployed,
+                    format!("version {v} of '{model}' is undeployed; deploy it again with POST /v1/models/{model}/versions/{v}/deploy"),
+                ),
+            },
+            None => match record.default_version() {
+                Some(v) => unavailable(v),
+                None => ApiError::new(
+                    ErrorCode::NoDeployedVersion,
+                    format!("model '{model}' has no deployed version; deploy or redeploy one first"),
+                ),
+            },
+        }
+    }
+}
+
+/// Class and feature names must fit the model they describe.
+fn check_names(
+    model: &dyn LoadedModel,
+    class_names: &Option<Vec<String>>,
+    feature_names: &Option<Vec<String>>,
+) -> Result<(), ApiError> {
+    let signature = model.signature();
+    let invalid = |m: String| Err(ApiError::new(ErrorCode::InvalidArgument, m));
+    if let Some(names) = class_names {
+        if names.is_empty() {
+            return invalid("class_names is empty".into());
+        }
+        let classes = signature
+            .outputs
+            .iter()
+            .find(|o| o.shape.len() == 2 && matches!(o.element_type, maas_serving::ElementType::Float32))
+            .and_then(|o| match o.shape[1] {
+                Dim::Fixed(n) => Some(n),
+                Dim::Symbolic(_) => None,
+            });
+        if let Some(n) = classes {
+            if n != names.len() {
+                return invalid(format!("class_names has {} names but the model scores {n} classes", names.len()));
+            }
+        }
+    }
+    if let Some(names) = feature_names {
+        let distinct: BTreeSet<&String> = names.iter().collect();
+        if names.is_empty() || distinct.len() != names.len() {
+            return invalid("feature_names must be a non-empty list of distinct names".into());
+        }
+        match signature.inputs.as_slice() {
+            [input] if input.shape.len() == 2 => {
+                if let Dim::Fixed(n) = input.shape[1] {
+                    if n != names.len() {
+                        return invalid(format!(
+                            "feature_names has {} names but input '{}' takes {n} features",
+                            names.len(),
+                            input.name
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return invalid("feature_names applies to models with one input of shape [N, features]".into())
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! Deploy a version from a multipart upload or a URL. The file is streamed to staging with the
+//! size limit enforced as it arrives; nothing is recorded unless the backend loads it.
+
+use actix_multipart::{Field, Multipart};
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use maas_serving::StagedArtifact;
+
+use crate::api::{DeployForm, VersionInfo};
+use crate::auth::{Authorized, Deploy};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::models::{validate_model_name, DeployRequest};
+use crate::server::AppState;
+
+/// Largest text field of the form (class names of a big classifier fit comfortably).
+const MAX_TEXT_FIELD: usize = 1024 * 1024;
+const FIELDS: &str = "model, model_url, version, class_names, feature_names, append";
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(ErrorCode::PayloadTooLarge, format!("the model is larger than the limit of {limit} bytes (limits.max_model_bytes)"))
+}
+
+fn cut_short(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, format!("the upload was cut short or is not valid multipart: {e}"))
+}
+
+fn stage_error(e: std::io::Error) -> ApiError {
+    ApiError::new(ErrorCode::Internal, format!("cannot write the upload: {e}"))
+}
+
+#[derive(Default)]
+struct Form {
+    staged: Option<(StagedArtifact, String)>,
+    model_url: Option<String>,
+    version: Option<String>,
+    class_names: Option<String>,
+    feature_names: Option<String>,
+    append: Option<String>,
+}
+
+/// Deploy a new version (multipart form: `model` file or `model_url`, optional `version`,
+/// `class_names`, `feature_names`, `append`). The file must load and run before anything is
+/// recorded; a failed deploy leaves the previous state serving.
+#[utoipa::path(post, path = "/v1/models/{name}/versions", tag = "models",
+    params(("name" = String, Path, description = "Model name")),
+    request_body(content = DeployForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "Deployed", body = VersionInfo),
+        (status = 400, description = "Malformed or truncated form", body = ErrorBody),
+        (status = 409, description = "Version number already used", body = ErrorBody),
+        (status = 413, description = "Model over limits.max_model_bytes", body = ErrorBody),
+        (status = 415, description = "Not multipart/form-data", body = ErrorBody),
+        (status = 422, description = "Invalid model, name or field", body = ErrorBody),
+    ))]
+pub async fn deploy(
+    _auth: Authorized<Deploy>,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    validate_model_name(&name)?;
+    let is_multipart = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_multipart {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("send a multipart/form-data form with fields: {FIELDS}"),
+        ));
+    }
+    let limit = state.settings.limits.max_model_bytes;
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit.saturating_add(MAX_TEXT_FIELD as u64 * 8)) {
+        return Err(too_large(limit));
+    }
+
+    let form = read_form(&state, Multipart::new(req.headers(), payload), limit).await?;
+    let (staged, source) = match (form.staged, form.model_url) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(ErrorCode::InvalidArgument, "send either `model` or `model_url`, not both"))
+        }
+        (None, None) => {
+            return Err(ApiError::new(ErrorCode::InvalidArgument, format!("the form has no `model` file and no `model_url` (fields: {FIELDS})")))
+        }
+        (Some(staged), None) => staged,
+        (None, Some(url)) => (fetch(&state, &url, limit).await?, url),
+    };
+    let request = DeployRequest {
+        model: name,
+        staged,
+        version: form.version.as_deref().map(parse_version).transpose()?,
+        append: form.append.as_deref().map(parse_bool).transpose()?.unwrap_or(true),
+        class_names: form.class_names.as_deref().map(|t| parse_names("class_names", t)).transpose()?,
+        feature_names: form.feature_names.as_deref().map(|t| parse_names("feature_names", t)).transpose()?,
+        source,
+    };
+    let record = state.models.deploy(request).await?;
+    let default = state.models.model(&record.model).await?.default_version();
+    let status = state.models.load_status(&record.model, record.version);
+    let info = VersionInfo::new(&record, default, status);
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/v1/models/{}/versions/{}", record.model, record.version)))
+        .json(info))
+}
+
+async fn read_form(state: &AppState, mut multipart: Multipart, limit: u64) -> Result<Form, ApiError> {
+    let mut form = Form::default();
+    while let Some(field) = multipart.next().await {
+        let mut field = field.map_err(cut_short)?;
+        let name = field.name().unwrap_or_default().to_owned();
+        let slot = match name.as_str() {
+            "model" => {
+                if form.staged.is_some() {
+                    return Err(ApiError::new(ErrorCode::InvalidArgument, "the form has more than one `model` file"));
+                }
+                let file_name = field
+                    .content_disposition()
+                    .and_then(|d| d.get_filename())
+                    .unwrap_or("model.onnx")
+                    .to_owned();
+                let staged = stream_field(state, &mut field, limit).await?;
+                form.staged = Some((staged, format!("upload:{file_name}")));
+                continue;
+            }
+            "model_url" => &mut form.model_url,
+            "version" => &mut form.version,
+            "class_names" => &mut form.class_names,
+            "feature_names" => &mut form.feature_names,
+            "append" => &mut form.append,
+            other => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("unknown form field '{}'; fields: {FIELDS}", other.chars().take(64).collect::<String>()),
+                ))
+            }
+        };
+        if slot.is_some() {
+            return Err(ApiError::new(ErrorCode::InvalidArgument, format!("the form has `{name}` twice")));
+        }
+        *slot = Some(read_text(&name, &mut field).await?);
+    }
+    Ok(form)
+}
+
+async fn stream_field(state: &AppState, field: &mut Field, limit: u64) -> Result<StagedArtifact, ApiError> {
+    let mut staged = state.models.artifacts().stage().map_err(stage_error)?;
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(cut_short)?;
+        if staged.size() + chunk.len() as u64 > limit {
+            return Err(too_large(limit));
+        }
+        staged.write(&chunk).map_err(stage_error)?;
+    }
+    Ok(staged)
+}
+
+async fn read_text(name: &str, field: &mut Field) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(cut_short)?;
+        if bytes.len() + chunk.len() > MAX_TEXT_FIELD {
+            return Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("`{name}` is longer than {MAX_TEXT_FIELD} bytes")));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes)
+        .map(|s| s.trim().to_owned())
+        .map_err(|_| ApiError::new(ErrorCode::InvalidArgument, format!("`{name}` is not UTF-8 text")))
+}
+
+fn parse_version(text: &str) -> Result<u64, ApiError> {
+    match text.parse::<u64>() {
+        Ok(v) if v >= 1 && v <= i64::MAX as u64 => Ok(v),
+        _ => Err(ApiError::new(ErrorCode::InvalidArgument, format!("`version` must be a positive integer, got '{text}'"))),
+    }
+}
+
+fn parse_bool(text: &str) -> Result<bool, ApiError> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(ApiError::new(ErrorCode::InvalidArgument, format!("`append` must be true or false, got '{text}'"))),
+    }
+}
+
+fn parse_names(field: &str, text: &str) -> Result<Vec<String>, ApiError> {
+    serde_json::from_str::<Vec<String>>(text).map_err(|_| {
+        ApiError::new(ErrorCode::InvalidArgument, format!("`{field}` must be a JSON array of strings, like [\"a\", \"b\"]"))
+    })
+}
+
+/// Fetch `model_url` into staging, with the same size limit as an upload.
+async fn fetch(state: &AppState, url: &str, limit: u64) -> Result<StagedArtifact, ApiError> {
+    let failed = |m: String| ApiError::new(ErrorCode::ModelUrlFailed, m);
+    let parsed = url::Url::parse(url).map_err(|e| failed(format!("`model_url` is not a URL: {e}")))?;
+    let mut staged = state.models.artifacts().stage().map_err(stage_error)?;
+    match parsed.scheme() {
+        "http" | "https" => {
+            let response = state
+                .http
+                .get(parsed.clone())
+                .send()
+                .await
+                .map_err(|e| failed(format!("fetching {url}: {e}")))?;
+            if !response.status().is_success() {
+                return Err(failed(format!("fetching {url}: the server answered {}", response.status())));
+            }
+            if response.content_length().is_some_and(|len| len > limit) {
+                return Err(too_large(limit));
+            }
+            let mut body = response.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| failed(format!("fetching {url}: {e}")))?;
+                if staged.size() + chunk.len() as u64 > limit {
+                    return Err(too_large(limit));
+                }
+                staged.write(&chunk).map_err(stage_error)?;
+            }
+        }
+        "file" => {
+            if !state.settings.serving.allow_file_urls {
+                return Err(failed("file:// model URLs are disabled (serving.allow_file_urls)".into()));
+            }
+            let path = parsed.to_file_path().map_err(|_| failed(format!("{url} is not a local file path")))?;
+            let meta = tokio::fs::metadata(&path).await.map_err(|e| failed(format!("{}: {e}", path.display())))?;
+            if !meta.is_file() {
+                return Err(failed(format!("{} is not a file", path.display())));
+            }
+            if meta.len() > limit {
+                return Err(too_large(limit));
+            }
+            let bytes = tokio::fs::read(&path).await.map_err(|e| failed(format!("{}: {e}", path.display())))?;
+            staged.write(&bytes).map_err(stage_error)?;
+        }
+        other => return Err(failed(format!("`model_url` scheme '{other}' is not supported; use http, https or file"))),
+    }
+    Ok(staged)
+}

@@ -1,0 +1,72 @@
+//! HTTP routes. Handlers are adapters: extract, call one service function, map the result.
+//! Each route is one resource with its methods, so a wrong method gets a JSON 405.
+
+pub mod deploy;
+pub mod health;
+pub mod models;
+pub mod predict;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::error::{ApiError, ErrorCode};
+
+/// Register every route; `predict_json` is the body limit of the predict routes.
+pub fn configure(cfg: &mut web::ServiceConfig, predict_json: web::JsonConfig) {
+    let resource = |path: &str| web::resource(path.to_owned()).default_service(web::to(method_not_allowed));
+    cfg.service(web::resource("/docs").route(web::get().to(docs_redirect)))
+        .service(resource("/health/live").route(web::get().to(health::live)))
+        .service(resource("/health/ready").route(web::get().to(health::ready)))
+        .service(resource("/metrics").route(web::get().to(health::metrics)))
+        .service(resource("/v1/models").route(web::get().to(models::list)))
+        .service(
+            resource("/v1/models/{name}")
+                .route(web::get().to(models::get))
+                .route(web::delete().to(models::delete_model)),
+        )
+        .service(
+            resource("/v1/models/{name}/versions")
+                .route(web::get().to(models::versions))
+                .route(web::post().to(deploy::deploy)),
+        )
+        .service(
+            resource("/v1/models/{name}/versions/{version}")
+                .route(web::get().to(models::version))
+                .route(web::delete().to(models::delete_version)),
+        )
+        .service(resource("/v1/models/{name}/versions/{version}/deploy").route(web::post().to(models::redeploy)))
+        .service(resource("/v1/models/{name}/versions/{version}/undeploy").route(web::post().to(models::undeploy)))
+        .service(
+            resource("/v1/models/{name}/predict")
+                .app_data(predict_json.clone())
+                .route(web::post().to(predict::predict_default)),
+        )
+        .service(
+            resource("/v1/models/{name}/versions/{version}/predict")
+                .app_data(predict_json)
+                .route(web::post().to(predict::predict_version)),
+        );
+}
+
+/// Swagger UI lives at `/docs/`; `/docs` is what people type.
+async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect().insert_header(("Location", "/docs/")).finish()
+}
+
+async fn method_not_allowed(req: HttpRequest) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    )
+}
+
+pub async fn not_found(req: HttpRequest) -> ApiError {
+    ApiError::new(ErrorCode::RouteNotFound, format!("no route {} {}", req.method(), req.path()))
+}
+
+impl actix_web::Responder for ApiError {
+    type Body = actix_web::body::BoxBody;
+
+    fn respond_to(self, _req: &HttpRequest) -> HttpResponse {
+        actix_web::ResponseError::error_response(&self)
+    }
+}

@@ -1,0 +1,139 @@
+//! Reading, redeploying, undeploying and deleting models and versions.
+
+use actix_web::{web, HttpResponse};
+
+use crate::api::{ModelInfo, ModelList, RedeployRequest, VersionInfo, VersionList};
+use crate::auth::{Authorized, Deploy, Read};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::server::AppState;
+use crate::store::VersionRecord;
+
+fn info(state: &AppState, record: &VersionRecord, default: Option<u64>) -> VersionInfo {
+    VersionInfo::new(record, default, state.models.load_status(&record.model, record.version))
+}
+
+async fn version_info(state: &AppState, record: &VersionRecord) -> Result<VersionInfo, ApiError> {
+    let default = state.models.model(&record.model).await?.default_version();
+    Ok(info(state, record, default))
+}
+
+/// List models with their versions and default version.
+#[utoipa::path(get, path = "/v1/models", tag = "models",
+    responses((status = 200, body = ModelList)))]
+pub async fn list(_auth: Authorized<Read>, state: web::Data<AppState>) -> Result<web::Json<ModelList>, ApiError> {
+    let models = state.models.models().await?;
+    Ok(web::Json(ModelList { models: models.iter().map(ModelInfo::from).collect() }))
+}
+
+/// One model: its versions, their states, and the default version.
+#[utoipa::path(get, path = "/v1/models/{name}", tag = "models",
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 200, body = ModelInfo), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    _auth: Authorized<Read>,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<web::Json<ModelInfo>, ApiError> {
+    Ok(web::Json(ModelInfo::from(&state.models.model(&name).await?)))
+}
+
+/// Every version of a model in full.
+#[utoipa::path(get, path = "/v1/models/{name}/versions", tag = "models",
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 200, body = VersionList), (status = 404, body = ErrorBody)))]
+pub async fn versions(
+    _auth: Authorized<Read>,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<web::Json<VersionList>, ApiError> {
+    let model = state.models.model(&name).await?;
+    let default = model.default_version();
+    Ok(web::Json(VersionList {
+        name: model.name.clone(),
+        default_version: default,
+        versions: model.versions.iter().map(|v| info(&state, v, default)).collect(),
+    }))
+}
+
+/// One version's metadata: inputs, outputs, shapes, backend, size, sha256, state.
+#[utoipa::path(get, path = "/v1/models/{name}/versions/{version}", tag = "models",
+    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Version number")),
+    responses((status = 200, body = VersionInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn version(
+    _auth: Authorized<Read>,
+    state: web::Data<AppState>,
+    path: web::Path<(String, u64)>,
+) -> Result<web::Json<VersionInfo>, ApiError> {
+    let (name, version) = path.into_inner();
+    let model = state.models.model(&name).await?;
+    let default = model.default_version();
+    let record = state.models.version(&name, version).await?;
+    Ok(web::Json(info(&state, &record, default)))
+}
+
+/// Serve a kept version again. With `{"append": false}` it becomes the only deployed version:
+/// a rollback.
+#[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/deploy", tag = "models",
+    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Version number")),
+    request_body(content = Option<RedeployRequest>, content_type = "application/json"),
+    responses((status = 200, body = VersionInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn redeploy(
+    _auth: Authorized<Deploy>,
+    state: web::Data<AppState>,
+    path: web::Path<(String, u64)>,
+    body: web::Bytes,
+) -> Result<web::Json<VersionInfo>, ApiError> {
+    let (name, version) = path.into_inner();
+    let options: RedeployRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RedeployRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(ErrorCode::InvalidJson, format!("the body must be empty or like {{\"append\": false}}: {e}"))
+        })?
+    };
+    let append = options.append.unwrap_or(true);
+    let record = state.models.redeploy(&name, version, !append).await?;
+    Ok(web::Json(version_info(&state, &record).await?))
+}
+
+/// Stop serving a version; it is kept and can be deployed again.
+#[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/undeploy", tag = "models",
+    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Version number")),
+    responses((status = 200, body = VersionInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn undeploy(
+    _auth: Authorized<Deploy>,
+    state: web::Data<AppState>,
+    path: web::Path<(String, u64)>,
+) -> Result<web::Json<VersionInfo>, ApiError> {
+    let (name, version) = path.into_inner();
+    let record = state.models.undeploy(&name, version).await?;
+    Ok(web::Json(version_info(&state, &record).await?))
+}
+
+/// Delete a version and its file. Its number is never reused.
+#[utoipa::path(delete, path = "/v1/models/{name}/versions/{version}", tag = "models",
+    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Version number")),
+    responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_version(
+    _auth: Authorized<Deploy>,
+    state: web::Data<AppState>,
+    path: web::Path<(String, u64)>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, version) = path.into_inner();
+    state.models.delete_version(&name, version).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Delete a model with all its versions and files.
+#[utoipa::path(delete, path = "/v1/models/{name}", tag = "models",
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
+pub async fn delete_model(
+    _auth: Authorized<Deploy>,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.models.delete_model(&name).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

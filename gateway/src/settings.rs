@@ -1,0 +1,237 @@
+//! Typed, layered configuration: defaults < TOML file < `MAAS__SECTION__KEY` environment <
+//! command-line flags. Unknown keys are refused at every layer, and the result is validated
+//! before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+const MIB: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
+    pub limits: LimitSettings,
+    pub serving: ServingSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address and port to listen on; port 0 picks a free port.
+    pub bind: String,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings { bind: "127.0.0.1:8080".into(), workers: 0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// Folder for the SQLite database and the artifacts when they are not set on their own.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; defaults to `<data_dir>/maas.db`.
+    pub database_url: Option<String>,
+    /// Where model files live; defaults to `<data_dir>/artifacts`. Replicas sharing a database
+    /// must share this folder too.
+    pub artifact_dir: Option<PathBuf>,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings { data_dir: PathBuf::from("./maas-data"), database_url: None, artifact_dir: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Largest model upload or download, in bytes.
+    pub max_model_bytes: u64,
+    /// Largest predict body, in bytes.
+    pub max_predict_bytes: u64,
+    /// Largest body of any other JSON route, in bytes.
+    pub max_json_bytes: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings { max_model_bytes: 512 * MIB, max_predict_bytes: 16 * MIB, max_json_bytes: MIB }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendChoice {
+    Tract,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServingSettings {
+    /// Default inference backend for new versions.
+    pub backend: BackendChoice,
+    /// How often to pick up deploys made by other replicas sharing the store, in milliseconds.
+    pub sync_interval_ms: u64,
+    /// Time limit for fetching a `model_url`, in seconds.
+    pub model_url_timeout_secs: u64,
+    /// Allow `file://` model URLs (paths on the server's own disk).
+    pub allow_file_urls: bool,
+}
+
+impl Default for ServingSettings {
+    fn default() -> Self {
+        ServingSettings {
+            backend: BackendChoice::Tract,
+            sync_interval_ms: 2000,
+            model_url_timeout_secs: 300,
+            allow_file_urls: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A `tracing` filter: `info`, `debug`, `maas=debug,actix_web=warn`, …
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+/// Values given on the command line; each one set overrides every other layer.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub bind: Option<String>,
+    pub database_url: Option<String>,
+}
+
+impl Settings {
+    /// Build the settings from every layer and validate them.
+    pub fn load(config_file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Settings> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = config_file {
+            if !path.is_file() {
+                anyhow::bail!("config file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("MAAS__").split("__"));
+        if let Some(dir) = &overrides.data_dir {
+            figment = figment.merge(("storage.data_dir", dir));
+        }
+        if let Some(bind) = &overrides.bind {
+            figment = figment.merge(("server.bind", bind));
+        }
+        if let Some(url) = &overrides.database_url {
+            figment = figment.merge(("storage.database_url", url));
+        }
+        let settings: Settings =
+            figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.server
+            .bind
+            .parse::<SocketAddr>()
+            .map_err(|e| anyhow::anyhow!("server.bind '{}' is not ADDR:PORT ({e})", self.server.bind))?;
+        if let Some(url) = &self.storage.database_url {
+            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                anyhow::bail!("storage.database_url must start with sqlite:, postgres:// or postgresql://");
+            }
+        }
+        if self.limits.max_model_bytes == 0 || self.limits.max_predict_bytes == 0 || self.limits.max_json_bytes == 0 {
+            anyhow::bail!("limits must be positive");
+        }
+        if self.serving.sync_interval_ms < 100 {
+            anyhow::bail!("serving.sync_interval_ms must be at least 100");
+        }
+        Ok(())
+    }
+
+    pub fn artifact_dir(&self) -> PathBuf {
+        self.storage.artifact_dir.clone().unwrap_or_else(|| self.storage.data_dir.join("artifacts"))
+    }
+
+    /// The database URL, with the default SQLite file under the data folder.
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.storage.database_url {
+            return Ok(url.clone());
+        }
+        std::fs::create_dir_all(&self.storage.data_dir)?;
+        let dir = std::fs::canonicalize(&self.storage.data_dir)?;
+        Ok(format!("sqlite://{}?mode=rwc", dir.join("maas.db").display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = Settings::default();
+        s.validate().unwrap();
+        assert_eq!(s.server.bind, "127.0.0.1:8080");
+        assert_eq!(s.limits.max_model_bytes, 512 * MIB);
+        assert_eq!(s.limits.max_predict_bytes, 16 * MIB);
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_unknown_keys_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("maas.toml", "[server]\nbind = \"127.0.0.1:9000\"\nworkers = 3\n[limits]\nmax_predict_bytes = 10\n")?;
+            jail.set_env("MAAS__SERVER__BIND", "127.0.0.1:9001");
+            let flags = Overrides { bind: Some("127.0.0.1:9002".into()), ..Overrides::default() };
+            let s = Settings::load(Some(Path::new("maas.toml")), &Overrides::default()).unwrap();
+            assert_eq!(s.server.bind, "127.0.0.1:9001");
+            assert_eq!(s.server.workers, 3);
+            assert_eq!(s.limits.max_predict_bytes, 10);
+            let s = Settings::load(Some(Path::new("maas.toml")), &flags).unwrap();
+            assert_eq!(s.server.bind, "127.0.0.1:9002");
+
+            jail.create_file("bad.toml", "[server]\nbindd = \"x\"\n")?;
+            let err = Settings::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("bindd"), "{err}");
+            jail.set_env("MAAS__SERVER__NOPE", "1");
+            assert!(Settings::load(None, &Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        let mut s = Settings::default();
+        s.server.bind = "localhost".into();
+        assert!(s.validate().is_err());
+        let mut s = Settings::default();
+        s.storage.database_url = Some("mysql://x".into());
+        assert!(s.validate().is_err());
+    }
+}

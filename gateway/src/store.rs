@@ -1,0 +1,531 @@
+//! The store: what is deployed, durably. SQLite by default, PostgreSQL to scale out; both through
+//! one set of portable SQL statements on sqlx's `Any` driver.
+//!
+//! Version numbers come from a per-model counter that only grows, and version rows are kept
+//! (state `deleted`) after a delete, so no number is ever handed out twice.
+
+use std::future::Future;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+/// Migrations, in order. Each runs once, in its own transaction, and is recorded.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "models and versions", include_str!("../../migrations/0001_models.sql"))];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("version {version} of model '{model}' already exists or existed; version numbers are never reused")]
+    VersionExists { model: String, version: u64 },
+    #[error("model '{0}' does not exist")]
+    ModelNotFound(String),
+    #[error("model '{model}' has no version {version}")]
+    VersionNotFound { model: String, version: u64 },
+    #[error("the database failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("writing the model file failed: {0}")]
+    Artifact(std::io::Error),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionState {
+    Deployed,
+    Undeployed,
+}
+
+impl VersionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VersionState::Deployed => "deployed",
+            VersionState::Undeployed => "undeployed",
+        }
+    }
+}
+
+/// A stored version of a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionRecord {
+    pub model: String,
+    pub version: u64,
+    pub state: VersionState,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub backend: String,
+    /// The model's signature as JSON, as the backend read it at deploy time.
+    pub signature: String,
+    pub class_names: Option<Vec<String>>,
+    pub feature_names: Option<Vec<String>>,
+    pub source: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A stored model with its live (not deleted) versions, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRecord {
+    pub name: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub versions: Vec<VersionRecord>,
+}
+
+impl ModelRecord {
+    /// The newest deployed version: what an unversioned predict runs.
+    pub fn default_version(&self) -> Option<u64> {
+        self.versions.iter().filter(|v| v.state == VersionState::Deployed).map(|v| v.version).max()
+    }
+}
+
+/// What a deploy asks the store to record.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    pub model: String,
+    pub version: Option<u64>,
+    /// False: this version becomes the only deployed one.
+    pub append: bool,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub backend: String,
+    pub signature: String,
+    pub class_names: Option<Vec<String>>,
+    pub feature_names: Option<Vec<String>>,
+    pub source: String,
+}
+
+/// The persistence seam of the model registry.
+pub trait ModelStore: Send + Sync {
+    /// Record a new deployed version. `place` puts its file in place once the number is known;
+    /// the record commits only if it succeeds, so a crash leaves the old state or the new one.
+    fn create_version<F>(
+        &self,
+        new: NewVersion,
+        place: F,
+    ) -> impl Future<Output = Result<VersionRecord, StoreError>> + Send
+    where
+        F: FnOnce(u64) -> std::io::Result<()> + Send;
+    fn models(&self) -> impl Future<Output = Result<Vec<ModelRecord>, StoreError>> + Send;
+    fn model(&self, name: &str) -> impl Future<Output = Result<Option<ModelRecord>, StoreError>> + Send;
+    /// Mark a kept version deployed; with `exclusive`, every other version is undeployed.
+    fn deploy(
+        &self,
+        model: &str,
+        version: u64,
+        exclusive: bool,
+    ) -> impl Future<Output = Result<VersionRecord, StoreError>> + Send;
+    fn undeploy(&self, model: &str, version: u64) -> impl Future<Output = Result<VersionRecord, StoreError>> + Send;
+    fn delete_version(&self, model: &str, version: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn delete_model(&self, model: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every deployed version of every model: what each replica should be serving.
+    fn deployed(&self) -> impl Future<Output = Result<Vec<VersionRecord>, StoreError>> + Send;
+    /// Every live version of every model, deployed or not (artifact sweeping).
+    fn live_versions(&self) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// [`ModelStore`] on SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    postgres: bool,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+const VERSION_COLUMNS: &str = "model, version, state, sha256, size_bytes, backend, signature, \
+                               class_names, feature_names, source, created_at, updated_at";
+
+impl SqlStore {
+    /// Connect, apply migrations, and tune SQLite for concurrent readers and one writer.
+    pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
+        sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if postgres { 16 } else { 8 })
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        let store = SqlStore { pool, postgres };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.pool
+            .execute(
+                "CREATE TABLE IF NOT EXISTS maas_schema (version BIGINT PRIMARY KEY, \
+                 description TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+            )
+            .await?;
+        for (version, description, sql) in MIGRATIONS {
+            let mut tx = self.pool.begin().await?;
+            if self.postgres {
+                // Replicas starting together: one migrates, the others wait and then skip.
+                tx.execute("SELECT pg_advisory_xact_lock(727365001)").await?;
+            }
+            let applied = sqlx::query("SELECT version FROM maas_schema WHERE version = $1")
+                .bind(*version)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if applied.is_some() {
+                continue;
+            }
+            for statement in sql.split(';').map(str::trim).filter(|s| !strip_comments(s).is_empty()) {
+                tx.execute(statement).await?;
+            }
+            sqlx::query("INSERT INTO maas_schema (version, description, applied_at) VALUES ($1, $2, $3)")
+                .bind(*version)
+                .bind(*description)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(version, description, "applied store migration");
+        }
+        Ok(())
+    }
+
+    async fn version_in<'e, E>(executor: E, model: &str, version: u64) -> Result<Option<VersionRecord>, StoreError>
+    where
+        E: Executor<'e, Database = sqlx::Any>,
+    {
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM model_versions WHERE model = $1 AND version = $2 AND state <> 'deleted'"
+        );
+        let row = sqlx::query(&sql).bind(model).bind(to_i64(version)).fetch_optional(executor).await?;
+        row.as_ref().map(version_from_row).transpose()
+    }
+
+    async fn set_state(
+        &self,
+        model: &str,
+        version: u64,
+        state: VersionState,
+        exclusive: bool,
+    ) -> Result<VersionRecord, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        // Write first: on SQLite this takes the write lock before any read, on PostgreSQL it
+        // locks the row, so concurrent state changes serialize instead of failing.
+        let updated = sqlx::query(
+            "UPDATE model_versions SET state = $1, updated_at = $2 \
+             WHERE model = $3 AND version = $4 AND state <> 'deleted'",
+        )
+        .bind(state.as_str())
+        .bind(now)
+        .bind(model)
+        .bind(to_i64(version))
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            let exists = model_exists(&mut *tx, model).await?;
+            return Err(if exists {
+                StoreError::VersionNotFound { model: model.into(), version }
+            } else {
+                StoreError::ModelNotFound(model.into())
+            });
+        }
+        if exclusive {
+            sqlx::query(
+                "UPDATE model_versions SET state = 'undeployed', updated_at = $1 \
+                 WHERE model = $2 AND version <> $3 AND state = 'deployed'",
+            )
+            .bind(now)
+            .bind(model)
+            .bind(to_i64(version))
+            .execute(&mut *tx)
+            .await?;
+        }
+        touch_model(&mut *tx, model, now).await?;
+        let record = Self::version_in(&mut *tx, model, version)
+            .await?
+            .ok_or_else(|| StoreError::VersionNotFound { model: model.into(), version })?;
+        tx.commit().await?;
+        Ok(record)
+    }
+}
+
+fn strip_comments(sql: &str) -> String {
+    sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n").trim().to_owned()
+}
+
+async fn model_exists<'e, E>(executor: E, model: &str) -> Result<bool, StoreError>
+where
+    E: Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query("SELECT name FROM models WHERE name = $1 AND deleted = 0")
+        .bind(model)
+        .fetch_optional(executor)
+        .await?;
+    Ok(row.is_some())
+}
+
+async fn touch_model<'e, E>(executor: E, model: &str, now: i64) -> Result<(), StoreError>
+where
+    E: Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query("UPDATE models SET updated_at = $1 WHERE name = $2")
+        .bind(now)
+        .bind(model)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+fn names_from(text: Option<String>) -> Result<Option<Vec<String>>, StoreError> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("names: {e}"))))
+        .transpose()
+}
+
+fn names_to(names: &Option<Vec<String>>) -> Option<String> {
+    names.as_ref().map(|n| serde_json::Value::from(n.clone()).to_string())
+}
+
+fn version_from_row(row: &AnyRow) -> Result<VersionRecord, StoreError> {
+    let state = match row.try_get::<String, _>("state")?.as_str() {
+        "deployed" => VersionState::Deployed,
+        "undeployed" => VersionState::Undeployed,
+        other => return Err(StoreError::Corrupt(format!("unknown version state '{other}'"))),
+    };
+    Ok(VersionRecord {
+        model: row.try_get("model")?,
+        version: row.try_get::<i64, _>("version")?.max(0) as u64,
+        state,
+        sha256: row.try_get("sha256")?,
+        size_bytes: row.try_get::<i64, _>("size_bytes")?.max(0) as u64,
+        backend: row.try_get("backend")?,
+        signature: row.try_get("signature")?,
+        class_names: names_from(row.try_get("class_names")?)?,
+        feature_names: names_from(row.try_get("feature_names")?)?,
+        source: row.try_get("source")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl ModelStore for SqlStore {
+    async fn create_version<F>(&self, new: NewVersion, place: F) -> Result<VersionRecord, StoreError>
+    where
+        F: FnOnce(u64) -> std::io::Result<()> + Send,
+    {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO models (name, last_version, deleted, created_at, updated_at) \
+             VALUES ($1, 0, 0, $2, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&new.model)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        // Locks the model's row (PostgreSQL) so concurrent deploys take numbers one at a time.
+        sqlx::query("UPDATE models SET deleted = 0, updated_at = $1 WHERE name = $2")
+            .bind(now)
+            .bind(&new.model)
+            .execute(&mut *tx)
+            .await?;
+        let last: i64 = sqlx::query("SELECT last_version FROM models WHERE name = $1")
+            .bind(&new.model)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("last_version")?;
+        let version = match new.version {
+            Some(v) => {
+                let taken = sqlx::query("SELECT version FROM model_versions WHERE model = $1 AND version = $2")
+                    .bind(&new.model)
+                    .bind(to_i64(v))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if taken.is_some() {
+                    return Err(StoreError::VersionExists { model: new.model, version: v });
+                }
+                v
+            }
+            None => last.max(0) as u64 + 1,
+        };
+        let sql = format!(
+            "INSERT INTO model_versions ({VERSION_COLUMNS}) \
+             VALUES ($1, $2, 'deployed', $3, $4, $5, $6, $7, $8, $9, $10, $10)"
+        );
+        sqlx::query(&sql)
+            .bind(&new.model)
+            .bind(to_i64(version))
+            .bind(&new.sha256)
+            .bind(to_i64(new.size_bytes))
+            .bind(&new.backend)
+            .bind(&new.signature)
+            .bind(names_to(&new.class_names))
+            .bind(names_to(&new.feature_names))
+            .bind(&new.source)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE models SET last_version = $1 WHERE name = $2 AND last_version < $1")
+            .bind(to_i64(version))
+            .bind(&new.model)
+            .execute(&mut *tx)
+            .await?;
+        if !new.append {
+            sqlx::query(
+                "UPDATE model_versions SET state = 'undeployed', updated_at = $1 \
+                 WHERE model = $2 AND version <> $3 AND state = 'deployed'",
+            )
+            .bind(now)
+            .bind(&new.model)
+            .bind(to_i64(version))
+            .execute(&mut *tx)
+            .await?;
+        }
+        place(version).map_err(StoreError::Artifact)?;
+        crate::crash_point("deploy.before_commit");
+        let record = Self::version_in(&mut *tx, &new.model, version)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a version vanished inside its transaction".into()))?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn models(&self) -> Result<Vec<ModelRecord>, StoreError> {
+        let models = sqlx::query("SELECT name, created_at, updated_at FROM models WHERE deleted = 0 ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM model_versions WHERE state <> 'deleted' ORDER BY model, version"
+        );
+        let versions = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        let mut records = Vec::with_capacity(models.len());
+        for row in &models {
+            records.push(ModelRecord {
+                name: row.try_get("name")?,
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+                versions: Vec::new(),
+            });
+        }
+        for row in &versions {
+            let version = version_from_row(row)?;
+            if let Some(model) = records.iter_mut().find(|m| m.name == version.model) {
+                model.versions.push(version);
+            }
+        }
+        Ok(records)
+    }
+
+    async fn model(&self, name: &str) -> Result<Option<ModelRecord>, StoreError> {
+        let Some(row) =
+            sqlx::query("SELECT name, created_at, updated_at FROM models WHERE name = $1 AND deleted = 0")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM model_versions WHERE model = $1 AND state <> 'deleted' ORDER BY version"
+        );
+        let versions = sqlx::query(&sql)
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(version_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok(Some(ModelRecord {
+            name: row.try_get("name")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            versions,
+        }))
+    }
+
+    async fn deploy(&self, model: &str, version: u64, exclusive: bool) -> Result<VersionRecord, StoreError> {
+        self.set_state(model, version, VersionState::Deployed, exclusive).await
+    }
+
+    async fn undeploy(&self, model: &str, version: u64) -> Result<VersionRecord, StoreError> {
+        self.set_state(model, version, VersionState::Undeployed, false).await
+    }
+
+    async fn delete_version(&self, model: &str, version: u64) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE model_versions SET state = 'deleted', updated_at = $1 \
+             WHERE model = $2 AND version = $3 AND state <> 'deleted'",
+        )
+        .bind(now)
+        .bind(model)
+        .bind(to_i64(version))
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            let exists = model_exists(&mut *tx, model).await?;
+            return Err(if exists {
+                StoreError::VersionNotFound { model: model.into(), version }
+            } else {
+                StoreError::ModelNotFound(model.into())
+            });
+        }
+        touch_model(&mut *tx, model, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_model(&self, model: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query("UPDATE models SET deleted = 1, updated_at = $1 WHERE name = $2 AND deleted = 0")
+            .bind(now)
+            .bind(model)
+            .execute(&mut *tx)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::ModelNotFound(model.into()));
+        }
+        sqlx::query("UPDATE model_versions SET state = 'deleted', updated_at = $1 WHERE model = $2 AND state <> 'deleted'")
+            .bind(now)
+            .bind(model)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn deployed(&self) -> Result<Vec<VersionRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM model_versions WHERE state = 'deployed' ORDER BY model, version"
+        );
+        sqlx::query(&sql).fetch_all(&self.pool).await?.iter().map(version_from_row).collect()
+    }
+
+    async fn live_versions(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT model, version FROM model_versions WHERE state <> 'deleted'")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("model")?, r.try_get::<i64, _>("version")?.max(0) as u64)))
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.pool.execute("SELECT 1").await?;
+        Ok(())
+    }
+}

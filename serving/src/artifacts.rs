@@ -1,0 +1,230 @@
+//! The artifact store: model files on disk, one per version, written so that a crash at any
+//! moment leaves either no file or a whole one.
+//!
+//! Uploads are streamed into `.staging/`, hashed as they arrive, fsynced, then renamed into
+//! `<model>/<version>.onnx` (a rename within one file system is atomic). Whatever is left in
+//! `.staging/` after a crash is deleted at the next start, and files that no stored version
+//! refers to are swept by [`ArtifactStore::retain`].
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+const STAGING: &str = ".staging";
+
+/// Model files under one root folder.
+#[derive(Debug)]
+pub struct ArtifactStore {
+    root: PathBuf,
+    counter: AtomicU64,
+}
+
+/// An upload being written; deleted on drop unless committed.
+#[derive(Debug)]
+pub struct StagedArtifact {
+    path: PathBuf,
+    file: Option<File>,
+    hasher: Sha256,
+    size: u64,
+}
+
+/// What is known about a finished upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactDigest {
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl ArtifactStore {
+    /// Open (creating) the store and drop whatever a crashed upload left in staging.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        let staging = root.join(STAGING);
+        if staging.exists() {
+            fs::remove_dir_all(&staging)?;
+        }
+        fs::create_dir_all(&staging)?;
+        Ok(ArtifactStore { root, counter: AtomicU64::new(0) })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Start a new upload.
+    pub fn stage(&self) -> io::Result<StagedArtifact> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let path = self.root.join(STAGING).join(format!("{}-{n}.part", std::process::id()));
+        let file = File::create(&path)?;
+        Ok(StagedArtifact { path, file: Some(file), hasher: Sha256::new(), size: 0 })
+    }
+
+    /// Where the file of `model` `version` lives.
+    pub fn path(&self, model: &str, version: u64) -> io::Result<PathBuf> {
+        Ok(self.model_dir(model)?.join(format!("{version}.onnx")))
+    }
+
+    fn model_dir(&self, model: &str) -> io::Result<PathBuf> {
+        let safe = !model.is_empty()
+            && !model.starts_with('.')
+            && model.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !safe {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "unsafe model name"));
+        }
+        Ok(self.root.join(model))
+    }
+
+    /// Move a finished upload into place. After this returns the file is durable.
+    pub fn commit(&self, mut staged: StagedArtifact, model: &str, version: u64) -> io::Result<PathBuf> {
+        let target = self.path(model, version)?;
+        let dir = self.model_dir(model)?;
+        fs::create_dir_all(&dir)?;
+        if let Some(file) = staged.file.take() {
+            file.sync_all()?;
+        }
+        fs::rename(&staged.path, &target)?;
+        sync_dir(&dir)?;
+        staged.path = PathBuf::new();
+        Ok(target)
+    }
+
+    pub fn read(&self, model: &str, version: u64) -> io::Result<Vec<u8>> {
+        fs::read(self.path(model, version)?)
+    }
+
+    pub fn remove_version(&self, model: &str, version: u64) -> io::Result<()> {
+        match fs::remove_file(self.path(model, version)?) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn remove_model(&self, model: &str) -> io::Result<()> {
+        match fs::remove_dir_all(self.model_dir(model)?) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Delete every artifact for which `keep(model, version)` is false (leftovers of a crash
+    /// between the rename and the store's commit). Returns how many files were removed.
+    /// Files modified less than `min_age` ago are kept: another process sharing the folder may
+    /// be between its rename and its commit.
+    pub fn retain(&self, min_age: Duration, keep: impl Fn(&str, u64) -> bool) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.root)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == STAGING || !entry.file_type()?.is_dir() {
+                continue;
+            }
+            for file in fs::read_dir(entry.path())? {
+                let file = file?;
+                let file_name = file.file_name().to_string_lossy().into_owned();
+                let version = file_name.strip_suffix(".onnx").and_then(|v| v.parse::<u64>().ok());
+                let age = file.metadata()?.modified()?.elapsed().unwrap_or_default();
+                if age >= min_age && version.is_none_or(|v| !keep(&name, v)) {
+                    fs::remove_file(file.path())?;
+                    removed += 1;
+                }
+            }
+            if fs::read_dir(entry.path())?.next().is_none() {
+                fs::remove_dir(entry.path())?;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+impl StagedArtifact {
+    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        let file = self.file.as_mut().ok_or_else(|| io::Error::other("artifact already committed"))?;
+        file.write_all(chunk)?;
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        Ok(())
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn digest(&self) -> ArtifactDigest {
+        ArtifactDigest { sha256: hex::encode(self.hasher.clone().finalize()), size: self.size }
+    }
+}
+
+impl Drop for StagedArtifact {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            // Best effort: a leftover is also removed at the next start.
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_upload_is_hashed_committed_and_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let mut staged = store.stage().unwrap();
+        staged.write(b"hello ").unwrap();
+        staged.write(b"world").unwrap();
+        let digest = staged.digest();
+        assert_eq!(digest.size, 11);
+        assert_eq!(
+            digest.sha256,
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+        let path = store.commit(staged, "iris", 3).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"hello world");
+        assert_eq!(fs::read_dir(dir.path().join(STAGING)).unwrap().count(), 0);
+
+        store.commit(store.stage().unwrap(), "iris", 4).unwrap();
+        assert_eq!(store.retain(Duration::ZERO, |m, v| m == "iris" && v == 3).unwrap(), 1);
+        assert!(store.path("iris", 3).unwrap().exists());
+        assert!(!store.path("iris", 4).unwrap().exists());
+        store.commit(store.stage().unwrap(), "iris", 5).unwrap();
+        assert_eq!(store.retain(Duration::from_secs(3600), |_, _| false).unwrap(), 0);
+    }
+
+    #[test]
+    fn dropped_upload_leaves_nothing_and_restart_clears_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let mut staged = store.stage().unwrap();
+        staged.write(b"partial").unwrap();
+        let path = staged.path().to_path_buf();
+        drop(staged);
+        assert!(!path.exists());
+
+        fs::write(dir.path().join(STAGING).join("crashed.part"), b"x").unwrap();
+        ArtifactStore::open(dir.path()).unwrap();
+        assert_eq!(fs::read_dir(dir.path().join(STAGING)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn unsafe_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        assert!(store.path("../etc", 1).is_err());
+        assert!(store.path(".staging", 1).is_err());
+        assert!(store.path("a/b", 1).is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! Serving: everything between a validated request and a model's answer.
+//!
+//! It owns the inference backends (a small synchronous [`Backend`] trait with plain tensor types;
+//! tract is the default), the in-memory [`ModelRegistry`] of loaded versions, the on-disk
+//! [`ArtifactStore`], and the conversion of JSON predict bodies into tensors and back
+//! ([`io`]). It knows nothing of HTTP or SQL.
+
+pub mod artifacts;
+pub mod backend;
+pub mod error;
+pub mod io;
+pub mod registry;
+pub mod tensor;
+pub mod tract_backend;
+
+pub use artifacts::{ArtifactStore, StagedArtifact};
+pub use backend::{Backend, BackendKind, LoadedModel};
+pub use error::ServingError;
+pub use registry::{ModelRegistry, ServedVersion, VersionMeta};
+pub use tensor::{Dim, ElementType, ModelSignature, Tensor, TensorData, TensorSpec};
+pub use tract_backend::TractBackend;

@@ -1,0 +1,322 @@
+//! The default, pure-Rust backend: tract.
+//!
+//! skl2onnx declares a free batch dimension with neither a size nor a name; tract refuses to
+//! optimise such a model, so every unnamed dimension gets a symbol (`N` for axis 0) before
+//! optimisation. The signature shown to users is read from the ONNX graph itself, so the names
+//! people gave their dimensions survive.
+
+use std::collections::HashSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use tract_onnx::pb;
+use tract_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
+use tract_onnx::pb::type_proto::Value as TypeValue;
+use tract_onnx::prelude::{
+    tvec, DatumType, Framework, InferenceFact, InferenceModelExt, IntoRunnable, TDim, TValue,
+    Tensor as TractTensor, TypedRunnableModel,
+};
+use tract_onnx::tract_hir::internal::{DimLike, IntoTValue};
+
+use crate::{
+    Backend, BackendKind, Dim, ElementType, LoadedModel, ModelSignature, ServingError, Tensor,
+    TensorData, TensorSpec,
+};
+
+/// Loads ONNX models with tract.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TractBackend;
+
+struct TractModel {
+    signature: ModelSignature,
+    plan: Arc<TypedRunnableModel>,
+}
+
+impl Backend for TractBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Tract
+    }
+
+    fn load(&self, onnx: &[u8]) -> Result<Arc<dyn LoadedModel>, ServingError> {
+        // tract asserts on some malformed graphs instead of returning an error; a bad upload
+        // must become a clear 422, never a crashed worker.
+        let loaded = catch_unwind(AssertUnwindSafe(|| load_tract(onnx)))
+            .map_err(|panic| ServingError::InvalidModel(panic_text(&panic)))??;
+        smoke_test(&loaded)?;
+        Ok(Arc::new(loaded))
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> ServingError {
+    ServingError::InvalidModel(format!("{e:#}"))
+}
+
+fn load_tract(onnx: &[u8]) -> Result<TractModel, ServingError> {
+    if onnx.is_empty() {
+        return Err(ServingError::InvalidModel("the file is empty".into()));
+    }
+    let framework = tract_onnx::onnx();
+    let proto = framework
+        .proto_model_for_read(&mut &onnx[..])
+        .map_err(|e| ServingError::InvalidModel(format!("not an ONNX protobuf ({e})")))?;
+    let graph = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| ServingError::InvalidModel("the ONNX file has no graph".into()))?;
+    let inputs = declared_inputs(graph)?;
+    let output_names: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    if output_names.is_empty() {
+        return Err(ServingError::InvalidModel("the graph declares no output".into()));
+    }
+
+    let mut model = framework.model_for_proto_model(&proto).map_err(invalid)?;
+    for (ix, spec) in inputs.iter().enumerate() {
+        let dims: Vec<TDim> = spec
+            .shape
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(n) => TDim::from(*n),
+                Dim::Symbolic(name) => TDim::from(model.sym(name)),
+            })
+            .collect();
+        let fact = InferenceFact::dt_shape(datum_type(spec.element_type), dims);
+        model.set_input_fact(ix, fact).map_err(invalid)?;
+    }
+    // Declared output shapes are often wrong or partial in exported files; let tract infer them.
+    for ix in 0..output_names.len() {
+        model.set_output_fact(ix, InferenceFact::default()).map_err(invalid)?;
+    }
+    let typed = model.into_optimized().map_err(invalid)?;
+
+    let mut outputs = Vec::with_capacity(output_names.len());
+    for (ix, name) in output_names.into_iter().enumerate() {
+        let fact = typed.output_fact(ix).map_err(invalid)?;
+        let element_type = element_type_of_datum(fact.datum_type).ok_or_else(|| {
+            ServingError::UnsupportedModel(format!(
+                "output '{name}' has element type {:?}, which maas cannot return",
+                fact.datum_type
+            ))
+        })?;
+        let shape = fact
+            .shape
+            .iter()
+            .map(|d| match d.to_usize() {
+                Ok(n) => Dim::Fixed(n),
+                Err(_) => Dim::Symbolic(d.to_string()),
+            })
+            .collect();
+        outputs.push(TensorSpec { name, element_type, shape });
+    }
+    let plan = typed.into_runnable().map_err(invalid)?;
+    Ok(TractModel { signature: ModelSignature { inputs, outputs }, plan })
+}
+
+/// Graph inputs that are fed at run time (older exporters also list initializers as inputs).
+fn declared_inputs(graph: &pb::GraphProto) -> Result<Vec<TensorSpec>, ServingError> {
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let mut specs = Vec::new();
+    for input in graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())) {
+        let Some(TypeValue::TensorType(tensor)) = input.r#type.as_ref().and_then(|t| t.value.as_ref())
+        else {
+            return Err(ServingError::UnsupportedModel(format!(
+                "input '{}' is not a tensor; maas feeds tensors only",
+                input.name
+            )));
+        };
+        let element_type = element_type_of_onnx(tensor.elem_type).ok_or_else(|| {
+            ServingError::UnsupportedModel(format!(
+                "input '{}' has ONNX element type {}, which maas cannot feed",
+                input.name, tensor.elem_type
+            ))
+        })?;
+        let dims = tensor.shape.as_ref().map(|s| s.dim.as_slice()).unwrap_or_default();
+        let shape = dims
+            .iter()
+            .enumerate()
+            .map(|(axis, d)| match &d.value {
+                Some(DimValue::DimValue(n)) if *n > 0 => Dim::Fixed(*n as usize),
+                Some(DimValue::DimParam(p)) if is_symbol_name(p) => Dim::Symbolic(p.clone()),
+                _ if axis == 0 => Dim::Symbolic("N".into()),
+                _ => Dim::Symbolic(format!("d{axis}")),
+            })
+            .collect();
+        specs.push(TensorSpec { name: input.name.clone(), element_type, shape });
+    }
+    if specs.is_empty() {
+        return Err(ServingError::InvalidModel("the graph declares no input".into()));
+    }
+    Ok(specs)
+}
+
+fn is_symbol_name(p: &str) -> bool {
+    let mut chars = p.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn element_type_of_onnx(code: i32) -> Option<ElementType> {
+    use pb::tensor_proto::DataType;
+    match DataType::try_from(code).ok()? {
+        DataType::Float => Some(ElementType::Float32),
+        DataType::Double => Some(ElementType::Float64),
+        DataType::Int32 => Some(ElementType::Int32),
+        DataType::Int64 => Some(ElementType::Int64),
+        DataType::Bool => Some(ElementType::Bool),
+        DataType::String => Some(ElementType::String),
+        _ => None,
+    }
+}
+
+fn element_type_of_datum(dt: DatumType) -> Option<ElementType> {
+    match dt {
+        DatumType::F32 | DatumType::F16 => Some(ElementType::Float32),
+        DatumType::F64 => Some(ElementType::Float64),
+        DatumType::I32 | DatumType::I16 | DatumType::I8 | DatumType::U8 | DatumType::U16 => {
+            Some(ElementType::Int32)
+        }
+        DatumType::I64 | DatumType::U32 | DatumType::U64 => Some(ElementType::Int64),
+        DatumType::Bool => Some(ElementType::Bool),
+        DatumType::String => Some(ElementType::String),
+        _ => None,
+    }
+}
+
+fn datum_type(t: ElementType) -> DatumType {
+    match t {
+        ElementType::Float32 => DatumType::F32,
+        ElementType::Float64 => DatumType::F64,
+        ElementType::Int32 => DatumType::I32,
+        ElementType::Int64 => DatumType::I64,
+        ElementType::Bool => DatumType::Bool,
+        ElementType::String => DatumType::String,
+    }
+}
+
+/// One run with a batch of one and zeros everywhere: a model that loads but cannot run is refused
+/// at deploy time rather than at its first request.
+fn smoke_test(model: &TractModel) -> Result<(), ServingError> {
+    let inputs = model
+        .signature
+        .inputs
+        .iter()
+        .map(|spec| {
+            let shape: Vec<usize> = spec
+                .shape
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(n) => *n,
+                    Dim::Symbolic(_) => 1,
+                })
+                .collect();
+            let n: usize = shape.iter().product();
+            let data = match spec.element_type {
+                ElementType::Float32 => TensorData::Float32(vec![0.0; n]),
+                ElementType::Float64 => TensorData::Float64(vec![0.0; n]),
+                ElementType::Int32 => TensorData::Int32(vec![0; n]),
+                ElementType::Int64 => TensorData::Int64(vec![0; n]),
+                ElementType::Bool => TensorData::Bool(vec![false; n]),
+                ElementType::String => TensorData::String(vec![String::new(); n]),
+            };
+            Tensor { shape, data }
+        })
+        .collect();
+    model
+        .infer(inputs)
+        .map(|_| ())
+        .map_err(|e| ServingError::InvalidModel(format!("a test inference failed: {e}")))
+}
+
+impl LoadedModel for TractModel {
+    fn signature(&self) -> &ModelSignature {
+        &self.signature
+    }
+
+    fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ServingError> {
+        if inputs.len() != self.signature.inputs.len() {
+            return Err(ServingError::InvalidInput(format!(
+                "the model takes {} inputs, {} were given",
+                self.signature.inputs.len(),
+                inputs.len()
+            )));
+        }
+        let mut values = tvec![];
+        for (tensor, spec) in inputs.into_iter().zip(&self.signature.inputs) {
+            if tensor.data.element_type() != spec.element_type {
+                return Err(ServingError::InvalidInput(format!(
+                    "input '{}' takes {}, got {}",
+                    spec.name,
+                    spec.element_type.as_str(),
+                    tensor.data.element_type().as_str()
+                )));
+            }
+            values.push(to_tract(tensor)?);
+        }
+        let plan = &self.plan;
+        let outputs = catch_unwind(AssertUnwindSafe(|| plan.run(values)))
+            .map_err(|panic| ServingError::Inference(panic_text(&panic)))?
+            .map_err(|e| ServingError::Inference(format!("{e:#}")))?;
+        outputs.into_iter().map(|t| from_tract(&t)).collect()
+    }
+}
+
+fn to_tract(tensor: Tensor) -> Result<TValue, ServingError> {
+    use tract_onnx::prelude::tract_ndarray::{ArrayD, IxDyn};
+    fn build<T: tract_onnx::prelude::Datum>(
+        shape: &[usize],
+        data: Vec<T>,
+    ) -> Result<TractTensor, ServingError> {
+        ArrayD::from_shape_vec(IxDyn(shape), data)
+            .map(TractTensor::from)
+            .map_err(|e| ServingError::InvalidInput(e.to_string()))
+    }
+    let shape = tensor.shape;
+    let t = match tensor.data {
+        TensorData::Float32(v) => build(&shape, v)?,
+        TensorData::Float64(v) => build(&shape, v)?,
+        TensorData::Int32(v) => build(&shape, v)?,
+        TensorData::Int64(v) => build(&shape, v)?,
+        TensorData::Bool(v) => build(&shape, v)?,
+        TensorData::String(v) => build(&shape, v)?,
+    };
+    Ok(t.into_tvalue())
+}
+
+fn from_tract(t: &TractTensor) -> Result<Tensor, ServingError> {
+    fn copy<T: tract_onnx::prelude::Datum + Clone>(t: &TractTensor) -> Result<Vec<T>, ServingError> {
+        let err = |e: tract_onnx::prelude::TractError| ServingError::Inference(format!("{e:#}"));
+        let view = t.try_as_plain_ram().map_err(err)?;
+        view.as_slice::<T>().map(<[T]>::to_vec).map_err(err)
+    }
+    fn cast<T: tract_onnx::prelude::Datum + Clone>(t: &TractTensor) -> Result<Vec<T>, ServingError> {
+        let cast = t.cast_to::<T>().map_err(|e| ServingError::Inference(format!("{e:#}")))?;
+        copy::<T>(&cast)
+    }
+    let data = match t.datum_type() {
+        DatumType::F32 => TensorData::Float32(copy(t)?),
+        DatumType::F16 => TensorData::Float32(cast(t)?),
+        DatumType::F64 => TensorData::Float64(copy(t)?),
+        DatumType::I32 => TensorData::Int32(copy(t)?),
+        DatumType::I16 | DatumType::I8 | DatumType::U8 | DatumType::U16 => {
+            TensorData::Int32(cast(t)?)
+        }
+        DatumType::I64 => TensorData::Int64(copy(t)?),
+        DatumType::U32 | DatumType::U64 => TensorData::Int64(cast(t)?),
+        DatumType::Bool => TensorData::Bool(copy(t)?),
+        DatumType::String => TensorData::String(copy(t)?),
+        other => {
+            return Err(ServingError::Inference(format!(
+                "the model returned element type {other:?}, which maas cannot return"
+            )))
+        }
+    };
+    Ok(Tensor { shape: t.shape().to_vec(), data })
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("no detail");
+    format!("the backend panicked: {detail}")
+}
