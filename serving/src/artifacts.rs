@@ -3,7 +3,7 @@
 //!
 //! Uploads are streamed into `.staging/`, hashed as they arrive, fsynced, then renamed into
 //! `<model>/<version>.onnx` (a rename within one file system is atomic). Whatever is left in
-//! `.staging/` after a crash is deleted at the next start, and files that no stored version
+//! `.staging/` by a process that no longer runs is deleted at the next start, and files that no stored version
 //! refers to are swept by [`ArtifactStore::retain`].
 
 use std::fs::{self, File};
@@ -44,10 +44,15 @@ impl ArtifactStore {
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
         let staging = root.join(STAGING);
-        if staging.exists() {
-            fs::remove_dir_all(&staging)?;
-        }
         fs::create_dir_all(&staging)?;
+        for entry in fs::read_dir(&staging)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let owner = name.split('-').next().and_then(|pid| pid.parse::<u32>().ok());
+            if !owner.is_some_and(process_alive) {
+                fs::remove_file(entry.path())?;
+            }
+        }
         Ok(ArtifactStore { root, counter: AtomicU64::new(0) })
     }
 
@@ -171,6 +176,12 @@ impl Drop for StagedArtifact {
     }
 }
 
+/// Whether an upload's owner still runs: another replica on this host may share the folder.
+/// Where `/proc` is missing every leftover is treated as abandoned.
+fn process_alive(pid: u32) -> bool {
+    pid != std::process::id() && Path::new("/proc/self").exists() && Path::new(&format!("/proc/{pid}")).exists()
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -215,6 +226,7 @@ mod tests {
         assert!(!path.exists());
 
         fs::write(dir.path().join(STAGING).join("crashed.part"), b"x").unwrap();
+        fs::write(dir.path().join(STAGING).join("4294967295-0.part"), b"x").unwrap();
         ArtifactStore::open(dir.path()).unwrap();
         assert_eq!(fs::read_dir(dir.path().join(STAGING)).unwrap().count(), 0);
     }
