@@ -44,6 +44,9 @@ impl<P: Permission> FromRequest for Authorized<P> {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(_req: &HttpRequest, _payload: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(Ok(Authorized { caller: "anonymous".into(), _permission: PhantomData }))
+        ready(Ok(Authorized {
+            caller: "anonymous".into(),
+            _permission: PhantomData,
+        }))
     }
 }

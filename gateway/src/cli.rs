@@ -10,7 +10,11 @@ use serde_json::Value;
 use crate::settings::{LogFormat, Overrides, Settings};
 
 #[derive(Debug, Parser)]
-#[command(name = "maas", version, about = "Model-as-a-service gateway: versioned ONNX models over HTTP")]
+#[command(
+    name = "maas",
+    version,
+    about = "Model-as-a-service gateway: versioned ONNX models over HTTP"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -120,7 +124,10 @@ fn init_logging(settings: &Settings) {
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match settings.log.format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -128,14 +135,20 @@ fn init_logging(settings: &Settings) {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let overrides = Overrides { data_dir: args.data_dir, bind: args.bind, database_url: args.database_url };
+    let overrides = Overrides {
+        data_dir: args.data_dir,
+        bind: args.bind,
+        database_url: args.database_url,
+    };
     let settings = Settings::load(args.config.as_deref(), &overrides)?;
     init_logging(&settings);
     actix_web::rt::System::new().block_on(crate::server::serve(settings))
 }
 
 fn client(command: Command) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run_client(command))
 }
 
@@ -146,7 +159,10 @@ struct Client {
 
 impl Client {
     fn new(args: &ClientArgs) -> anyhow::Result<Client> {
-        Ok(Client { base: args.url.trim_end_matches('/').to_owned(), http: reqwest::Client::new() })
+        Ok(Client {
+            base: args.url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        })
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -159,14 +175,24 @@ impl Client {
 
     /// Send, and turn an error body into a readable error.
     async fn send(&self, builder: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let response = builder.send().await.with_context(|| format!("cannot reach maas at {}", self.base))?;
+        let response = builder
+            .send()
+            .await
+            .with_context(|| format!("cannot reach maas at {}", self.base))?;
         let status = response.status();
         let text = response.text().await?;
-        let body: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         if status.is_success() {
             return Ok(body);
         }
-        match (body.get("code").and_then(Value::as_str), body.get("message").and_then(Value::as_str)) {
+        match (
+            body.get("code").and_then(Value::as_str),
+            body.get("message").and_then(Value::as_str),
+        ) {
             (Some(code), Some(message)) => anyhow::bail!("{status}: {code}: {message}"),
             _ => anyhow::bail!("{status}: {body}"),
         }
@@ -184,11 +210,15 @@ fn read_rows(path: &Path) -> anyhow::Result<Value> {
     } else {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
     };
-    let value: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let value: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
     Ok(match value {
         Value::Array(_) => serde_json::json!({ "instances": value }),
         Value::Object(_) => value,
-        _ => anyhow::bail!("{} must hold an array of rows or a request object", path.display()),
+        _ => anyhow::bail!(
+            "{} must hold an array of rows or a request object",
+            path.display()
+        ),
     })
 }
 
@@ -199,7 +229,11 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Models { client } => {
             let c = Client::new(&client)?;
             let body = c.send(c.request(Method::GET, "/v1/models")).await?;
-            let models = body.get("models").and_then(Value::as_array).cloned().unwrap_or_default();
+            let models = body
+                .get("models")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             if models.is_empty() {
                 println!("no models");
             }
@@ -224,12 +258,27 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Deploy { name, file, version, class_names, feature_names, exclusive, client } => {
+        Command::Deploy {
+            name,
+            file,
+            version,
+            class_names,
+            feature_names,
+            exclusive,
+            client,
+        } => {
             let c = Client::new(&client)?;
-            let bytes = tokio::fs::read(&file).await.with_context(|| format!("reading {}", file.display()))?;
-            let file_name = file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "model.onnx".into());
-            let mut form = reqwest::multipart::Form::new()
-                .part("model", reqwest::multipart::Part::bytes(bytes).file_name(file_name));
+            let bytes = tokio::fs::read(&file)
+                .await
+                .with_context(|| format!("reading {}", file.display()))?;
+            let file_name = file
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model.onnx".into());
+            let mut form = reqwest::multipart::Form::new().part(
+                "model",
+                reqwest::multipart::Part::bytes(bytes).file_name(file_name),
+            );
             if let Some(v) = version {
                 form = form.text("version", v.to_string());
             }
@@ -242,9 +291,20 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             if exclusive {
                 form = form.text("append", "false");
             }
-            print(&c.send(c.request(Method::POST, &format!("/v1/models/{name}/versions")).multipart(form)).await?)
+            print(
+                &c.send(
+                    c.request(Method::POST, &format!("/v1/models/{name}/versions"))
+                        .multipart(form),
+                )
+                .await?,
+            )
         }
-        Command::Predict { name, rows, version, client } => {
+        Command::Predict {
+            name,
+            rows,
+            version,
+            client,
+        } => {
             let c = Client::new(&client)?;
             let body = read_rows(&rows)?;
             let path = match version {
@@ -253,12 +313,26 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             };
             print(&c.send(c.request(Method::POST, &path).json(&body)).await?)
         }
-        Command::Rollback { name, version, client } => {
+        Command::Rollback {
+            name,
+            version,
+            client,
+        } => {
             let c = Client::new(&client)?;
             let path = format!("/v1/models/{name}/versions/{version}/deploy");
-            print(&c.send(c.request(Method::POST, &path).json(&serde_json::json!({"append": false}))).await?)
+            print(
+                &c.send(
+                    c.request(Method::POST, &path)
+                        .json(&serde_json::json!({"append": false})),
+                )
+                .await?,
+            )
         }
-        Command::Undeploy { name, version, client } => {
+        Command::Undeploy {
+            name,
+            version,
+            client,
+        } => {
             let c = Client::new(&client)?;
             let path = format!("/v1/models/{name}/versions/{version}/undeploy");
             print(&c.send(c.request(Method::POST, &path)).await?)

@@ -115,7 +115,10 @@ pub struct ErrorBody {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into() }
+        ApiError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -198,19 +201,25 @@ pub mod extractors {
                 ErrorCode::UnsupportedMediaType,
                 "send the body as JSON with Content-Type: application/json",
             ),
-            JsonPayloadError::Deserialize(e) if e.is_data() => {
-                ApiError::new(ErrorCode::InvalidRequest, format!("the JSON does not fit: {e}"))
-            }
+            JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("the JSON does not fit: {e}"),
+            ),
             JsonPayloadError::Deserialize(e) if e.is_eof() && e.line() == 1 && e.column() == 0 => {
-                ApiError::new(ErrorCode::InvalidJson, "the body is empty; send a JSON object")
+                ApiError::new(
+                    ErrorCode::InvalidJson,
+                    "the body is empty; send a JSON object",
+                )
             }
-            JsonPayloadError::Deserialize(e) => {
-                ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {e}"))
-            }
+            JsonPayloadError::Deserialize(e) => ApiError::new(
+                ErrorCode::InvalidJson,
+                format!("the body is not valid JSON: {e}"),
+            ),
             JsonPayloadError::Serialize(e) => ApiError::new(ErrorCode::Internal, e.to_string()),
-            JsonPayloadError::Payload(e) => {
-                ApiError::new(ErrorCode::InvalidRequest, format!("the body could not be read: {e}"))
-            }
+            JsonPayloadError::Payload(e) => ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("the body could not be read: {e}"),
+            ),
             other => ApiError::new(ErrorCode::InvalidRequest, other.to_string()),
         };
         api.into()
@@ -221,6 +230,10 @@ pub mod extractors {
     }
 
     pub fn query(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-        ApiError::new(ErrorCode::InvalidRequest, format!("bad query string: {err}")).into()
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("bad query string: {err}"),
+        )
+        .into()
     }
 }

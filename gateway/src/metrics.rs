@@ -28,14 +28,20 @@ pub struct Metrics {
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
-    HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels)
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
 }
 
 impl Metrics {
     pub fn new() -> prometheus::Result<Metrics> {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
-            Opts::new("maas_http_requests_total", "HTTP requests by method, route template and status."),
+            Opts::new(
+                "maas_http_requests_total",
+                "HTTP requests by method, route template and status.",
+            ),
             &["method", "route", "status"],
         )?;
         let http_duration = histogram(
@@ -44,7 +50,10 @@ impl Metrics {
             &["method", "route"],
         )?;
         let predictions = IntCounterVec::new(
-            Opts::new("maas_predictions_total", "Predict requests by model, version and outcome."),
+            Opts::new(
+                "maas_predictions_total",
+                "Predict requests by model, version and outcome.",
+            ),
             &["model", "version", "outcome"],
         )?;
         let prediction_duration = histogram(
@@ -53,7 +62,10 @@ impl Metrics {
             &["model", "version"],
         )?;
         let versions_loaded = IntGaugeVec::new(
-            Opts::new("maas_model_versions_loaded", "Versions of each model loaded and serving on this process."),
+            Opts::new(
+                "maas_model_versions_loaded",
+                "Versions of each model loaded and serving on this process.",
+            ),
             &["model"],
         )?;
         let deploys = IntCounterVec::new(
@@ -61,10 +73,15 @@ impl Metrics {
             &["outcome"],
         )?;
         let build_info = IntGaugeVec::new(
-            Opts::new("maas_build_info", "Always 1; labels say which maas this is."),
+            Opts::new(
+                "maas_build_info",
+                "Always 1; labels say which maas this is.",
+            ),
             &["version"],
         )?;
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(predictions.clone()))?;
@@ -85,9 +102,13 @@ impl Metrics {
 
     pub fn observe_prediction(&self, model: &str, version: u64, outcome: &str, seconds: f64) {
         let version = version.to_string();
-        self.predictions.with_label_values(&[model, &version, outcome]).inc();
+        self.predictions
+            .with_label_values(&[model, &version, outcome])
+            .inc();
         if outcome == "ok" {
-            self.prediction_duration.with_label_values(&[model, &version]).observe(seconds);
+            self.prediction_duration
+                .with_label_values(&[model, &version])
+                .observe(seconds);
         }
     }
 
@@ -121,9 +142,15 @@ pub async fn middleware(
     let method = req.method().as_str().to_owned();
     let response = next.call(req).await?;
     if let Some(metrics) = metrics {
-        let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+        let route = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
         let status = response.status().as_u16().to_string();
-        metrics.http_requests.with_label_values(&[&method, &route, &status]).inc();
+        metrics
+            .http_requests
+            .with_label_values(&[&method, &route, &status])
+            .inc();
         metrics
             .http_duration
             .with_label_values(&[&method, &route])

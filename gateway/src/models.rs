@@ -75,7 +75,9 @@ pub struct ModelService {
 pub fn validate_model_name(name: &str) -> Result<(), ApiError> {
     let ok = (1..=128).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
@@ -137,14 +139,20 @@ impl ModelService {
         .map_err(blocking_failed)?
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("sweeping artifacts: {e}")))?;
         if swept > 0 {
-            tracing::info!(swept, "removed artifact files that no stored version refers to");
+            tracing::info!(
+                swept,
+                "removed artifact files that no stored version refers to"
+            );
         }
         self.ready.store(true, Ordering::Release);
         Ok(())
     }
 
     async fn load_file(&self, model: &str, version: u64) -> Result<Arc<dyn LoadedModel>, ApiError> {
-        let path = self.artifacts.path(model, version).map_err(ServingError::Io)?;
+        let path = self
+            .artifacts
+            .path(model, version)
+            .map_err(ServingError::Io)?;
         let backend = self.backend.clone();
         tokio::task::spawn_blocking(move || {
             let bytes = std::fs::read(&path).map_err(|e| {
@@ -180,8 +188,10 @@ impl ModelService {
         let missing: Vec<VersionRecord> = {
             let _guard = self.write_lock.lock().await;
             let desired = self.store.deployed().await?;
-            let wanted: BTreeSet<(String, u64)> =
-                desired.iter().map(|r| (r.model.clone(), r.version)).collect();
+            let wanted: BTreeSet<(String, u64)> = desired
+                .iter()
+                .map(|r| (r.model.clone(), r.version))
+                .collect();
             let failed = self.failed.lock();
             let missing: Vec<VersionRecord> = desired
                 .into_iter()
@@ -191,7 +201,8 @@ impl ModelService {
             drop(failed);
             let pending: BTreeSet<&str> = missing.iter().map(|r| r.model.as_str()).collect();
             for (model, version) in self.registry.loaded() {
-                if !wanted.contains(&(model.clone(), version)) && !pending.contains(model.as_str()) {
+                if !wanted.contains(&(model.clone(), version)) && !pending.contains(model.as_str())
+                {
                     self.registry.remove(&model, version);
                 }
             }
@@ -205,14 +216,21 @@ impl ModelService {
                 Err(e) => {
                     tracing::error!(model = %record.model, version = record.version, error = %e.message,
                         "a deployed version failed to load; it will not serve on this process");
-                    self.failed.lock().insert((record.model.clone(), record.version), e.message);
+                    self.failed
+                        .lock()
+                        .insert((record.model.clone(), record.version), e.message);
                 }
             }
         }
 
         let _guard = self.write_lock.lock().await;
-        let wanted: BTreeSet<(String, u64)> =
-            self.store.deployed().await?.into_iter().map(|r| (r.model, r.version)).collect();
+        let wanted: BTreeSet<(String, u64)> = self
+            .store
+            .deployed()
+            .await?
+            .into_iter()
+            .map(|r| (r.model, r.version))
+            .collect();
         for served in loaded {
             if wanted.contains(&(served.model.clone(), served.version)) {
                 tracing::info!(model = %served.model, version = served.version, "loaded");
@@ -233,7 +251,8 @@ impl ModelService {
     /// Deploy an uploaded file as a new version.
     pub async fn deploy(&self, request: DeployRequest) -> Result<VersionRecord, ApiError> {
         let result = self.deploy_inner(request).await;
-        self.metrics.observe_deploy(if result.is_ok() { "ok" } else { "refused" });
+        self.metrics
+            .observe_deploy(if result.is_ok() { "ok" } else { "refused" });
         result
     }
 
@@ -247,7 +266,11 @@ impl ModelService {
         })
         .await
         .map_err(blocking_failed)??;
-        check_names(loaded.as_ref(), &request.class_names, &request.feature_names)?;
+        check_names(
+            loaded.as_ref(),
+            &request.class_names,
+            &request.feature_names,
+        )?;
         let digest = request.staged.digest();
         let signature = serde_json::to_string(loaded.signature())
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
@@ -289,7 +312,12 @@ impl ModelService {
     }
 
     /// Serve a kept version again (a rollback when `exclusive`).
-    pub async fn redeploy(&self, model: &str, version: u64, exclusive: bool) -> Result<VersionRecord, ApiError> {
+    pub async fn redeploy(
+        &self,
+        model: &str,
+        version: u64,
+        exclusive: bool,
+    ) -> Result<VersionRecord, ApiError> {
         let record = self.version(model, version).await?;
         let loaded = match self.registry.get(model, Some(version)) {
             Ok(served) => served.loaded.clone(),
@@ -348,15 +376,25 @@ impl ModelService {
 
     pub async fn model(&self, name: &str) -> Result<ModelRecord, ApiError> {
         self.store.model(name).await?.ok_or_else(|| {
-            ApiError::new(ErrorCode::ModelNotFound, format!("model '{name}' does not exist"))
+            ApiError::new(
+                ErrorCode::ModelNotFound,
+                format!("model '{name}' does not exist"),
+            )
         })
     }
 
     pub async fn version(&self, model: &str, version: u64) -> Result<VersionRecord, ApiError> {
         let record = self.model(model).await?;
-        record.versions.into_iter().find(|v| v.version == version).ok_or_else(|| {
-            ApiError::new(ErrorCode::VersionNotFound, format!("model '{model}' has no version {version}"))
-        })
+        record
+            .versions
+            .into_iter()
+            .find(|v| v.version == version)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::VersionNotFound,
+                    format!("model '{model}' has no version {version}"),
+                )
+            })
     }
 
     pub fn load_status(&self, model: &str, version: u64) -> LoadStatus {
@@ -387,29 +425,48 @@ impl ModelService {
             Err(e) if e.code.status().is_client_error() => "invalid_input",
             Err(_) => "error",
         };
-        self.metrics.observe_prediction(model, served.version, outcome, started.elapsed().as_secs_f64());
-        Ok(PredictOutput { model: served.model.clone(), version: served.version, rendered: result? })
+        self.metrics.observe_prediction(
+            model,
+            served.version,
+            outcome,
+            started.elapsed().as_secs_f64(),
+        );
+        Ok(PredictOutput {
+            model: served.model.clone(),
+            version: served.version,
+            rendered: result?,
+        })
     }
 
-    async fn run(&self, served: &Arc<ServedVersion>, input: PredictInput) -> Result<Rendered, ApiError> {
+    async fn run(
+        &self,
+        served: &Arc<ServedVersion>,
+        input: PredictInput,
+    ) -> Result<Rendered, ApiError> {
         let spec = io::single_input(served)?;
         let tensor = match (input.instances, input.records) {
-            (Some(instances), None) => io::instances_tensor(spec, &instances, input.shape.as_deref())?,
+            (Some(instances), None) => {
+                io::instances_tensor(spec, &instances, input.shape.as_deref())?
+            }
             (None, Some(records)) => {
                 if input.shape.is_some() {
-                    return Err(ApiError::new(ErrorCode::InvalidInput, "`shape` goes with `instances`, not `records`"));
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidInput,
+                        "`shape` goes with `instances`, not `records`",
+                    ));
                 }
                 io::records_tensor(spec, served.meta.feature_names.as_deref(), &records)?
             }
             (Some(_), Some(_)) => {
-                return Err(ApiError::new(ErrorCode::InvalidInput, "send either `instances` or `records`, not both"))
-            }
-            (None, None) => {
                 return Err(ApiError::new(
                     ErrorCode::InvalidInput,
-                    "send `instances` (rows of values) or `records` (objects keyed by feature name)",
+                    "send either `instances` or `records`, not both",
                 ))
             }
+            (None, None) => return Err(ApiError::new(
+                ErrorCode::InvalidInput,
+                "send `instances` (rows of values) or `records` (objects keyed by feature name)",
+            )),
         };
         let batch = tensor.shape.first().copied().unwrap_or(1);
         let runner = served.clone();
@@ -430,7 +487,10 @@ impl ModelService {
                 LoadStatus::Failed(reason) => format!("it failed to load here: {reason}"),
                 _ => "it is still loading on this replica; try again shortly".to_owned(),
             };
-            ApiError::new(ErrorCode::VersionUnavailable, format!("version {v} of '{model}' is deployed but {why}"))
+            ApiError::new(
+                ErrorCode::VersionUnavailable,
+                format!("version {v} of '{model}' is deployed but {why}"),
+            )
         };
         match version {
             Some(v) => match record.versions.iter().find(|r| r.version == v) {
@@ -467,14 +527,19 @@ fn check_names(
         let classes = signature
             .outputs
             .iter()
-            .find(|o| o.shape.len() == 2 && matches!(o.element_type, maas_serving::ElementType::Float32))
+            .find(|o| {
+                o.shape.len() == 2 && matches!(o.element_type, maas_serving::ElementType::Float32)
+            })
             .and_then(|o| match o.shape[1] {
                 Dim::Fixed(n) => Some(n),
                 Dim::Symbolic(_) => None,
             });
         if let Some(n) = classes {
             if n != names.len() {
-                return invalid(format!("class_names has {} names but the model scores {n} classes", names.len()));
+                return invalid(format!(
+                    "class_names has {} names but the model scores {n} classes",
+                    names.len()
+                ));
             }
         }
     }
@@ -496,7 +561,9 @@ fn check_names(
                 }
             }
             _ => {
-                return invalid("feature_names applies to models with one input of shape [N, features]".into())
+                return invalid(
+                    "feature_names applies to models with one input of shape [N, features]".into(),
+                )
             }
         }
     }

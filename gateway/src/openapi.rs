@@ -61,5 +61,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
 }
 
 pub fn pretty_json() -> String {
-    document().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    document()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

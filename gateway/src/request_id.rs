@@ -22,7 +22,9 @@ fn accept(given: &HeaderValue) -> Option<String> {
     let text = given.to_str().ok()?;
     let sane = !text.is_empty()
         && text.len() <= 128
-        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b));
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b));
     sane.then(|| text.to_owned())
 }
 
@@ -37,9 +39,13 @@ pub async fn middleware(
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let span = tracing::info_span!("request", request_id = %id);
     let header = HeaderValue::from_str(&id).ok();
-    let mut response = REQUEST_ID.scope(id, next.call(req).instrument(span)).await?;
+    let mut response = REQUEST_ID
+        .scope(id, next.call(req).instrument(span))
+        .await?;
     if let Some(value) = header {
-        response.headers_mut().insert(HeaderName::from_static(HEADER), value);
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(HEADER), value);
     }
     Ok(response)
 }

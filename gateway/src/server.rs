@@ -31,8 +31,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?;
     let artifact_dir = settings.artifact_dir();
-    let artifacts = ArtifactStore::open(&artifact_dir)
-        .map_err(|e| anyhow::anyhow!("cannot open the artifact folder {}: {e}", artifact_dir.display()))?;
+    let artifacts = ArtifactStore::open(&artifact_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the artifact folder {}: {e}",
+            artifact_dir.display()
+        )
+    })?;
     let backend: Arc<dyn Backend> = match settings.serving.backend {
         BackendChoice::Tract => Arc::new(TractBackend),
     };
@@ -50,7 +54,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings: settings.clone(),
         http,
     });
-    state.models.start().await.map_err(|e| anyhow::anyhow!("loading deployed models: {e}"))?;
+    state
+        .models
+        .start()
+        .await
+        .map_err(|e| anyhow::anyhow!("loading deployed models: {e}"))?;
 
     let listener = TcpListener::bind(&settings.server.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.bind))?;
@@ -69,7 +77,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             .app_data(app_state.clone())
             .app_data(metrics_data.clone())
             .app_data(json(limits.max_json_bytes))
-            .app_data(web::PayloadConfig::default().limit(usize::try_from(limits.max_json_bytes).unwrap_or(usize::MAX)))
+            .app_data(
+                web::PayloadConfig::default()
+                    .limit(usize::try_from(limits.max_json_bytes).unwrap_or(usize::MAX)),
+            )
             .app_data(web::PathConfig::default().error_handler(extractors::path))
             .app_data(web::QueryConfig::default().error_handler(extractors::query))
             .wrap(from_fn(crate::metrics::middleware))

@@ -32,7 +32,10 @@ pub struct ServerSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        ServerSettings { bind: "127.0.0.1:8080".into(), workers: 0 }
+        ServerSettings {
+            bind: "127.0.0.1:8080".into(),
+            workers: 0,
+        }
     }
 }
 
@@ -50,7 +53,11 @@ pub struct StorageSettings {
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        StorageSettings { data_dir: PathBuf::from("./maas-data"), database_url: None, artifact_dir: None }
+        StorageSettings {
+            data_dir: PathBuf::from("./maas-data"),
+            database_url: None,
+            artifact_dir: None,
+        }
     }
 }
 
@@ -67,7 +74,11 @@ pub struct LimitSettings {
 
 impl Default for LimitSettings {
     fn default() -> Self {
-        LimitSettings { max_model_bytes: 512 * MIB, max_predict_bytes: 16 * MIB, max_json_bytes: MIB }
+        LimitSettings {
+            max_model_bytes: 512 * MIB,
+            max_predict_bytes: 16 * MIB,
+            max_json_bytes: MIB,
+        }
     }
 }
 
@@ -118,7 +129,10 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        LogSettings { level: "info".into(), format: LogFormat::Text }
+        LogSettings {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
     }
 }
 
@@ -150,23 +164,31 @@ impl Settings {
         if let Some(url) = &overrides.database_url {
             figment = figment.merge(("storage.database_url", url));
         }
-        let settings: Settings =
-            figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         settings.validate()?;
         Ok(settings)
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.server
-            .bind
-            .parse::<SocketAddr>()
-            .map_err(|e| anyhow::anyhow!("server.bind '{}' is not ADDR:PORT ({e})", self.server.bind))?;
+        self.server.bind.parse::<SocketAddr>().map_err(|e| {
+            anyhow::anyhow!("server.bind '{}' is not ADDR:PORT ({e})", self.server.bind)
+        })?;
         if let Some(url) = &self.storage.database_url {
-            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                anyhow::bail!("storage.database_url must start with sqlite:, postgres:// or postgresql://");
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                anyhow::bail!(
+                    "storage.database_url must start with sqlite:, postgres:// or postgresql://"
+                );
             }
         }
-        if self.limits.max_model_bytes == 0 || self.limits.max_predict_bytes == 0 || self.limits.max_json_bytes == 0 {
+        if self.limits.max_model_bytes == 0
+            || self.limits.max_predict_bytes == 0
+            || self.limits.max_json_bytes == 0
+        {
             anyhow::bail!("limits must be positive");
         }
         if self.serving.sync_interval_ms < 100 {
@@ -176,7 +198,10 @@ impl Settings {
     }
 
     pub fn artifact_dir(&self) -> PathBuf {
-        self.storage.artifact_dir.clone().unwrap_or_else(|| self.storage.data_dir.join("artifacts"))
+        self.storage
+            .artifact_dir
+            .clone()
+            .unwrap_or_else(|| self.storage.data_dir.join("artifacts"))
     }
 
     /// The database URL, with the default SQLite file under the data folder.
@@ -186,7 +211,10 @@ impl Settings {
         }
         std::fs::create_dir_all(&self.storage.data_dir)?;
         let dir = std::fs::canonicalize(&self.storage.data_dir)?;
-        Ok(format!("sqlite://{}?mode=rwc", dir.join("maas.db").display()))
+        Ok(format!(
+            "sqlite://{}?mode=rwc",
+            dir.join("maas.db").display()
+        ))
     }
 }
 
@@ -208,7 +236,10 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("maas.toml", "[server]\nbind = \"127.0.0.1:9000\"\nworkers = 3\n[limits]\nmax_predict_bytes = 10\n")?;
             jail.set_env("MAAS__SERVER__BIND", "127.0.0.1:9001");
-            let flags = Overrides { bind: Some("127.0.0.1:9002".into()), ..Overrides::default() };
+            let flags = Overrides {
+                bind: Some("127.0.0.1:9002".into()),
+                ..Overrides::default()
+            };
             let s = Settings::load(Some(Path::new("maas.toml")), &Overrides::default()).unwrap();
             assert_eq!(s.server.bind, "127.0.0.1:9001");
             assert_eq!(s.server.workers, 3);
@@ -217,7 +248,8 @@ mod tests {
             assert_eq!(s.server.bind, "127.0.0.1:9002");
 
             jail.create_file("bad.toml", "[server]\nbindd = \"x\"\n")?;
-            let err = Settings::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
+            let err =
+                Settings::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains("bindd"), "{err}");
             jail.set_env("MAAS__SERVER__NOPE", "1");
             assert!(Settings::load(None, &Overrides::default()).is_err());

@@ -10,8 +10,11 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 /// Migrations, in order. Each runs once, in its own transaction, and is recorded.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "models and versions", include_str!("../../migrations/0001_models.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "models and versions",
+    include_str!("../../migrations/0001_models.sql"),
+)];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -74,7 +77,11 @@ pub struct ModelRecord {
 impl ModelRecord {
     /// The newest deployed version: what an unversioned predict runs.
     pub fn default_version(&self) -> Option<u64> {
-        self.versions.iter().filter(|v| v.state == VersionState::Deployed).map(|v| v.version).max()
+        self.versions
+            .iter()
+            .filter(|v| v.state == VersionState::Deployed)
+            .map(|v| v.version)
+            .max()
     }
 }
 
@@ -106,7 +113,10 @@ pub trait ModelStore: Send + Sync {
     where
         F: FnOnce(u64) -> std::io::Result<()> + Send;
     fn models(&self) -> impl Future<Output = Result<Vec<ModelRecord>, StoreError>> + Send;
-    fn model(&self, name: &str) -> impl Future<Output = Result<Option<ModelRecord>, StoreError>> + Send;
+    fn model(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<ModelRecord>, StoreError>> + Send;
     /// Mark a kept version deployed; with `exclusive`, every other version is undeployed.
     fn deploy(
         &self,
@@ -114,8 +124,16 @@ pub trait ModelStore: Send + Sync {
         version: u64,
         exclusive: bool,
     ) -> impl Future<Output = Result<VersionRecord, StoreError>> + Send;
-    fn undeploy(&self, model: &str, version: u64) -> impl Future<Output = Result<VersionRecord, StoreError>> + Send;
-    fn delete_version(&self, model: &str, version: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn undeploy(
+        &self,
+        model: &str,
+        version: u64,
+    ) -> impl Future<Output = Result<VersionRecord, StoreError>> + Send;
+    fn delete_version(
+        &self,
+        model: &str,
+        version: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn delete_model(&self, model: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Every deployed version of every model: what each replica should be serving.
     fn deployed(&self) -> impl Future<Output = Result<Vec<VersionRecord>, StoreError>> + Send;
@@ -178,7 +196,8 @@ impl SqlStore {
             let mut tx = self.pool.begin().await?;
             if self.postgres {
                 // Replicas starting together: one migrates, the others wait and then skip.
-                tx.execute("SELECT pg_advisory_xact_lock(727365001)").await?;
+                tx.execute("SELECT pg_advisory_xact_lock(727365001)")
+                    .await?;
             }
             let applied = sqlx::query("SELECT version FROM maas_schema WHERE version = $1")
                 .bind(*version)
@@ -187,29 +206,43 @@ impl SqlStore {
             if applied.is_some() {
                 continue;
             }
-            for statement in sql.split(';').map(str::trim).filter(|s| !strip_comments(s).is_empty()) {
+            for statement in sql
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !strip_comments(s).is_empty())
+            {
                 tx.execute(statement).await?;
             }
-            sqlx::query("INSERT INTO maas_schema (version, description, applied_at) VALUES ($1, $2, $3)")
-                .bind(*version)
-                .bind(*description)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO maas_schema (version, description, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(*version)
+            .bind(*description)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             tracing::info!(version, description, "applied store migration");
         }
         Ok(())
     }
 
-    async fn version_in<'e, E>(executor: E, model: &str, version: u64) -> Result<Option<VersionRecord>, StoreError>
+    async fn version_in<'e, E>(
+        executor: E,
+        model: &str,
+        version: u64,
+    ) -> Result<Option<VersionRecord>, StoreError>
     where
         E: Executor<'e, Database = sqlx::Any>,
     {
         let sql = format!(
             "SELECT {VERSION_COLUMNS} FROM model_versions WHERE model = $1 AND version = $2 AND state <> 'deleted'"
         );
-        let row = sqlx::query(&sql).bind(model).bind(to_i64(version)).fetch_optional(executor).await?;
+        let row = sqlx::query(&sql)
+            .bind(model)
+            .bind(to_i64(version))
+            .fetch_optional(executor)
+            .await?;
         row.as_ref().map(version_from_row).transpose()
     }
 
@@ -237,7 +270,10 @@ impl SqlStore {
         if updated.rows_affected() == 0 {
             let exists = model_exists(&mut *tx, model).await?;
             return Err(if exists {
-                StoreError::VersionNotFound { model: model.into(), version }
+                StoreError::VersionNotFound {
+                    model: model.into(),
+                    version,
+                }
             } else {
                 StoreError::ModelNotFound(model.into())
             });
@@ -256,14 +292,22 @@ impl SqlStore {
         touch_model(&mut *tx, model, now).await?;
         let record = Self::version_in(&mut *tx, model, version)
             .await?
-            .ok_or_else(|| StoreError::VersionNotFound { model: model.into(), version })?;
+            .ok_or_else(|| StoreError::VersionNotFound {
+                model: model.into(),
+                version,
+            })?;
         tx.commit().await?;
         Ok(record)
     }
 }
 
 fn strip_comments(sql: &str) -> String {
-    sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n").trim().to_owned()
+    sql.lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_owned()
 }
 
 async fn model_exists<'e, E>(executor: E, model: &str) -> Result<bool, StoreError>
@@ -295,14 +339,20 @@ fn names_from(text: Option<String>) -> Result<Option<Vec<String>>, StoreError> {
 }
 
 fn names_to(names: &Option<Vec<String>>) -> Option<String> {
-    names.as_ref().map(|n| serde_json::Value::from(n.clone()).to_string())
+    names
+        .as_ref()
+        .map(|n| serde_json::Value::from(n.clone()).to_string())
 }
 
 fn version_from_row(row: &AnyRow) -> Result<VersionRecord, StoreError> {
     let state = match row.try_get::<String, _>("state")?.as_str() {
         "deployed" => VersionState::Deployed,
         "undeployed" => VersionState::Undeployed,
-        other => return Err(StoreError::Corrupt(format!("unknown version state '{other}'"))),
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "unknown version state '{other}'"
+            )))
+        }
     };
     Ok(VersionRecord {
         model: row.try_get("model")?,
@@ -321,7 +371,11 @@ fn version_from_row(row: &AnyRow) -> Result<VersionRecord, StoreError> {
 }
 
 impl ModelStore for SqlStore {
-    async fn create_version<F>(&self, new: NewVersion, place: F) -> Result<VersionRecord, StoreError>
+    async fn create_version<F>(
+        &self,
+        new: NewVersion,
+        place: F,
+    ) -> Result<VersionRecord, StoreError>
     where
         F: FnOnce(u64) -> std::io::Result<()> + Send,
     {
@@ -348,13 +402,18 @@ impl ModelStore for SqlStore {
             .try_get("last_version")?;
         let version = match new.version {
             Some(v) => {
-                let taken = sqlx::query("SELECT version FROM model_versions WHERE model = $1 AND version = $2")
-                    .bind(&new.model)
-                    .bind(to_i64(v))
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let taken = sqlx::query(
+                    "SELECT version FROM model_versions WHERE model = $1 AND version = $2",
+                )
+                .bind(&new.model)
+                .bind(to_i64(v))
+                .fetch_optional(&mut *tx)
+                .await?;
                 if taken.is_some() {
-                    return Err(StoreError::VersionExists { model: new.model, version: v });
+                    return Err(StoreError::VersionExists {
+                        model: new.model,
+                        version: v,
+                    });
                 }
                 v
             }
@@ -397,15 +456,19 @@ impl ModelStore for SqlStore {
         crate::crash_point("deploy.before_commit");
         let record = Self::version_in(&mut *tx, &new.model, version)
             .await?
-            .ok_or_else(|| StoreError::Corrupt("a version vanished inside its transaction".into()))?;
+            .ok_or_else(|| {
+                StoreError::Corrupt("a version vanished inside its transaction".into())
+            })?;
         tx.commit().await?;
         Ok(record)
     }
 
     async fn models(&self) -> Result<Vec<ModelRecord>, StoreError> {
-        let models = sqlx::query("SELECT name, created_at, updated_at FROM models WHERE deleted = 0 ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let models = sqlx::query(
+            "SELECT name, created_at, updated_at FROM models WHERE deleted = 0 ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let sql = format!(
             "SELECT {VERSION_COLUMNS} FROM model_versions WHERE state <> 'deleted' ORDER BY model, version"
         );
@@ -429,11 +492,12 @@ impl ModelStore for SqlStore {
     }
 
     async fn model(&self, name: &str) -> Result<Option<ModelRecord>, StoreError> {
-        let Some(row) =
-            sqlx::query("SELECT name, created_at, updated_at FROM models WHERE name = $1 AND deleted = 0")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?
+        let Some(row) = sqlx::query(
+            "SELECT name, created_at, updated_at FROM models WHERE name = $1 AND deleted = 0",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
         else {
             return Ok(None);
         };
@@ -455,12 +519,19 @@ impl ModelStore for SqlStore {
         }))
     }
 
-    async fn deploy(&self, model: &str, version: u64, exclusive: bool) -> Result<VersionRecord, StoreError> {
-        self.set_state(model, version, VersionState::Deployed, exclusive).await
+    async fn deploy(
+        &self,
+        model: &str,
+        version: u64,
+        exclusive: bool,
+    ) -> Result<VersionRecord, StoreError> {
+        self.set_state(model, version, VersionState::Deployed, exclusive)
+            .await
     }
 
     async fn undeploy(&self, model: &str, version: u64) -> Result<VersionRecord, StoreError> {
-        self.set_state(model, version, VersionState::Undeployed, false).await
+        self.set_state(model, version, VersionState::Undeployed, false)
+            .await
     }
 
     async fn delete_version(&self, model: &str, version: u64) -> Result<(), StoreError> {
@@ -478,7 +549,10 @@ impl ModelStore for SqlStore {
         if updated.rows_affected() == 0 {
             let exists = model_exists(&mut *tx, model).await?;
             return Err(if exists {
-                StoreError::VersionNotFound { model: model.into(), version }
+                StoreError::VersionNotFound {
+                    model: model.into(),
+                    version,
+                }
             } else {
                 StoreError::ModelNotFound(model.into())
             });
@@ -491,11 +565,13 @@ impl ModelStore for SqlStore {
     async fn delete_model(&self, model: &str) -> Result<(), StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query("UPDATE models SET deleted = 1, updated_at = $1 WHERE name = $2 AND deleted = 0")
-            .bind(now)
-            .bind(model)
-            .execute(&mut *tx)
-            .await?;
+        let updated = sqlx::query(
+            "UPDATE models SET deleted = 1, updated_at = $1 WHERE name = $2 AND deleted = 0",
+        )
+        .bind(now)
+        .bind(model)
+        .execute(&mut *tx)
+        .await?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::ModelNotFound(model.into()));
         }
@@ -512,15 +588,26 @@ impl ModelStore for SqlStore {
         let sql = format!(
             "SELECT {VERSION_COLUMNS} FROM model_versions WHERE state = 'deployed' ORDER BY model, version"
         );
-        sqlx::query(&sql).fetch_all(&self.pool).await?.iter().map(version_from_row).collect()
+        sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(version_from_row)
+            .collect()
     }
 
     async fn live_versions(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let rows = sqlx::query("SELECT model, version FROM model_versions WHERE state <> 'deleted'")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT model, version FROM model_versions WHERE state <> 'deleted'")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("model")?, r.try_get::<i64, _>("version")?.max(0) as u64)))
+            .map(|r| {
+                Ok((
+                    r.try_get("model")?,
+                    r.try_get::<i64, _>("version")?.max(0) as u64,
+                ))
+            })
             .collect()
     }
 

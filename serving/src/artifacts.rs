@@ -48,12 +48,18 @@ impl ArtifactStore {
         for entry in fs::read_dir(&staging)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let owner = name.split('-').next().and_then(|pid| pid.parse::<u32>().ok());
+            let owner = name
+                .split('-')
+                .next()
+                .and_then(|pid| pid.parse::<u32>().ok());
             if !owner.is_some_and(process_alive) {
                 fs::remove_file(entry.path())?;
             }
         }
-        Ok(ArtifactStore { root, counter: AtomicU64::new(0) })
+        Ok(ArtifactStore {
+            root,
+            counter: AtomicU64::new(0),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -63,9 +69,17 @@ impl ArtifactStore {
     /// Start a new upload.
     pub fn stage(&self) -> io::Result<StagedArtifact> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let path = self.root.join(STAGING).join(format!("{}-{n}.part", std::process::id()));
+        let path = self
+            .root
+            .join(STAGING)
+            .join(format!("{}-{n}.part", std::process::id()));
         let file = File::create(&path)?;
-        Ok(StagedArtifact { path, file: Some(file), hasher: Sha256::new(), size: 0 })
+        Ok(StagedArtifact {
+            path,
+            file: Some(file),
+            hasher: Sha256::new(),
+            size: 0,
+        })
     }
 
     /// Where the file of `model` `version` lives.
@@ -76,15 +90,25 @@ impl ArtifactStore {
     fn model_dir(&self, model: &str) -> io::Result<PathBuf> {
         let safe = !model.is_empty()
             && !model.starts_with('.')
-            && model.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            && model
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !safe {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "unsafe model name"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "unsafe model name",
+            ));
         }
         Ok(self.root.join(model))
     }
 
     /// Move a finished upload into place. After this returns the file is durable.
-    pub fn commit(&self, mut staged: StagedArtifact, model: &str, version: u64) -> io::Result<PathBuf> {
+    pub fn commit(
+        &self,
+        mut staged: StagedArtifact,
+        model: &str,
+        version: u64,
+    ) -> io::Result<PathBuf> {
         let target = self.path(model, version)?;
         let dir = self.model_dir(model)?;
         fs::create_dir_all(&dir)?;
@@ -130,7 +154,9 @@ impl ArtifactStore {
             for file in fs::read_dir(entry.path())? {
                 let file = file?;
                 let file_name = file.file_name().to_string_lossy().into_owned();
-                let version = file_name.strip_suffix(".onnx").and_then(|v| v.parse::<u64>().ok());
+                let version = file_name
+                    .strip_suffix(".onnx")
+                    .and_then(|v| v.parse::<u64>().ok());
                 let age = file.metadata()?.modified()?.elapsed().unwrap_or_default();
                 if age >= min_age && version.is_none_or(|v| !keep(&name, v)) {
                     fs::remove_file(file.path())?;
@@ -147,7 +173,10 @@ impl ArtifactStore {
 
 impl StagedArtifact {
     pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
-        let file = self.file.as_mut().ok_or_else(|| io::Error::other("artifact already committed"))?;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("artifact already committed"))?;
         file.write_all(chunk)?;
         self.hasher.update(chunk);
         self.size += chunk.len() as u64;
@@ -163,7 +192,10 @@ impl StagedArtifact {
     }
 
     pub fn digest(&self) -> ArtifactDigest {
-        ArtifactDigest { sha256: hex::encode(self.hasher.clone().finalize()), size: self.size }
+        ArtifactDigest {
+            sha256: hex::encode(self.hasher.clone().finalize()),
+            size: self.size,
+        }
     }
 }
 
@@ -179,7 +211,9 @@ impl Drop for StagedArtifact {
 /// Whether an upload's owner still runs: another replica on this host may share the folder.
 /// Where `/proc` is missing every leftover is treated as abandoned.
 fn process_alive(pid: u32) -> bool {
-    pid != std::process::id() && Path::new("/proc/self").exists() && Path::new(&format!("/proc/{pid}")).exists()
+    pid != std::process::id()
+        && Path::new("/proc/self").exists()
+        && Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -208,11 +242,21 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path().join(STAGING)).unwrap().count(), 0);
 
         store.commit(store.stage().unwrap(), "iris", 4).unwrap();
-        assert_eq!(store.retain(Duration::ZERO, |m, v| m == "iris" && v == 3).unwrap(), 1);
+        assert_eq!(
+            store
+                .retain(Duration::ZERO, |m, v| m == "iris" && v == 3)
+                .unwrap(),
+            1
+        );
         assert!(store.path("iris", 3).unwrap().exists());
         assert!(!store.path("iris", 4).unwrap().exists());
         store.commit(store.stage().unwrap(), "iris", 5).unwrap();
-        assert_eq!(store.retain(Duration::from_secs(3600), |_, _| false).unwrap(), 0);
+        assert_eq!(
+            store
+                .retain(Duration::from_secs(3600), |_, _| false)
+                .unwrap(),
+            0
+        );
     }
 
     #[test]

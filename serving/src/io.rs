@@ -8,8 +8,12 @@ use crate::{Dim, ElementType, ServedVersion, ServingError, Tensor, TensorData, T
 /// Output names exporters use for the predicted label.
 const LABEL_NAMES: &[&str] = &["label", "output_label", "labels", "predicted_label"];
 /// Output names exporters use for class probabilities.
-const PROBABILITY_NAMES: &[&str] =
-    &["probabilities", "output_probability", "probability", "probs"];
+const PROBABILITY_NAMES: &[&str] = &[
+    "probabilities",
+    "output_probability",
+    "probability",
+    "probs",
+];
 
 fn invalid(msg: impl Into<String>) -> ServingError {
     ServingError::InvalidInput(msg.into())
@@ -140,9 +144,9 @@ fn collect_rectangular<'a>(
     out: &mut Vec<&'a Value>,
 ) -> Result<(), ServingError> {
     match (value, shape.get(depth)) {
-        (Value::Array(items), Some(&len)) if items.len() == len => {
-            items.iter().try_for_each(|item| collect_rectangular(item, shape, depth + 1, out))
-        }
+        (Value::Array(items), Some(&len)) if items.len() == len => items
+            .iter()
+            .try_for_each(|item| collect_rectangular(item, shape, depth + 1, out)),
         (Value::Array(items), Some(&len)) => Err(invalid(format!(
             "ragged instances: an array at depth {depth} has {} elements where {len} were \
              expected",
@@ -186,11 +190,14 @@ fn check_shape(spec: &TensorSpec, shape: &[usize]) -> Result<(), ServingError> {
     )))
 }
 
-fn convert(spec: &TensorSpec, leaves: &[&Value], row_len: usize) -> Result<TensorData, ServingError> {
+fn convert(
+    spec: &TensorSpec,
+    leaves: &[&Value],
+    row_len: usize,
+) -> Result<TensorData, ServingError> {
     let at = |ix: usize| format!("instance {}, element {}", ix / row_len, ix % row_len);
-    let bad = |ix: usize, v: &Value, want: &str| {
-        invalid(format!("{}: expected {want}, got {v}", at(ix)))
-    };
+    let bad =
+        |ix: usize, v: &Value, want: &str| invalid(format!("{}: expected {want}, got {v}", at(ix)));
     Ok(match spec.element_type {
         ElementType::Float32 => TensorData::Float32(
             leaves
@@ -242,7 +249,11 @@ fn convert(spec: &TensorSpec, leaves: &[&Value], row_len: usize) -> Result<Tenso
             leaves
                 .iter()
                 .enumerate()
-                .map(|(ix, v)| v.as_str().map(str::to_owned).ok_or_else(|| bad(ix, v, "a string")))
+                .map(|(ix, v)| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| bad(ix, v, "a string"))
+                })
                 .collect::<Result<_, _>>()?,
         ),
     })
@@ -261,7 +272,8 @@ pub fn render_outputs(
     let named = |names: &[&str]| specs.iter().position(|s| names.contains(&s.name.as_str()));
     let label_ix = named(LABEL_NAMES).or_else(|| {
         specs.iter().position(|s| {
-            s.shape.len() == 1 && !matches!(s.element_type, ElementType::Float32 | ElementType::Float64)
+            s.shape.len() == 1
+                && !matches!(s.element_type, ElementType::Float32 | ElementType::Float64)
         })
     });
     let probability_ix = named(PROBABILITY_NAMES).filter(|&ix| {
@@ -319,7 +331,11 @@ pub fn render_outputs(
         };
         others.insert(spec.name.clone(), value);
     }
-    Ok(Rendered { predictions, probabilities, outputs: (!others.is_empty()).then_some(others) })
+    Ok(Rendered {
+        predictions,
+        probabilities,
+        outputs: (!others.is_empty()).then_some(others),
+    })
 }
 
 /// The model's answer, shaped for the JSON predict routes.
@@ -335,9 +351,10 @@ pub struct Rendered {
 
 fn map_label(label: &Value, class_names: Option<&[String]>) -> Value {
     match (label.as_u64(), class_names) {
-        (Some(ix), Some(names)) => {
-            names.get(ix as usize).map(|n| Value::String(n.clone())).unwrap_or_else(|| label.clone())
-        }
+        (Some(ix), Some(names)) => names
+            .get(ix as usize)
+            .map(|n| Value::String(n.clone()))
+            .unwrap_or_else(|| label.clone()),
         _ => label.clone(),
     }
 }
@@ -359,7 +376,11 @@ fn split_rows(tensor: &Tensor, batch: usize) -> Option<Vec<Value>> {
     }
     let inner = &tensor.shape[1..];
     let mut cursor = 0;
-    Some((0..batch).map(|_| nest(tensor, inner, 0, &mut cursor)).collect())
+    Some(
+        (0..batch)
+            .map(|_| nest(tensor, inner, 0, &mut cursor))
+            .collect(),
+    )
 }
 
 fn nest(tensor: &Tensor, shape: &[usize], depth: usize, cursor: &mut usize) -> Value {
@@ -368,7 +389,11 @@ fn nest(tensor: &Tensor, shape: &[usize], depth: usize, cursor: &mut usize) -> V
         *cursor += 1;
         return v;
     }
-    Value::Array((0..shape[depth]).map(|_| nest(tensor, shape, depth + 1, cursor)).collect())
+    Value::Array(
+        (0..shape[depth])
+            .map(|_| nest(tensor, shape, depth + 1, cursor))
+            .collect(),
+    )
 }
 
 fn element(data: &TensorData, ix: usize) -> Value {
@@ -390,7 +415,9 @@ fn float(x: f64) -> Value {
             .map(Value::Number)
             .unwrap_or(Value::Null)
     } else {
-        serde_json::Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
+        serde_json::Number::from_f64(x)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
     }
 }
 
@@ -400,7 +427,11 @@ mod tests {
     use serde_json::json;
 
     fn spec(shape: Vec<Dim>, element_type: ElementType) -> TensorSpec {
-        TensorSpec { name: "x".into(), element_type, shape }
+        TensorSpec {
+            name: "x".into(),
+            element_type,
+            shape,
+        }
     }
 
     fn n() -> Dim {
@@ -417,10 +448,21 @@ mod tests {
 
     #[test]
     fn flat_data_with_instance_or_full_shape() {
-        let s = spec(vec![n(), Dim::Fixed(1), Dim::Fixed(2), Dim::Fixed(2)], ElementType::Float32);
+        let s = spec(
+            vec![n(), Dim::Fixed(1), Dim::Fixed(2), Dim::Fixed(2)],
+            ElementType::Float32,
+        );
         let flat = json!([0, 1, 2, 3, 4, 5, 6, 7]);
-        assert_eq!(instances_tensor(&s, &flat, Some(&[1, 2, 2])).unwrap().shape, vec![2, 1, 2, 2]);
-        assert_eq!(instances_tensor(&s, &flat, Some(&[2, 1, 2, 2])).unwrap().shape, vec![2, 1, 2, 2]);
+        assert_eq!(
+            instances_tensor(&s, &flat, Some(&[1, 2, 2])).unwrap().shape,
+            vec![2, 1, 2, 2]
+        );
+        assert_eq!(
+            instances_tensor(&s, &flat, Some(&[2, 1, 2, 2]))
+                .unwrap()
+                .shape,
+            vec![2, 1, 2, 2]
+        );
         assert!(instances_tensor(&s, &flat, Some(&[3, 1, 2, 2])).is_err());
     }
 
@@ -457,10 +499,16 @@ mod tests {
         assert_eq!(t.data, TensorData::Float64(vec![2.0, 1.0, 4.0, 3.0]));
 
         let missing: Vec<Map<String, Value>> = serde_json::from_value(json!([{"a": 1}])).unwrap();
-        assert!(records_tensor(&s, Some(&names), &missing).unwrap_err().to_string().contains("'b'"));
+        assert!(records_tensor(&s, Some(&names), &missing)
+            .unwrap_err()
+            .to_string()
+            .contains("'b'"));
         let extra: Vec<Map<String, Value>> =
             serde_json::from_value(json!([{"a": 1, "b": 2, "c": 3}])).unwrap();
-        assert!(records_tensor(&s, Some(&names), &extra).unwrap_err().to_string().contains("'c'"));
+        assert!(records_tensor(&s, Some(&names), &extra)
+            .unwrap_err()
+            .to_string()
+            .contains("'c'"));
         assert!(records_tensor(&s, None, &recs).is_err());
     }
 }

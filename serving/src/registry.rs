@@ -51,21 +51,32 @@ impl ModelRegistry {
     }
 
     /// The version a request should run: the one asked for, or the newest deployed.
-    pub fn get(&self, model: &str, version: Option<u64>) -> Result<Arc<ServedVersion>, ServingError> {
+    pub fn get(
+        &self,
+        model: &str,
+        version: Option<u64>,
+    ) -> Result<Arc<ServedVersion>, ServingError> {
         let models = self.models.read();
         let versions = models.get(model).filter(|v| !v.is_empty());
         match (versions, version) {
-            (Some(versions), Some(v)) => versions.get(&v).cloned().ok_or_else(|| {
-                ServingError::VersionNotLoaded { model: model.to_owned(), version: v }
-            }),
+            (Some(versions), Some(v)) => {
+                versions
+                    .get(&v)
+                    .cloned()
+                    .ok_or_else(|| ServingError::VersionNotLoaded {
+                        model: model.to_owned(),
+                        version: v,
+                    })
+            }
             (Some(versions), None) => versions
                 .values()
                 .next_back()
                 .cloned()
                 .ok_or_else(|| ServingError::NotLoaded(model.to_owned())),
-            (None, Some(v)) => {
-                Err(ServingError::VersionNotLoaded { model: model.to_owned(), version: v })
-            }
+            (None, Some(v)) => Err(ServingError::VersionNotLoaded {
+                model: model.to_owned(),
+                version: v,
+            }),
             (None, None) => Err(ServingError::NotLoaded(model.to_owned())),
         }
     }
@@ -73,7 +84,10 @@ impl ModelRegistry {
     /// Add a version next to the ones already serving.
     pub fn insert(&self, served: Arc<ServedVersion>) {
         let mut models = self.models.write();
-        models.entry(served.model.clone()).or_default().insert(served.version, served);
+        models
+            .entry(served.model.clone())
+            .or_default()
+            .insert(served.version, served);
     }
 
     /// Make `served` the only version of its model, in one step: no request sees the model empty.
@@ -88,7 +102,9 @@ impl ModelRegistry {
     /// Stop serving one version; requests already running it finish.
     pub fn remove(&self, model: &str, version: u64) -> bool {
         let mut models = self.models.write();
-        let Some(versions) = models.get_mut(model) else { return false };
+        let Some(versions) = models.get_mut(model) else {
+            return false;
+        };
         let removed = versions.remove(&version).is_some();
         if versions.is_empty() {
             models.remove(model);
@@ -101,7 +117,10 @@ impl ModelRegistry {
     }
 
     pub fn contains(&self, model: &str, version: u64) -> bool {
-        self.models.read().get(model).is_some_and(|v| v.contains_key(&version))
+        self.models
+            .read()
+            .get(model)
+            .is_some_and(|v| v.contains_key(&version))
     }
 
     /// Every loaded `(model, version)`, sorted.
@@ -136,7 +155,10 @@ mod tests {
             model: model.into(),
             version,
             backend: BackendKind::Tract,
-            loaded: Arc::new(Echo(ModelSignature { inputs: vec![], outputs: vec![] })),
+            loaded: Arc::new(Echo(ModelSignature {
+                inputs: vec![],
+                outputs: vec![],
+            })),
             meta: VersionMeta::default(),
         })
     }
@@ -151,7 +173,10 @@ mod tests {
         assert_eq!(r.get("m", Some(2)).unwrap().version, 2);
         r.replace_all(served("m", 1));
         assert_eq!(r.loaded(), vec![("m".to_string(), 1)]);
-        assert!(matches!(r.get("m", Some(3)), Err(ServingError::VersionNotLoaded { .. })));
+        assert!(matches!(
+            r.get("m", Some(3)),
+            Err(ServingError::VersionNotLoaded { .. })
+        ));
         assert!(r.remove("m", 1));
         assert!(matches!(r.get("m", None), Err(ServingError::NotLoaded(_))));
     }

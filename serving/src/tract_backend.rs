@@ -66,7 +66,9 @@ fn load_tract(onnx: &[u8]) -> Result<TractModel, ServingError> {
     let inputs = declared_inputs(graph)?;
     let output_names: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
     if output_names.is_empty() {
-        return Err(ServingError::InvalidModel("the graph declares no output".into()));
+        return Err(ServingError::InvalidModel(
+            "the graph declares no output".into(),
+        ));
     }
 
     let mut model = framework.model_for_proto_model(&proto).map_err(invalid)?;
@@ -84,7 +86,9 @@ fn load_tract(onnx: &[u8]) -> Result<TractModel, ServingError> {
     }
     // Declared output shapes are often wrong or partial in exported files; let tract infer them.
     for ix in 0..output_names.len() {
-        model.set_output_fact(ix, InferenceFact::default()).map_err(invalid)?;
+        model
+            .set_output_fact(ix, InferenceFact::default())
+            .map_err(invalid)?;
     }
     let typed = model.into_optimized().map_err(invalid)?;
 
@@ -105,18 +109,30 @@ fn load_tract(onnx: &[u8]) -> Result<TractModel, ServingError> {
                 Err(_) => Dim::Symbolic(d.to_string()),
             })
             .collect();
-        outputs.push(TensorSpec { name, element_type, shape });
+        outputs.push(TensorSpec {
+            name,
+            element_type,
+            shape,
+        });
     }
     let plan = typed.into_runnable().map_err(invalid)?;
-    Ok(TractModel { signature: ModelSignature { inputs, outputs }, plan })
+    Ok(TractModel {
+        signature: ModelSignature { inputs, outputs },
+        plan,
+    })
 }
 
 /// Graph inputs that are fed at run time (older exporters also list initializers as inputs).
 fn declared_inputs(graph: &pb::GraphProto) -> Result<Vec<TensorSpec>, ServingError> {
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let mut specs = Vec::new();
-    for input in graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())) {
-        let Some(TypeValue::TensorType(tensor)) = input.r#type.as_ref().and_then(|t| t.value.as_ref())
+    for input in graph
+        .input
+        .iter()
+        .filter(|i| !initializers.contains(i.name.as_str()))
+    {
+        let Some(TypeValue::TensorType(tensor)) =
+            input.r#type.as_ref().and_then(|t| t.value.as_ref())
         else {
             return Err(ServingError::UnsupportedModel(format!(
                 "input '{}' is not a tensor; maas feeds tensors only",
@@ -129,7 +145,11 @@ fn declared_inputs(graph: &pb::GraphProto) -> Result<Vec<TensorSpec>, ServingErr
                 input.name, tensor.elem_type
             ))
         })?;
-        let dims = tensor.shape.as_ref().map(|s| s.dim.as_slice()).unwrap_or_default();
+        let dims = tensor
+            .shape
+            .as_ref()
+            .map(|s| s.dim.as_slice())
+            .unwrap_or_default();
         let shape = dims
             .iter()
             .enumerate()
@@ -140,10 +160,16 @@ fn declared_inputs(graph: &pb::GraphProto) -> Result<Vec<TensorSpec>, ServingErr
                 _ => Dim::Symbolic(format!("d{axis}")),
             })
             .collect();
-        specs.push(TensorSpec { name: input.name.clone(), element_type, shape });
+        specs.push(TensorSpec {
+            name: input.name.clone(),
+            element_type,
+            shape,
+        });
     }
     if specs.is_empty() {
-        return Err(ServingError::InvalidModel("the graph declares no input".into()));
+        return Err(ServingError::InvalidModel(
+            "the graph declares no input".into(),
+        ));
     }
     Ok(specs)
 }
@@ -282,13 +308,19 @@ fn to_tract(tensor: Tensor) -> Result<TValue, ServingError> {
 }
 
 fn from_tract(t: &TractTensor) -> Result<Tensor, ServingError> {
-    fn copy<T: tract_onnx::prelude::Datum + Clone>(t: &TractTensor) -> Result<Vec<T>, ServingError> {
+    fn copy<T: tract_onnx::prelude::Datum + Clone>(
+        t: &TractTensor,
+    ) -> Result<Vec<T>, ServingError> {
         let err = |e: tract_onnx::prelude::TractError| ServingError::Inference(format!("{e:#}"));
         let view = t.try_as_plain_ram().map_err(err)?;
         view.as_slice::<T>().map(<[T]>::to_vec).map_err(err)
     }
-    fn cast<T: tract_onnx::prelude::Datum + Clone>(t: &TractTensor) -> Result<Vec<T>, ServingError> {
-        let cast = t.cast_to::<T>().map_err(|e| ServingError::Inference(format!("{e:#}")))?;
+    fn cast<T: tract_onnx::prelude::Datum + Clone>(
+        t: &TractTensor,
+    ) -> Result<Vec<T>, ServingError> {
+        let cast = t
+            .cast_to::<T>()
+            .map_err(|e| ServingError::Inference(format!("{e:#}")))?;
         copy::<T>(&cast)
     }
     let data = match t.datum_type() {
@@ -309,7 +341,10 @@ fn from_tract(t: &TractTensor) -> Result<Tensor, ServingError> {
             )))
         }
     };
-    Ok(Tensor { shape: t.shape().to_vec(), data })
+    Ok(Tensor {
+        shape: t.shape().to_vec(),
+        data,
+    })
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -14,7 +14,9 @@ use serde_json::Value;
 pub const BIN: &str = env!("CARGO_BIN_EXE_maas");
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
 }
 
 pub fn expected() -> Value {
@@ -42,18 +44,26 @@ pub struct Store {
 static DB_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn postgres_admin_url() -> String {
-    std::env::var("MAAS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("MAAS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 fn run_sql(url: &str, sql: &str) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         use sqlx::Connection;
-        let mut conn = tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(url))
+        let mut conn =
+            tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(url))
+                .await
+                .map_err(|_| "timed out".to_string())?
+                .map_err(|e| e.to_string())?;
+        sqlx::raw_sql(sql)
+            .execute(&mut conn)
             .await
-            .map_err(|_| "timed out".to_string())?
             .map_err(|e| e.to_string())?;
-        sqlx::raw_sql(sql).execute(&mut conn).await.map_err(|e| e.to_string())?;
         Ok(())
     })
 }
@@ -63,10 +73,19 @@ impl Store {
     pub fn new(kind: StoreKind) -> Option<Store> {
         let dir = tempfile::tempdir().unwrap();
         match kind {
-            StoreKind::Sqlite => Some(Store { dir, database_url: None, admin_url: None, db_name: None }),
+            StoreKind::Sqlite => Some(Store {
+                dir,
+                database_url: None,
+                admin_url: None,
+                db_name: None,
+            }),
             StoreKind::Postgres => {
                 let admin = postgres_admin_url();
-                let name = format!("maas_test_{}_{}", std::process::id(), DB_COUNTER.fetch_add(1, Ordering::SeqCst));
+                let name = format!(
+                    "maas_test_{}_{}",
+                    std::process::id(),
+                    DB_COUNTER.fetch_add(1, Ordering::SeqCst)
+                );
                 if let Err(e) = run_sql(&admin, &format!("CREATE DATABASE {name}")) {
                     if std::env::var("MAAS_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
                         panic!("PostgreSQL is required (MAAS_REQUIRE_POSTGRES=1) but {admin} failed: {e}");
@@ -93,7 +112,10 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         if let (Some(admin), Some(name)) = (&self.admin_url, &self.db_name) {
-            let _ = run_sql(admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            let _ = run_sql(
+                admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
         }
     }
 }
@@ -148,7 +170,11 @@ impl Server {
 
     fn spawn(args: Vec<String>, envs: Vec<(String, String)>) -> Server {
         let mut command = Command::new(BIN);
-        command.args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).env("RUST_LOG", "info");
+        command
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "info");
         for (k, v) in &envs {
             command.env(k, v);
         }
@@ -166,7 +192,10 @@ impl Server {
         let url = loop {
             match rx.recv_timeout(Duration::from_secs(60)) {
                 Ok(line) => {
-                    let found = line.split("listening on ").nth(1).map(|u| u.trim().to_owned());
+                    let found = line
+                        .split("listening on ")
+                        .nth(1)
+                        .map(|u| u.trim().to_owned());
                     lines.push(line);
                     if let Some(url) = found {
                         break url;
@@ -175,12 +204,26 @@ impl Server {
                 Err(_) => {
                     let status = child.try_wait().ok().flatten();
                     let _ = child.kill();
-                    panic!("maas did not start ({status:?}); its log:\n{}", lines.join("\n"));
+                    panic!(
+                        "maas did not start ({status:?}); its log:\n{}",
+                        lines.join("\n")
+                    );
                 }
             }
         };
-        let client = Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        Server { child: Some(child), url, client, args, envs, log: rx, lines }
+        let client = Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        Server {
+            child: Some(child),
+            url,
+            client,
+            args,
+            envs,
+            log: rx,
+            lines,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -221,12 +264,20 @@ impl Server {
     /// Kill with SIGKILL and start again on the same store, flags and environment.
     pub fn restart(&mut self) -> Server {
         self.kill9();
-        let envs = self.envs.iter().filter(|(k, _)| k != "MAAS_CRASH_AT").cloned().collect();
+        let envs = self
+            .envs
+            .iter()
+            .filter(|(k, _)| k != "MAAS_CRASH_AT")
+            .cloned()
+            .collect();
         Server::spawn(self.args.clone(), envs)
     }
 
     pub fn get(&self, path: &str) -> Response {
-        self.client.get(format!("{}{path}", self.url)).send().unwrap()
+        self.client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .unwrap()
     }
 
     pub fn get_json(&self, path: &str) -> Value {
@@ -236,26 +287,47 @@ impl Server {
     }
 
     pub fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client.post(format!("{}{path}", self.url)).json(body).send().unwrap()
+        self.client
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .unwrap()
     }
 
     pub fn post_empty(&self, path: &str) -> Response {
-        self.client.post(format!("{}{path}", self.url)).send().unwrap()
+        self.client
+            .post(format!("{}{path}", self.url))
+            .send()
+            .unwrap()
     }
 
     pub fn delete(&self, path: &str) -> Response {
-        self.client.delete(format!("{}{path}", self.url)).send().unwrap()
+        self.client
+            .delete(format!("{}{path}", self.url))
+            .send()
+            .unwrap()
     }
 
     /// Deploy a fixture with extra text fields, returning the raw response.
-    pub fn deploy_form(&self, model: &str, fixture_name: &str, fields: &[(&str, &str)]) -> Response {
+    pub fn deploy_form(
+        &self,
+        model: &str,
+        fixture_name: &str,
+        fields: &[(&str, &str)],
+    ) -> Response {
         let bytes = std::fs::read(fixture(fixture_name)).unwrap();
-        let mut form = multipart::Form::new()
-            .part("model", multipart::Part::bytes(bytes).file_name(fixture_name.to_owned()));
+        let mut form = multipart::Form::new().part(
+            "model",
+            multipart::Part::bytes(bytes).file_name(fixture_name.to_owned()),
+        );
         for (k, v) in fields {
             form = form.text(k.to_string(), v.to_string());
         }
-        self.client.post(format!("{}/v1/models/{model}/versions", self.url)).multipart(form).send().unwrap()
+        self.client
+            .post(format!("{}/v1/models/{model}/versions", self.url))
+            .multipart(form)
+            .send()
+            .unwrap()
     }
 
     /// Deploy a fixture and expect 201; returns the version record.
@@ -293,15 +365,26 @@ impl Drop for Server {
 /// Assert an error response: status, code, and the one error body shape.
 pub fn assert_error(response: Response, status: u16, code: &str) -> Value {
     let got = response.status().as_u16();
-    let header_id = response.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
+    let header_id = response
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned());
     let text = response.text().unwrap();
-    let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("error body is not JSON: {text}"));
+    let body: Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("error body is not JSON: {text}"));
     assert_eq!(got, status, "status for {body}");
     assert_eq!(body["code"], code, "code in {body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "message in {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message in {body}"
+    );
     let id = body["request_id"].as_str().expect("request_id");
     assert!(!id.is_empty());
-    assert_eq!(Some(id.to_owned()), header_id, "request id header and body agree");
+    assert_eq!(
+        Some(id.to_owned()),
+        header_id,
+        "request id header and body agree"
+    );
     body
 }
 
@@ -309,7 +392,9 @@ pub fn assert_close(got: &Value, want: &Value, tolerance: f64) {
     match (got, want) {
         (Value::Array(g), Value::Array(w)) => {
             assert_eq!(g.len(), w.len(), "{got} vs {want}");
-            g.iter().zip(w).for_each(|(g, w)| assert_close(g, w, tolerance));
+            g.iter()
+                .zip(w)
+                .for_each(|(g, w)| assert_close(g, w, tolerance));
         }
         _ => {
             let (g, w) = (got.as_f64().unwrap(), want.as_f64().unwrap());
@@ -332,7 +417,8 @@ macro_rules! on_both_stores {
             }
             #[test]
             fn postgres() {
-                if let Some(store) = $crate::common::Store::new($crate::common::StoreKind::Postgres) {
+                if let Some(store) = $crate::common::Store::new($crate::common::StoreKind::Postgres)
+                {
                     ($body)(&store);
                 }
             }

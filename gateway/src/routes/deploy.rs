@@ -18,11 +18,17 @@ const MAX_TEXT_FIELD: usize = 1024 * 1024;
 const FIELDS: &str = "model, model_url, version, class_names, feature_names, append";
 
 fn too_large(limit: u64) -> ApiError {
-    ApiError::new(ErrorCode::PayloadTooLarge, format!("the model is larger than the limit of {limit} bytes (limits.max_model_bytes)"))
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the model is larger than the limit of {limit} bytes (limits.max_model_bytes)"),
+    )
 }
 
 fn cut_short(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(ErrorCode::InvalidRequest, format!("the upload was cut short or is not valid multipart: {e}"))
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        format!("the upload was cut short or is not valid multipart: {e}"),
+    )
 }
 
 fn stage_error(e: std::io::Error) -> ApiError {
@@ -74,7 +80,10 @@ pub async fn deploy(
         ));
     }
     let limit = state.settings.limits.max_model_bytes;
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit.saturating_add(MAX_TEXT_FIELD as u64 * 8)) {
         return Err(too_large(limit));
     }
@@ -82,10 +91,16 @@ pub async fn deploy(
     let form = read_form(&state, Multipart::new(req.headers(), payload), limit).await?;
     let (staged, source) = match (form.staged, form.model_url) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::new(ErrorCode::InvalidArgument, "send either `model` or `model_url`, not both"))
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "send either `model` or `model_url`, not both",
+            ))
         }
         (None, None) => {
-            return Err(ApiError::new(ErrorCode::InvalidArgument, format!("the form has no `model` file and no `model_url` (fields: {FIELDS})")))
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("the form has no `model` file and no `model_url` (fields: {FIELDS})"),
+            ))
         }
         (Some(staged), None) => staged,
         (None, Some(url)) => (fetch(&state, &url, limit).await?, url),
@@ -94,9 +109,22 @@ pub async fn deploy(
         model: name,
         staged,
         version: form.version.as_deref().map(parse_version).transpose()?,
-        append: form.append.as_deref().map(parse_bool).transpose()?.unwrap_or(true),
-        class_names: form.class_names.as_deref().map(|t| parse_names("class_names", t)).transpose()?,
-        feature_names: form.feature_names.as_deref().map(|t| parse_names("feature_names", t)).transpose()?,
+        append: form
+            .append
+            .as_deref()
+            .map(parse_bool)
+            .transpose()?
+            .unwrap_or(true),
+        class_names: form
+            .class_names
+            .as_deref()
+            .map(|t| parse_names("class_names", t))
+            .transpose()?,
+        feature_names: form
+            .feature_names
+            .as_deref()
+            .map(|t| parse_names("feature_names", t))
+            .transpose()?,
         source,
     };
     let record = state.models.deploy(request).await?;
@@ -104,11 +132,18 @@ pub async fn deploy(
     let status = state.models.load_status(&record.model, record.version);
     let info = VersionInfo::new(&record, default, status);
     Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/v1/models/{}/versions/{}", record.model, record.version)))
+        .insert_header((
+            "Location",
+            format!("/v1/models/{}/versions/{}", record.model, record.version),
+        ))
         .json(info))
 }
 
-async fn read_form(state: &AppState, mut multipart: Multipart, limit: u64) -> Result<Form, ApiError> {
+async fn read_form(
+    state: &AppState,
+    mut multipart: Multipart,
+    limit: u64,
+) -> Result<Form, ApiError> {
     let mut form = Form::default();
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(cut_short)?;
@@ -116,7 +151,10 @@ async fn read_form(state: &AppState, mut multipart: Multipart, limit: u64) -> Re
         let slot = match name.as_str() {
             "model" => {
                 if form.staged.is_some() {
-                    return Err(ApiError::new(ErrorCode::InvalidArgument, "the form has more than one `model` file"));
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidArgument,
+                        "the form has more than one `model` file",
+                    ));
                 }
                 let file_name = field
                     .content_disposition()
@@ -135,19 +173,29 @@ async fn read_form(state: &AppState, mut multipart: Multipart, limit: u64) -> Re
             other => {
                 return Err(ApiError::new(
                     ErrorCode::InvalidArgument,
-                    format!("unknown form field '{}'; fields: {FIELDS}", other.chars().take(64).collect::<String>()),
+                    format!(
+                        "unknown form field '{}'; fields: {FIELDS}",
+                        other.chars().take(64).collect::<String>()
+                    ),
                 ))
             }
         };
         if slot.is_some() {
-            return Err(ApiError::new(ErrorCode::InvalidArgument, format!("the form has `{name}` twice")));
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("the form has `{name}` twice"),
+            ));
         }
         *slot = Some(read_text(&name, &mut field).await?);
     }
     Ok(form)
 }
 
-async fn stream_field(state: &AppState, field: &mut Field, limit: u64) -> Result<StagedArtifact, ApiError> {
+async fn stream_field(
+    state: &AppState,
+    field: &mut Field,
+    limit: u64,
+) -> Result<StagedArtifact, ApiError> {
     let mut staged = state.models.artifacts().stage().map_err(stage_error)?;
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(cut_short)?;
@@ -164,19 +212,30 @@ async fn read_text(name: &str, field: &mut Field) -> Result<String, ApiError> {
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(cut_short)?;
         if bytes.len() + chunk.len() > MAX_TEXT_FIELD {
-            return Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("`{name}` is longer than {MAX_TEXT_FIELD} bytes")));
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("`{name}` is longer than {MAX_TEXT_FIELD} bytes"),
+            ));
         }
         bytes.extend_from_slice(&chunk);
     }
     String::from_utf8(bytes)
         .map(|s| s.trim().to_owned())
-        .map_err(|_| ApiError::new(ErrorCode::InvalidArgument, format!("`{name}` is not UTF-8 text")))
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("`{name}` is not UTF-8 text"),
+            )
+        })
 }
 
 fn parse_version(text: &str) -> Result<u64, ApiError> {
     match text.parse::<u64>() {
         Ok(v) if v >= 1 && v <= i64::MAX as u64 => Ok(v),
-        _ => Err(ApiError::new(ErrorCode::InvalidArgument, format!("`version` must be a positive integer, got '{text}'"))),
+        _ => Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("`version` must be a positive integer, got '{text}'"),
+        )),
     }
 }
 
@@ -184,20 +243,27 @@ fn parse_bool(text: &str) -> Result<bool, ApiError> {
     match text.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
-        _ => Err(ApiError::new(ErrorCode::InvalidArgument, format!("`append` must be true or false, got '{text}'"))),
+        _ => Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("`append` must be true or false, got '{text}'"),
+        )),
     }
 }
 
 fn parse_names(field: &str, text: &str) -> Result<Vec<String>, ApiError> {
     serde_json::from_str::<Vec<String>>(text).map_err(|_| {
-        ApiError::new(ErrorCode::InvalidArgument, format!("`{field}` must be a JSON array of strings, like [\"a\", \"b\"]"))
+        ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("`{field}` must be a JSON array of strings, like [\"a\", \"b\"]"),
+        )
     })
 }
 
 /// Fetch `model_url` into staging, with the same size limit as an upload.
 async fn fetch(state: &AppState, url: &str, limit: u64) -> Result<StagedArtifact, ApiError> {
     let failed = |m: String| ApiError::new(ErrorCode::ModelUrlFailed, m);
-    let parsed = url::Url::parse(url).map_err(|e| failed(format!("`model_url` is not a URL: {e}")))?;
+    let parsed =
+        url::Url::parse(url).map_err(|e| failed(format!("`model_url` is not a URL: {e}")))?;
     let mut staged = state.models.artifacts().stage().map_err(stage_error)?;
     match parsed.scheme() {
         "http" | "https" => {
@@ -208,7 +274,10 @@ async fn fetch(state: &AppState, url: &str, limit: u64) -> Result<StagedArtifact
                 .await
                 .map_err(|e| failed(format!("fetching {url}: {e}")))?;
             if !response.status().is_success() {
-                return Err(failed(format!("fetching {url}: the server answered {}", response.status())));
+                return Err(failed(format!(
+                    "fetching {url}: the server answered {}",
+                    response.status()
+                )));
             }
             if response.content_length().is_some_and(|len| len > limit) {
                 return Err(too_large(limit));
@@ -224,20 +293,32 @@ async fn fetch(state: &AppState, url: &str, limit: u64) -> Result<StagedArtifact
         }
         "file" => {
             if !state.settings.serving.allow_file_urls {
-                return Err(failed("file:// model URLs are disabled (serving.allow_file_urls)".into()));
+                return Err(failed(
+                    "file:// model URLs are disabled (serving.allow_file_urls)".into(),
+                ));
             }
-            let path = parsed.to_file_path().map_err(|_| failed(format!("{url} is not a local file path")))?;
-            let meta = tokio::fs::metadata(&path).await.map_err(|e| failed(format!("{}: {e}", path.display())))?;
+            let path = parsed
+                .to_file_path()
+                .map_err(|_| failed(format!("{url} is not a local file path")))?;
+            let meta = tokio::fs::metadata(&path)
+                .await
+                .map_err(|e| failed(format!("{}: {e}", path.display())))?;
             if !meta.is_file() {
                 return Err(failed(format!("{} is not a file", path.display())));
             }
             if meta.len() > limit {
                 return Err(too_large(limit));
             }
-            let bytes = tokio::fs::read(&path).await.map_err(|e| failed(format!("{}: {e}", path.display())))?;
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|e| failed(format!("{}: {e}", path.display())))?;
             staged.write(&bytes).map_err(stage_error)?;
         }
-        other => return Err(failed(format!("`model_url` scheme '{other}' is not supported; use http, https or file"))),
+        other => {
+            return Err(failed(format!(
+                "`model_url` scheme '{other}' is not supported; use http, https or file"
+            )))
+        }
     }
     Ok(staged)
 }

@@ -11,7 +11,9 @@ use crate::server::AppState;
 #[utoipa::path(get, path = "/health/live", tag = "health",
     responses((status = 200, description = "Alive", body = HealthStatus)))]
 pub async fn live() -> web::Json<HealthStatus> {
-    web::Json(HealthStatus { status: "live".into() })
+    web::Json(HealthStatus {
+        status: "live".into(),
+    })
 }
 
 /// The store answers and every deployed version has been loaded once: send traffic.
@@ -22,16 +24,25 @@ pub async fn live() -> web::Json<HealthStatus> {
     ))]
 pub async fn ready(state: web::Data<AppState>) -> Result<web::Json<HealthStatus>, ApiError> {
     if !state.models.is_ready() {
-        return Err(ApiError::new(ErrorCode::StorageUnavailable, "starting: deployed models are still loading"));
+        return Err(ApiError::new(
+            ErrorCode::StorageUnavailable,
+            "starting: deployed models are still loading",
+        ));
     }
     state.models.ping().await?;
-    Ok(web::Json(HealthStatus { status: "ready".into() }))
+    Ok(web::Json(HealthStatus {
+        status: "ready".into(),
+    }))
 }
 
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(metrics: web::Data<Metrics>) -> Result<HttpResponse, ApiError> {
-    let text = metrics.render().map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text))
+    let text = metrics
+        .render()
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
 }

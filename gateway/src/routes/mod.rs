@@ -12,7 +12,8 @@ use crate::error::{ApiError, ErrorCode};
 
 /// Register every route; `predict_json` is the body limit of the predict routes.
 pub fn configure(cfg: &mut web::ServiceConfig, predict_json: web::JsonConfig) {
-    let resource = |path: &str| web::resource(path.to_owned()).default_service(web::to(method_not_allowed));
+    let resource =
+        |path: &str| web::resource(path.to_owned()).default_service(web::to(method_not_allowed));
     cfg.service(web::resource("/docs").route(web::get().to(docs_redirect)))
         .service(resource("/health/live").route(web::get().to(health::live)))
         .service(resource("/health/ready").route(web::get().to(health::ready)))
@@ -33,8 +34,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, predict_json: web::JsonConfig) {
                 .route(web::get().to(models::version))
                 .route(web::delete().to(models::delete_version)),
         )
-        .service(resource("/v1/models/{name}/versions/{version}/deploy").route(web::post().to(models::redeploy)))
-        .service(resource("/v1/models/{name}/versions/{version}/undeploy").route(web::post().to(models::undeploy)))
+        .service(
+            resource("/v1/models/{name}/versions/{version}/deploy")
+                .route(web::post().to(models::redeploy)),
+        )
+        .service(
+            resource("/v1/models/{name}/versions/{version}/undeploy")
+                .route(web::post().to(models::undeploy)),
+        )
         .service(
             resource("/v1/models/{name}/predict")
                 .app_data(predict_json.clone())
@@ -49,7 +56,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, predict_json: web::JsonConfig) {
 
 /// Swagger UI lives at `/docs/`; `/docs` is what people type.
 async fn docs_redirect() -> HttpResponse {
-    HttpResponse::PermanentRedirect().insert_header(("Location", "/docs/")).finish()
+    HttpResponse::PermanentRedirect()
+        .insert_header(("Location", "/docs/"))
+        .finish()
 }
 
 async fn method_not_allowed(req: HttpRequest) -> ApiError {
@@ -60,7 +69,10 @@ async fn method_not_allowed(req: HttpRequest) -> ApiError {
 }
 
 pub async fn not_found(req: HttpRequest) -> ApiError {
-    ApiError::new(ErrorCode::RouteNotFound, format!("no route {} {}", req.method(), req.path()))
+    ApiError::new(
+        ErrorCode::RouteNotFound,
+        format!("no route {} {}", req.method(), req.path()),
+    )
 }
 
 impl actix_web::Responder for ApiError {

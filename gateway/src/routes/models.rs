@@ -9,7 +9,11 @@ use crate::server::AppState;
 use crate::store::VersionRecord;
 
 fn info(state: &AppState, record: &VersionRecord, default: Option<u64>) -> VersionInfo {
-    VersionInfo::new(record, default, state.models.load_status(&record.model, record.version))
+    VersionInfo::new(
+        record,
+        default,
+        state.models.load_status(&record.model, record.version),
+    )
 }
 
 async fn version_info(state: &AppState, record: &VersionRecord) -> Result<VersionInfo, ApiError> {
@@ -20,9 +24,14 @@ async fn version_info(state: &AppState, record: &VersionRecord) -> Result<Versio
 /// List models with their versions and default version.
 #[utoipa::path(get, path = "/v1/models", tag = "models",
     responses((status = 200, body = ModelList)))]
-pub async fn list(_auth: Authorized<Read>, state: web::Data<AppState>) -> Result<web::Json<ModelList>, ApiError> {
+pub async fn list(
+    _auth: Authorized<Read>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<ModelList>, ApiError> {
     let models = state.models.models().await?;
-    Ok(web::Json(ModelList { models: models.iter().map(ModelInfo::from).collect() }))
+    Ok(web::Json(ModelList {
+        models: models.iter().map(ModelInfo::from).collect(),
+    }))
 }
 
 /// One model: its versions, their states, and the default version.
@@ -34,7 +43,9 @@ pub async fn get(
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> Result<web::Json<ModelInfo>, ApiError> {
-    Ok(web::Json(ModelInfo::from(&state.models.model(&name).await?)))
+    Ok(web::Json(ModelInfo::from(
+        &state.models.model(&name).await?,
+    )))
 }
 
 /// Every version of a model in full.
@@ -51,7 +62,11 @@ pub async fn versions(
     Ok(web::Json(VersionList {
         name: model.name.clone(),
         default_version: default,
-        versions: model.versions.iter().map(|v| info(&state, v, default)).collect(),
+        versions: model
+            .versions
+            .iter()
+            .map(|v| info(&state, v, default))
+            .collect(),
     }))
 }
 
@@ -89,7 +104,10 @@ pub async fn redeploy(
         RedeployRequest::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(ErrorCode::InvalidJson, format!("the body must be empty or like {{\"append\": false}}: {e}"))
+            ApiError::new(
+                ErrorCode::InvalidJson,
+                format!("the body must be empty or like {{\"append\": false}}: {e}"),
+            )
         })?
     };
     let append = options.append.unwrap_or(true);

@@ -9,7 +9,11 @@ use crate::models::PredictInput;
 use crate::server::AppState;
 
 fn input(body: PredictRequest) -> PredictInput {
-    PredictInput { instances: body.instances, records: body.records, shape: body.shape }
+    PredictInput {
+        instances: body.instances,
+        records: body.records,
+        shape: body.shape,
+    }
 }
 
 /// Predict with the default version (the newest deployed).
@@ -32,7 +36,10 @@ pub async fn predict_default(
     name: web::Path<String>,
     body: web::Json<PredictRequest>,
 ) -> Result<web::Json<PredictResponse>, ApiError> {
-    let output = state.models.predict(&name, None, input(body.into_inner())).await?;
+    let output = state
+        .models
+        .predict(&name, None, input(body.into_inner()))
+        .await?;
     Ok(web::Json(output.into()))
 }
 
@@ -57,6 +64,9 @@ pub async fn predict_version(
     body: web::Json<PredictRequest>,
 ) -> Result<web::Json<PredictResponse>, ApiError> {
     let (name, version) = path.into_inner();
-    let output = state.models.predict(&name, Some(version), input(body.into_inner())).await?;
+    let output = state
+        .models
+        .predict(&name, Some(version), input(body.into_inner()))
+        .await?;
     Ok(web::Json(output.into()))
 }
