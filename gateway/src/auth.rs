@@ -1,19 +1,86 @@
-//! Who is calling, and may they? Each handler states the permission it needs in its signature
-//! (`Authorized<Predict>`), so a route cannot forget to check.
+//! Who is calling, and may they? Every `/v1` route but the token route needs a bearer: a JWT
+//! from `POST /v1/auth/token` or an API key. Each handler states the permission it needs in its
+//! signature (`Authorized<Predict>`), so a route cannot forget to check; the extractor also
+//! enforces an API key's model scope on every route with a `{name}` segment.
 //!
-//! Authentication arrives with issue #4; until then every caller is admitted as anonymous. The
-//! extractor, the permission types and their place in every handler are the seam it plugs into.
+//! Tokens and keys are checked against the store on every request, so a deleted user, a changed
+//! role or a revoked key takes effect at once on every replica sharing the store.
 
-use std::future::{ready, Ready};
+pub mod jwt;
+pub mod limiter;
+pub mod passwords;
+
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::str::FromStr;
 
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{web, FromRequest, HttpRequest};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
+use crate::store::SqlStore;
+use jwt::JwtKeys;
+use limiter::LoginLimiter;
 
-/// A permission a route requires.
+/// What a user may do, from least to most.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read models, versions and metadata.
+    Viewer,
+    /// Viewer, plus predict.
+    Predictor,
+    /// Predictor, plus deploy, undeploy, roll back and delete.
+    Deployer,
+    /// Everything, including users and API keys.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Predictor => "predictor",
+            Role::Deployer => "deployer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "predictor" => Ok(Role::Predictor),
+            "deployer" => Ok(Role::Deployer),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role '{other}': use admin, deployer, predictor or viewer"
+            )),
+        }
+    }
+}
+
+/// A permission a route requires, and the least role that holds it.
 pub trait Permission {
     const NAME: &'static str;
+    const ROLE: Role;
 }
 
 /// Read models, versions and metadata.
@@ -22,31 +89,271 @@ pub struct Read;
 pub struct Predict;
 /// Deploy, undeploy, roll back and delete.
 pub struct Deploy;
+/// Manage users, keys and settings.
+pub struct Admin;
 
 impl Permission for Read {
     const NAME: &'static str = "read";
+    const ROLE: Role = Role::Viewer;
 }
 impl Permission for Predict {
     const NAME: &'static str = "predict";
+    const ROLE: Role = Role::Predictor;
 }
 impl Permission for Deploy {
     const NAME: &'static str = "deploy";
+    const ROLE: Role = Role::Deployer;
+}
+impl Permission for Admin {
+    const NAME: &'static str = "administer";
+    const ROLE: Role = Role::Admin;
 }
 
-/// Proof that the caller holds permission `P`.
+/// How the caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Token,
+    ApiKey(String),
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub username: String,
+    pub role: Role,
+    pub credential: Credential,
+    /// Model-name patterns an API key is limited to; `None`: every model.
+    pub model_patterns: Option<Vec<String>>,
+}
+
+impl Principal {
+    pub fn may_use_model(&self, model: &str) -> bool {
+        self.model_patterns
+            .as_ref()
+            .is_none_or(|patterns| patterns.iter().any(|p| glob_match(p, model)))
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// API keys look like `maas_<id>_<secret>`: the id finds the record, the secret is compared by
+/// its SHA-256 in constant time.
+pub const KEY_PREFIX: &str = "maas_";
+
+pub fn new_key_material() -> (String, String, String) {
+    let mut id = [0u8; 8];
+    let mut secret = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+    let id = hex::encode(id);
+    let secret = hex::encode(secret);
+    let full = format!("{KEY_PREFIX}{id}_{secret}");
+    (id, secret_hash(&secret), full)
+}
+
+pub fn secret_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, message)
+}
+
+/// Checks bearers and logins.
+pub struct Authenticator {
+    pub store: SqlStore,
+    pub jwt: JwtKeys,
+    pub limiter: LoginLimiter,
+    pub protect_metrics: bool,
+}
+
+impl Authenticator {
+    /// The caller behind the request's bearer, or 401.
+    pub async fn authenticate(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
+        let header = req
+            .headers()
+            .get(AUTHORIZATION)
+            .ok_or_else(|| unauthorized("this route needs `Authorization: Bearer <token>`; get a token from POST /v1/auth/token"))?;
+        let value = header
+            .to_str()
+            .map_err(|_| unauthorized("the Authorization header is not readable text"))?;
+        let token = match value.split_once(' ') {
+            Some((scheme, token))
+                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+            {
+                token.trim()
+            }
+            _ => {
+                return Err(unauthorized(
+                    "the Authorization header must be `Bearer <token>`",
+                ))
+            }
+        };
+        if let Some(rest) = token.strip_prefix(KEY_PREFIX) {
+            return self.authenticate_key(rest).await;
+        }
+        let claims = self.jwt.verify(token).map_err(|e| {
+            tracing::debug!(reason = %e, "rejected a bearer token");
+            unauthorized("the token is invalid or expired; get a new one from POST /v1/auth/token")
+        })?;
+        let user = self
+            .store
+            .user(&claims.sub)
+            .await?
+            .ok_or_else(|| unauthorized("the token's user no longer exists"))?;
+        Ok(Principal {
+            username: user.username,
+            role: user.role,
+            credential: Credential::Token,
+            model_patterns: None,
+        })
+    }
+
+    async fn authenticate_key(&self, rest: &str) -> Result<Principal, ApiError> {
+        let invalid = || unauthorized("the API key is invalid, expired or revoked");
+        let (id, secret) = rest.split_once('_').ok_or_else(invalid)?;
+        if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid());
+        }
+        let key = self.store.key(id).await?.ok_or_else(invalid)?;
+        let matches: bool = secret_hash(secret)
+            .as_bytes()
+            .ct_eq(key.secret_sha256.as_bytes())
+            .into();
+        let expired = key
+            .expires_at
+            .is_some_and(|at| at <= crate::store::now_ms());
+        if !matches || key.revoked_at.is_some() || expired {
+            return Err(invalid());
+        }
+        let user = self.store.user(&key.username).await?.ok_or_else(invalid)?;
+        Ok(Principal {
+            username: user.username,
+            // A key never holds more than its user holds now.
+            role: key.role.min(user.role),
+            credential: Credential::ApiKey(key.id),
+            model_patterns: key.model_patterns,
+        })
+    }
+
+    /// Refuse a login attempt while its user name or client address is locked out.
+    pub fn login_keys(username: &str, req: &HttpRequest) -> Vec<String> {
+        let address = req
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        vec![format!("user:{username}"), format!("address:{address}")]
+    }
+}
+
+/// Proof that the caller holds permission `P` (and, on routes naming a model, may use it).
 pub struct Authorized<P: Permission> {
-    pub caller: String,
+    pub principal: Principal,
     _permission: PhantomData<P>,
 }
 
-impl<P: Permission> FromRequest for Authorized<P> {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+impl<P: Permission> Authorized<P> {
+    pub fn username(&self) -> &str {
+        &self.principal.username
+    }
+}
 
-    fn from_request(_req: &HttpRequest, _payload: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(Ok(Authorized {
-            caller: "anonymous".into(),
-            _permission: PhantomData,
-        }))
+pub async fn authorize<P: Permission>(req: &HttpRequest) -> Result<Principal, ApiError> {
+    let auth = req
+        .app_data::<web::Data<Authenticator>>()
+        .cloned()
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "authentication is not configured"))?;
+    let principal = auth.authenticate(req).await?;
+    if principal.role < P::ROLE {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "'{}' has role {}, which may not {}; this needs {} or above",
+                principal.username,
+                principal.role.as_str(),
+                P::NAME,
+                P::ROLE.as_str()
+            ),
+        ));
+    }
+    if let Some(model) = req.match_info().get("name") {
+        if !principal.may_use_model(model) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("this API key is limited to other models than '{model}'"),
+            ));
+        }
+    }
+    Ok(principal)
+}
+
+impl<P: Permission + 'static> FromRequest for Authorized<P> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let principal = authorize::<P>(&req).await?;
+            Ok(Authorized {
+                principal,
+                _permission: PhantomData,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_ordered_and_parse() {
+        assert!(
+            Role::Admin > Role::Deployer
+                && Role::Deployer > Role::Predictor
+                && Role::Predictor > Role::Viewer
+        );
+        assert_eq!("deployer".parse::<Role>().unwrap(), Role::Deployer);
+        assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("iris", "iris"));
+        assert!(!glob_match("iris", "iris2"));
+        assert!(glob_match("iris*", "iris-v2"));
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("team-*-prod", "team-a-prod"));
+        assert!(!glob_match("team-*-prod", "team-a-dev"));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+        assert!(!glob_match("a*b*c", "ac"));
+    }
+
+    #[test]
+    fn key_material_round_trips() {
+        let (id, hash, full) = new_key_material();
+        let rest = full.strip_prefix(KEY_PREFIX).unwrap();
+        let (got_id, secret) = rest.split_once('_').unwrap();
+        assert_eq!(got_id, id);
+        assert_eq!(secret_hash(secret), hash);
     }
 }

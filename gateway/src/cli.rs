@@ -68,6 +68,20 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Log in and print a bearer token (password from MAAS_PASSWORD or the first line of stdin).
+    Token {
+        #[arg(long, default_value = "admin")]
+        username: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Manage users directly in the store (works with the server stopped or running).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Stop serving VERSION of NAME (it is kept).
     Undeploy {
         name: String,
@@ -91,6 +105,46 @@ struct ServeArgs {
     /// sqlite://… or postgres://… (default: SQLite under the data folder).
     #[arg(long)]
     database_url: Option<String>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Add a user. The password is read from the first line of stdin with --password-stdin,
+    /// else generated and printed.
+    Add {
+        username: String,
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users and their roles.
+    List,
+    /// Remove a user (their API keys are revoked).
+    Remove { username: String },
+    /// Set a user's password (from stdin with --password-stdin, else generated and printed).
+    Passwd {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// Which store a `user` command works on: the same layers as `maas serve`.
+#[derive(Debug, Args)]
+struct StoreArgs {
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[arg(long, global = true)]
+    database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +162,7 @@ pub fn main() -> ExitCode {
             println!("{}", crate::openapi::pretty_json());
             Ok(())
         }
+        Command::User { action, store } => user(action, store),
         other => client(other),
     };
     match result {
@@ -139,6 +194,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         bind: args.bind,
         database_url: args.database_url,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     };
     let settings = Settings::load(args.config.as_deref(), &overrides)?;
     init_logging(&settings);
@@ -225,7 +282,26 @@ fn read_rows(path: &Path) -> anyhow::Result<Value> {
 async fn run_client(command: Command) -> anyhow::Result<()> {
     use reqwest::Method;
     match command {
-        Command::Serve(_) | Command::Openapi => Ok(()),
+        Command::Serve(_) | Command::Openapi | Command::User { .. } => Ok(()),
+        Command::Token { username, client } => {
+            let c = Client::new(&client)?;
+            let password = match std::env::var("MAAS_PASSWORD") {
+                Ok(p) if !p.is_empty() => p,
+                _ => read_password()?,
+            };
+            let body = serde_json::json!({ "username": username, "password": password });
+            let answer = c
+                .send(c.request(Method::POST, "/v1/auth/token").json(&body))
+                .await?;
+            println!(
+                "{}",
+                answer
+                    .get("access_token")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
         Command::Models { client } => {
             let c = Client::new(&client)?;
             let body = c.send(c.request(Method::GET, "/v1/models")).await?;
@@ -338,4 +414,85 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             print(&c.send(c.request(Method::POST, &path)).await?)
         }
     }
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    if password.is_empty() {
+        anyhow::bail!("no password on stdin");
+    }
+    Ok(password)
+}
+
+fn user(action: UserAction, args: StoreArgs) -> anyhow::Result<()> {
+    use crate::auth::{passwords, Role};
+    use crate::store::SqlStore;
+    let overrides = Overrides {
+        data_dir: args.data_dir,
+        database_url: args.database_url,
+        ..Overrides::default()
+    };
+    let settings = Settings::load(args.config.as_deref(), &overrides)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let store = SqlStore::connect(&settings.database_url()?).await?;
+        let password = |from_stdin: bool| -> anyhow::Result<(String, bool)> {
+            if from_stdin {
+                Ok((read_password()?, false))
+            } else {
+                Ok((passwords::random(), true))
+            }
+        };
+        match action {
+            UserAction::Add {
+                username,
+                role,
+                password_stdin,
+            } => {
+                let role: Role = role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+                let (password, show) = password(password_stdin)?;
+                let hash = passwords::hash(&password).map_err(|e| anyhow::anyhow!(e))?;
+                store.create_user(&username, &hash, role).await?;
+                println!("added {username} ({})", role.as_str());
+                if show {
+                    println!("password: {password}");
+                }
+            }
+            UserAction::List => {
+                for u in store.users().await? {
+                    println!("{}\t{}", u.username, u.role.as_str());
+                }
+            }
+            UserAction::Remove { username } => {
+                let users = store.users().await?;
+                let admins = users.iter().filter(|u| u.role == Role::Admin).count();
+                if admins == 1
+                    && users
+                        .iter()
+                        .any(|u| u.username == username && u.role == Role::Admin)
+                {
+                    anyhow::bail!("'{username}' is the last admin; add another admin first");
+                }
+                store.delete_user(&username).await?;
+                println!("removed {username}");
+            }
+            UserAction::Passwd {
+                username,
+                password_stdin,
+            } => {
+                let (password, show) = password(password_stdin)?;
+                let hash = passwords::hash(&password).map_err(|e| anyhow::anyhow!(e))?;
+                store.update_user(&username, Some(&hash), None).await?;
+                println!("password of {username} changed");
+                if show {
+                    println!("password: {password}");
+                }
+            }
+        }
+        Ok(())
+    })
 }

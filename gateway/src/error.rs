@@ -35,6 +35,12 @@ pub enum ErrorCode {
     VersionUnavailable,
     StorageUnavailable,
     Internal,
+    Unauthorized,
+    Forbidden,
+    TooManyRequests,
+    UserExists,
+    UserNotFound,
+    KeyNotFound,
 }
 
 impl ErrorCode {
@@ -62,6 +68,12 @@ impl ErrorCode {
             ErrorCode::VersionUnavailable => "version_unavailable",
             ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::UserExists => "user_exists",
+            ErrorCode::UserNotFound => "user_not_found",
+            ErrorCode::KeyNotFound => "key_not_found",
         }
     }
 
@@ -89,6 +101,11 @@ impl ErrorCode {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ErrorCode::InferenceFailed | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::UserExists => StatusCode::CONFLICT,
+            ErrorCode::UserNotFound | ErrorCode::KeyNotFound => StatusCode::NOT_FOUND,
         }
     }
 }
@@ -98,6 +115,8 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// Seconds for `Retry-After` on 429 and 503 answers.
+    pub retry_after: Option<u64>,
 }
 
 /// The body of every error response.
@@ -118,7 +137,13 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 }
 
@@ -144,8 +169,17 @@ impl ResponseError for ApiError {
             request_id: request_id::current(),
         };
         let mut response = HttpResponse::build(status);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.insert_header((header::RETRY_AFTER, "1"));
+        match (status, self.retry_after) {
+            (_, Some(seconds)) => {
+                response.insert_header((header::RETRY_AFTER, seconds.max(1).to_string()));
+            }
+            (StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS, None) => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            _ => {}
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"maas\""));
         }
         response.json(body)
     }
@@ -175,6 +209,9 @@ impl From<StoreError> for ApiError {
             StoreError::Database(_) => ErrorCode::StorageUnavailable,
             StoreError::Artifact(_) => ErrorCode::Internal,
             StoreError::Corrupt(_) => ErrorCode::Internal,
+            StoreError::UserExists(_) => ErrorCode::UserExists,
+            StoreError::UserNotFound(_) => ErrorCode::UserNotFound,
+            StoreError::KeyNotFound(_) => ErrorCode::KeyNotFound,
         };
         ApiError::new(code, e.to_string())
     }

@@ -206,8 +206,13 @@ impl ModelService {
                     self.registry.remove(&model, version);
                 }
             }
+            self.failed.lock().retain(|key, _| wanted.contains(key));
             missing
         };
+        if missing.is_empty() {
+            self.publish_loaded();
+            return Ok(());
+        }
 
         let mut loaded = Vec::with_capacity(missing.len());
         for record in missing {

@@ -1,11 +1,12 @@
 //! The OpenAPI document. `maas openapi` prints it; `openapi/openapi.json` is the committed copy
 //! and a test fails when the two differ.
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use crate::api;
 use crate::error::ErrorBody;
-use crate::routes::{deploy, health, models, predict};
+use crate::routes::{auth, deploy, health, models, predict};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,7 +16,17 @@ use crate::routes::{deploy, health, models, predict};
                        has the body `{code, message, request_id}` with a stable snake_case `code`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
+    modifiers(&BearerScheme),
     paths(
+        auth::token,
+        auth::me,
+        auth::list_users,
+        auth::create_user,
+        auth::update_user,
+        auth::delete_user,
+        auth::create_key,
+        auth::list_keys,
+        auth::revoke_key,
         health::live,
         health::ready,
         health::metrics,
@@ -44,14 +55,49 @@ use crate::routes::{deploy, health, models, predict};
         api::RedeployRequest,
         api::PredictRequest,
         api::PredictResponse,
+        crate::auth::Role,
+        auth::TokenRequest,
+        auth::TokenResponse,
+        auth::Me,
+        auth::UserInfo,
+        auth::UserList,
+        auth::NewUser,
+        auth::UserUpdate,
+        auth::NewApiKey,
+        auth::ApiKeyInfo,
+        auth::CreatedApiKey,
+        auth::ApiKeyList,
     )),
     tags(
+        (name = "auth", description = "Tokens, users and API keys"),
         (name = "health", description = "Liveness, readiness and metrics"),
         (name = "models", description = "Deploy, inspect, roll back and delete model versions"),
         (name = "predict", description = "Run a model"),
     )
 )]
 pub struct ApiDoc;
+
+/// The `bearer` scheme every protected route names, with the least role it needs: a JWT from
+/// `POST /v1/auth/token` or an API key (`maas_…`). Swagger UI's Authorize button takes either.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT or maas API key")
+                    .description(Some(
+                        "A token from POST /v1/auth/token, or an API key. The list on each route names the least role it needs.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The document as pretty JSON, with the running version filled in.
 pub fn document() -> utoipa::openapi::OpenApi {

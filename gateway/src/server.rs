@@ -9,6 +9,9 @@ use actix_web::{web, App, HttpServer};
 use maas_serving::{ArtifactStore, Backend, TractBackend};
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::jwt::JwtKeys;
+use crate::auth::limiter::LoginLimiter;
+use crate::auth::{passwords, Authenticator, Role};
 use crate::error::extractors;
 use crate::metrics::Metrics;
 use crate::models::ModelService;
@@ -37,6 +40,16 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             artifact_dir.display()
         )
     })?;
+    bootstrap_admin(&store).await?;
+    let authenticator = web::Data::new(Authenticator {
+        store: store.clone(),
+        jwt: JwtKeys::load(&settings.auth, &settings.storage.data_dir)?,
+        limiter: LoginLimiter::new(
+            settings.auth.login_max_failures,
+            Duration::from_secs(settings.auth.login_window_secs),
+        ),
+        protect_metrics: settings.auth.protect_metrics,
+    });
     let backend: Arc<dyn Backend> = match settings.serving.backend {
         BackendChoice::Tract => Arc::new(TractBackend),
     };
@@ -76,6 +89,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         App::new()
             .app_data(app_state.clone())
             .app_data(metrics_data.clone())
+            .app_data(authenticator.clone())
             .app_data(json(limits.max_json_bytes))
             .app_data(
                 web::PayloadConfig::default()
@@ -88,13 +102,22 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             .configure(|cfg| routes::configure(cfg, predict_json))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document()))
             .default_service(web::to(routes::not_found))
-    })
-    .listen(listener)?;
+    });
+    let scheme = match (&settings.server.tls_cert, &settings.server.tls_key) {
+        (Some(cert), Some(key)) => {
+            server = server.listen_rustls_0_23(listener, tls_config(cert, key)?)?;
+            "https"
+        }
+        _ => {
+            server = server.listen(listener)?;
+            "http"
+        }
+    };
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }
     let server = server.shutdown_timeout(10).run();
-    tracing::info!("listening on http://{address}");
+    tracing::info!("listening on {scheme}://{address}");
 
     let sync_state = state.clone();
     let interval = Duration::from_millis(settings.serving.sync_interval_ms);
@@ -110,4 +133,56 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     sync.abort();
     tracing::info!("stopped");
     Ok(result?)
+}
+
+/// On a store with no users, create `admin` with `MAAS_ADMIN_PASSWORD`, or with a random password
+/// printed once in the log.
+async fn bootstrap_admin(store: &SqlStore) -> anyhow::Result<()> {
+    if store.user_count().await? > 0 {
+        return Ok(());
+    }
+    let (password, given) = match std::env::var("MAAS_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, true),
+        _ => (passwords::random(), false),
+    };
+    let to_hash = password.clone();
+    let hash = tokio::task::spawn_blocking(move || passwords::hash(&to_hash))
+        .await?
+        .map_err(|e| anyhow::anyhow!("MAAS_ADMIN_PASSWORD: {e}"))?;
+    match store.create_user("admin", &hash, Role::Admin).await {
+        Ok(_) if given => tracing::info!("created user 'admin' with the password from MAAS_ADMIN_PASSWORD"),
+        Ok(_) => tracing::warn!(
+            "created user 'admin' with password {password} (shown once; change it with `maas user passwd admin`)"
+        ),
+        // Another replica bootstrapped at the same moment.
+        Err(crate::store::StoreError::UserExists(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<rustls::ServerConfig> {
+    use std::io::BufReader;
+    let open = |p: &std::path::Path| {
+        std::fs::File::open(p)
+            .map(BufReader::new)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+    };
+    let certs = rustls_pemfile::certs(&mut open(cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{} holds no PEM certificate", cert.display());
+    }
+    let private_key = rustls_pemfile::private_key(&mut open(key)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?
+        .ok_or_else(|| anyhow::anyhow!("{} holds no PEM private key", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, private_key)?)
 }

@@ -19,6 +19,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub serving: ServingSettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -28,6 +29,10 @@ pub struct ServerSettings {
     pub bind: String,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// PEM certificate chain; with `tls_key`, serve HTTPS (rustls).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -35,6 +40,8 @@ impl Default for ServerSettings {
         ServerSettings {
             bind: "127.0.0.1:8080".into(),
             workers: 0,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -136,12 +143,66 @@ impl Default for LogSettings {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum JwtAlgorithm {
+    Hs256,
+    Rs256,
+    Es256,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// How long an access token from `POST /v1/auth/token` lives, in seconds.
+    pub token_ttl_secs: u64,
+    /// HS256 (a shared secret), RS256 or ES256 (PEM key files).
+    pub jwt_algorithm: JwtAlgorithm,
+    /// HS256 secret file (hex); generated with mode 0600 on first start. Defaults to
+    /// `<data_dir>/jwt-secret`. Replicas must share it.
+    pub jwt_secret_file: Option<PathBuf>,
+    /// PEM private key for RS256/ES256.
+    pub jwt_private_key: Option<PathBuf>,
+    /// PEM public key for RS256/ES256.
+    pub jwt_public_key: Option<PathBuf>,
+    pub issuer: String,
+    pub audience: String,
+    /// Clock skew tolerated on `exp`, in seconds.
+    pub leeway_secs: u64,
+    /// Require a token (viewer or above) for `GET /metrics`.
+    pub protect_metrics: bool,
+    /// Failed logins per user name, and per client address, before logins are refused.
+    pub login_max_failures: u32,
+    /// How long failures count, and how long a lockout lasts, in seconds.
+    pub login_window_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            token_ttl_secs: 3600,
+            jwt_algorithm: JwtAlgorithm::Hs256,
+            jwt_secret_file: None,
+            jwt_private_key: None,
+            jwt_public_key: None,
+            issuer: "maas".into(),
+            audience: "maas".into(),
+            leeway_secs: 30,
+            protect_metrics: false,
+            login_max_failures: 5,
+            login_window_secs: 300,
+        }
+    }
+}
+
 /// Values given on the command line; each one set overrides every other layer.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub bind: Option<String>,
     pub database_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Settings {
@@ -163,6 +224,12 @@ impl Settings {
         }
         if let Some(url) = &overrides.database_url {
             figment = figment.merge(("storage.database_url", url));
+        }
+        if let Some(path) = &overrides.tls_cert {
+            figment = figment.merge(("server.tls_cert", path));
+        }
+        if let Some(path) = &overrides.tls_key {
+            figment = figment.merge(("server.tls_key", path));
         }
         let settings: Settings = figment
             .extract()
@@ -190,6 +257,15 @@ impl Settings {
             || self.limits.max_json_bytes == 0
         {
             anyhow::bail!("limits must be positive");
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            anyhow::bail!("server.tls_cert and server.tls_key go together");
+        }
+        if self.auth.token_ttl_secs == 0
+            || self.auth.login_max_failures == 0
+            || self.auth.login_window_secs == 0
+        {
+            anyhow::bail!("auth.token_ttl_secs, auth.login_max_failures and auth.login_window_secs must be positive");
         }
         if self.serving.sync_interval_ms < 100 {
             anyhow::bail!("serving.sync_interval_ms must be at least 100");
@@ -232,6 +308,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns figment::Error
     fn layers_apply_in_order_and_unknown_keys_are_refused() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("maas.toml", "[server]\nbind = \"127.0.0.1:9000\"\nworkers = 3\n[limits]\nmax_predict_bytes = 10\n")?;
@@ -255,6 +332,18 @@ mod tests {
             assert!(Settings::load(None, &Overrides::default()).is_err());
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_example_config_is_valid_and_states_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/maas.example.toml");
+        let from_file: Settings = Figment::from(Toml::file_exact(&path)).extract().unwrap();
+        from_file.validate().unwrap();
+        assert_eq!(
+            from_file,
+            Settings::default(),
+            "deploy/maas.example.toml lists the defaults"
+        );
     }
 
     #[test]

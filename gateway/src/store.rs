@@ -4,17 +4,26 @@
 //! Version numbers come from a per-model counter that only grows, and version rows are kept
 //! (state `deleted`) after a delete, so no number is ever handed out twice.
 
+pub mod auth;
+
 use std::future::Future;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 /// Migrations, in order. Each runs once, in its own transaction, and is recorded.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "models and versions",
-    include_str!("../../migrations/0001_models.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "models and versions",
+        include_str!("../../migrations/0001_models.sql"),
+    ),
+    (
+        2,
+        "users and api keys",
+        include_str!("../../migrations/0002_auth.sql"),
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -30,6 +39,12 @@ pub enum StoreError {
     Artifact(std::io::Error),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    #[error("user '{0}' already exists")]
+    UserExists(String),
+    #[error("user '{0}' does not exist")]
+    UserNotFound(String),
+    #[error("API key '{0}' does not exist")]
+    KeyNotFound(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +164,7 @@ pub struct SqlStore {
     postgres: bool,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
@@ -161,6 +176,10 @@ const VERSION_COLUMNS: &str = "model, version, state, sha256, size_bytes, backen
                                class_names, feature_names, source, created_at, updated_at";
 
 impl SqlStore {
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Connect, apply migrations, and tune SQLite for concurrent readers and one writer.
     pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
         sqlx::any::install_default_drivers();
@@ -206,11 +225,8 @@ impl SqlStore {
             if applied.is_some() {
                 continue;
             }
-            for statement in sql
-                .split(';')
-                .map(str::trim)
-                .filter(|s| !strip_comments(s).is_empty())
-            {
+            let sql = strip_comments(sql);
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 tx.execute(statement).await?;
             }
             sqlx::query(

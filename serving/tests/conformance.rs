@@ -1,6 +1,8 @@
 //! Backend conformance: every fixture model, run through each backend, answers what
 //! onnxruntime answered when the fixtures were made (tests/fixtures/expected.json).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use maas_serving::{Backend, Dim, ElementType, Tensor, TensorData, TractBackend};

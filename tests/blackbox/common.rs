@@ -120,11 +120,45 @@ impl Drop for Store {
     }
 }
 
+/// The bootstrap admin's password on every test server.
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+/// Log in over HTTP and return the bearer token.
+pub fn login(client: &Client, url: &str, username: &str, password: &str) -> String {
+    let r = client
+        .post(format!("{url}/v1/auth/token"))
+        .json(&serde_json::json!({"username": username, "password": password}))
+        .send()
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().unwrap();
+    assert_eq!(status, 200, "login as {username}: {body}");
+    assert_eq!(body["token_type"], "Bearer");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// A client that sends `Authorization: Bearer <token>` on every request.
+pub fn authorized_client(token: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 /// A running `maas serve`.
 pub struct Server {
     child: Option<Child>,
     pub url: String,
+    /// Sends the admin's bearer on every request.
     pub client: Client,
+    /// Sends no credentials.
+    pub anonymous: Client,
+    /// The admin's bearer token.
+    pub token: String,
     args: Vec<String>,
     envs: Vec<(String, String)>,
     log: mpsc::Receiver<String>,
@@ -165,6 +199,9 @@ impl Server {
         args.extend(options.args);
         let mut envs = options.envs;
         envs.push(("MAAS__SERVING__SYNC_INTERVAL_MS".into(), "200".into()));
+        if !envs.iter().any(|(k, _)| k == "MAAS_ADMIN_PASSWORD") {
+            envs.push(("MAAS_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()));
+        }
         Server::spawn(args, envs)
     }
 
@@ -211,14 +248,23 @@ impl Server {
                 }
             }
         };
-        let client = Client::builder()
+        let anonymous = Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap();
+        let password = envs
+            .iter()
+            .find(|(k, _)| k == "MAAS_ADMIN_PASSWORD")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| ADMIN_PASSWORD.into());
+        let token = login(&anonymous, &url, "admin", &password);
+        let client = authorized_client(&token);
         Server {
             child: Some(child),
             url,
             client,
+            anonymous,
+            token,
             args,
             envs,
             log: rx,

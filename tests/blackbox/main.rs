@@ -1,8 +1,11 @@
 //! Black-box tests: the real `maas` binary, real HTTP, real SQLite and PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 mod api;
+mod auth;
 mod cli;
 mod crash;
 mod errors;

@@ -48,7 +48,7 @@ struct Form {
 /// Deploy a new version (multipart form: `model` file or `model_url`, optional `version`,
 /// `class_names`, `feature_names`, `append`). The file must load and run before anything is
 /// recorded; a failed deploy leaves the previous state serving.
-#[utoipa::path(post, path = "/v1/models/{name}/versions", tag = "models",
+#[utoipa::path(post, path = "/v1/models/{name}/versions", security(("bearer" = ["deployer"])), tag = "models",
     params(("name" = String, Path, description = "Model name")),
     request_body(content = DeployForm, content_type = "multipart/form-data"),
     responses(
@@ -57,8 +57,7 @@ struct Form {
         (status = 409, description = "Version number already used", body = ErrorBody),
         (status = 413, description = "Model over limits.max_model_bytes", body = ErrorBody),
         (status = 415, description = "Not multipart/form-data", body = ErrorBody),
-        (status = 422, description = "Invalid model, name or field", body = ErrorBody),
-    ))]
+        (status = 422, description = "Invalid model, name or field", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn deploy(
     _auth: Authorized<Deploy>,
     state: web::Data<AppState>,

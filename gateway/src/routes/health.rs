@@ -1,8 +1,9 @@
 //! Liveness, readiness and the Prometheus scrape.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::api::HealthStatus;
+use crate::auth::{authorize, Authenticator, Read};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::metrics::Metrics;
 use crate::server::AppState;
@@ -35,10 +36,18 @@ pub async fn ready(state: web::Data<AppState>) -> Result<web::Json<HealthStatus>
     }))
 }
 
-/// Prometheus metrics in the text exposition format.
+/// Prometheus metrics in the text exposition format. Open unless `auth.protect_metrics` is set,
+/// then a viewer bearer is needed.
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-pub async fn metrics(metrics: web::Data<Metrics>) -> Result<HttpResponse, ApiError> {
+pub async fn metrics(
+    metrics: web::Data<Metrics>,
+    auth: web::Data<Authenticator>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    if auth.protect_metrics {
+        authorize::<Read>(&req).await?;
+    }
     let text = metrics
         .render()
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;

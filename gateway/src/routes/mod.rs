@@ -1,6 +1,7 @@
 //! HTTP routes. Handlers are adapters: extract, call one service function, map the result.
 //! Each route is one resource with its methods, so a wrong method gets a JSON 405.
 
+pub mod auth;
 pub mod deploy;
 pub mod health;
 pub mod models;
@@ -18,6 +19,24 @@ pub fn configure(cfg: &mut web::ServiceConfig, predict_json: web::JsonConfig) {
         .service(resource("/health/live").route(web::get().to(health::live)))
         .service(resource("/health/ready").route(web::get().to(health::ready)))
         .service(resource("/metrics").route(web::get().to(health::metrics)))
+        .service(resource("/v1/auth/token").route(web::post().to(auth::token)))
+        .service(resource("/v1/auth/me").route(web::get().to(auth::me)))
+        .service(
+            resource("/v1/users")
+                .route(web::get().to(auth::list_users))
+                .route(web::post().to(auth::create_user)),
+        )
+        .service(
+            resource("/v1/users/{username}")
+                .route(web::patch().to(auth::update_user))
+                .route(web::delete().to(auth::delete_user)),
+        )
+        .service(
+            resource("/v1/api-keys")
+                .route(web::get().to(auth::list_keys))
+                .route(web::post().to(auth::create_key)),
+        )
+        .service(resource("/v1/api-keys/{id}").route(web::delete().to(auth::revoke_key)))
         .service(resource("/v1/models").route(web::get().to(models::list)))
         .service(
             resource("/v1/models/{name}")

@@ -22,22 +22,26 @@ async fn version_info(state: &AppState, record: &VersionRecord) -> Result<Versio
 }
 
 /// List models with their versions and default version.
-#[utoipa::path(get, path = "/v1/models", tag = "models",
-    responses((status = 200, body = ModelList)))]
+#[utoipa::path(get, path = "/v1/models", security(("bearer" = ["viewer"])), tag = "models",
+    responses((status = 200, body = ModelList), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn list(
-    _auth: Authorized<Read>,
+    auth: Authorized<Read>,
     state: web::Data<AppState>,
 ) -> Result<web::Json<ModelList>, ApiError> {
     let models = state.models.models().await?;
+    // A key limited to some models sees only those.
+    let visible = models
+        .iter()
+        .filter(|m| auth.principal.may_use_model(&m.name));
     Ok(web::Json(ModelList {
-        models: models.iter().map(ModelInfo::from).collect(),
+        models: visible.map(ModelInfo::from).collect(),
     }))
 }
 
 /// One model: its versions, their states, and the default version.
-#[utoipa::path(get, path = "/v1/models/{name}", tag = "models",
+#[utoipa::path(get, path = "/v1/models/{name}", security(("bearer" = ["viewer"])), tag = "models",
     params(("name" = String, Path, description = "Model name")),
-    responses((status = 200, body = ModelInfo), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ModelInfo), (status = 404, body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn get(
     _auth: Authorized<Read>,
     state: web::Data<AppState>,
@@ -49,9 +53,9 @@ pub async fn get(
 }
 
 /// Every version of a model in full.
-#[utoipa::path(get, path = "/v1/models/{name}/versions", tag = "models",
+#[utoipa::path(get, path = "/v1/models/{name}/versions", security(("bearer" = ["viewer"])), tag = "models",
     params(("name" = String, Path, description = "Model name")),
-    responses((status = 200, body = VersionList), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = VersionList), (status = 404, body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn versions(
     _auth: Authorized<Read>,
     state: web::Data<AppState>,
@@ -71,9 +75,9 @@ pub async fn versions(
 }
 
 /// One version's metadata: inputs, outputs, shapes, backend, size, sha256, state.
-#[utoipa::path(get, path = "/v1/models/{name}/versions/{version}", tag = "models",
+#[utoipa::path(get, path = "/v1/models/{name}/versions/{version}", security(("bearer" = ["viewer"])), tag = "models",
     params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Version number")),
-    responses((status = 200, body = VersionInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = VersionInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn version(
     _auth: Authorized<Read>,
     state: web::Data<AppState>,
@@ -88,11 +92,11 @@ pub async fn version(
 
 /// Serve a kept version again. With `{"append": false}` it becomes the only deployed version:
 /// a rollback.
-#[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/deploy", tag = "models",
+#[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/deploy", security(("bearer" = ["deployer"])), tag = "models",
     params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Version number")),
     request_body(content = Option<RedeployRequest>, content_type = "application/json"),
     responses((status = 200, body = VersionInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn redeploy(
     _auth: Authorized<Deploy>,
     state: web::Data<AppState>,
@@ -104,8 +108,13 @@ pub async fn redeploy(
         RedeployRequest::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| {
+            let code = if e.is_data() {
+                ErrorCode::InvalidRequest
+            } else {
+                ErrorCode::InvalidJson
+            };
             ApiError::new(
-                ErrorCode::InvalidJson,
+                code,
                 format!("the body must be empty or like {{\"append\": false}}: {e}"),
             )
         })?
@@ -116,9 +125,9 @@ pub async fn redeploy(
 }
 
 /// Stop serving a version; it is kept and can be deployed again.
-#[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/undeploy", tag = "models",
+#[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/undeploy", security(("bearer" = ["deployer"])), tag = "models",
     params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Version number")),
-    responses((status = 200, body = VersionInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = VersionInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn undeploy(
     _auth: Authorized<Deploy>,
     state: web::Data<AppState>,
@@ -130,9 +139,9 @@ pub async fn undeploy(
 }
 
 /// Delete a version and its file. Its number is never reused.
-#[utoipa::path(delete, path = "/v1/models/{name}/versions/{version}", tag = "models",
+#[utoipa::path(delete, path = "/v1/models/{name}/versions/{version}", security(("bearer" = ["deployer"])), tag = "models",
     params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Version number")),
-    responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn delete_version(
     _auth: Authorized<Deploy>,
     state: web::Data<AppState>,
@@ -144,9 +153,9 @@ pub async fn delete_version(
 }
 
 /// Delete a model with all its versions and files.
-#[utoipa::path(delete, path = "/v1/models/{name}", tag = "models",
+#[utoipa::path(delete, path = "/v1/models/{name}", security(("bearer" = ["deployer"])), tag = "models",
     params(("name" = String, Path, description = "Model name")),
-    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn delete_model(
     _auth: Authorized<Deploy>,
     state: web::Data<AppState>,

@@ -17,7 +17,7 @@ fn input(body: PredictRequest) -> PredictInput {
 }
 
 /// Predict with the default version (the newest deployed).
-#[utoipa::path(post, path = "/v1/models/{name}/predict", tag = "predict",
+#[utoipa::path(post, path = "/v1/models/{name}/predict", security(("bearer" = ["predictor"])), tag = "predict",
     params(("name" = String, Path, description = "Model name")),
     request_body = PredictRequest,
     responses(
@@ -28,8 +28,7 @@ fn input(body: PredictRequest) -> PredictInput {
         (status = 413, description = "Body over the predict limit", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Input does not fit the model", body = ErrorBody),
-        (status = 503, description = "Deployed but not loaded here yet", body = ErrorBody),
-    ))]
+        (status = 503, description = "Deployed but not loaded here yet", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn predict_default(
     _auth: Authorized<Predict>,
     state: web::Data<AppState>,
@@ -44,7 +43,7 @@ pub async fn predict_default(
 }
 
 /// Predict with one version.
-#[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/predict", tag = "predict",
+#[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/predict", security(("bearer" = ["predictor"])), tag = "predict",
     params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Version number")),
     request_body = PredictRequest,
     responses(
@@ -55,8 +54,7 @@ pub async fn predict_default(
         (status = 413, description = "Body over the predict limit", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Input does not fit the model", body = ErrorBody),
-        (status = 503, description = "Deployed but not loaded here yet", body = ErrorBody),
-    ))]
+        (status = 503, description = "Deployed but not loaded here yet", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn predict_version(
     _auth: Authorized<Predict>,
     state: web::Data<AppState>,

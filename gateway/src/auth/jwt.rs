@@ -1,0 +1,215 @@
+//! JSON Web Tokens: one algorithm, pinned; `exp`, `iss`, `aud` and `sub` required; a small leeway.
+
+use std::path::Path;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::settings::{AuthSettings, JwtAlgorithm};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    pub role: String,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+pub struct JwtKeys {
+    algorithm: Algorithm,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    ttl_secs: u64,
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
+}
+
+/// The HS256 secret: configured, or generated on first start and kept with mode 0600.
+fn hs256_secret(settings: &AuthSettings, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = settings
+        .jwt_secret_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("jwt-secret"));
+    if path.exists() {
+        let text = String::from_utf8(read(&path)?)?;
+        let secret = hex::decode(text.trim())
+            .map_err(|_| anyhow::anyhow!("{} must hold a hex secret", path.display()))?;
+        if secret.len() < 32 {
+            anyhow::bail!(
+                "{} holds {} bytes; the HS256 secret needs at least 32",
+                path.display(),
+                secret.len()
+            );
+        }
+        return Ok(secret);
+    }
+    let mut secret = vec![0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_private(&path, hex::encode(&secret).as_bytes())?;
+    tracing::info!(path = %path.display(), "generated a new JWT signing secret");
+    Ok(secret)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes)?;
+    Ok(())
+}
+
+impl JwtKeys {
+    pub fn load(settings: &AuthSettings, data_dir: &Path) -> anyhow::Result<JwtKeys> {
+        let pem = |which: &Option<std::path::PathBuf>, name: &str| -> anyhow::Result<Vec<u8>> {
+            let path = which.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("auth.{name} is required for {:?}", settings.jwt_algorithm)
+            })?;
+            read(path)
+        };
+        let (algorithm, encoding, decoding) = match settings.jwt_algorithm {
+            JwtAlgorithm::Hs256 => {
+                let secret = hs256_secret(settings, data_dir)?;
+                (
+                    Algorithm::HS256,
+                    EncodingKey::from_secret(&secret),
+                    DecodingKey::from_secret(&secret),
+                )
+            }
+            JwtAlgorithm::Rs256 => (
+                Algorithm::RS256,
+                EncodingKey::from_rsa_pem(&pem(&settings.jwt_private_key, "jwt_private_key")?)?,
+                DecodingKey::from_rsa_pem(&pem(&settings.jwt_public_key, "jwt_public_key")?)?,
+            ),
+            JwtAlgorithm::Es256 => (
+                Algorithm::ES256,
+                EncodingKey::from_ec_pem(&pem(&settings.jwt_private_key, "jwt_private_key")?)?,
+                DecodingKey::from_ec_pem(&pem(&settings.jwt_public_key, "jwt_public_key")?)?,
+            ),
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = settings.leeway_secs;
+        validation.validate_exp = true;
+        Ok(JwtKeys {
+            algorithm,
+            encoding,
+            decoding,
+            validation,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            ttl_secs: settings.token_ttl_secs,
+        })
+    }
+
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl_secs
+    }
+
+    pub fn issue(&self, username: &str, role: &str) -> anyhow::Result<String> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: username.to_owned(),
+            role: role.to_owned(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            iat: now,
+            exp: now + i64::try_from(self.ttl_secs).unwrap_or(i64::MAX / 2),
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(self.algorithm),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    /// The claims of a valid token; the error says why it is not, for the log, never the client.
+    pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(dir: &Path) -> JwtKeys {
+        JwtKeys::load(&AuthSettings::default(), dir).unwrap()
+    }
+
+    #[test]
+    fn secret_is_generated_once_with_mode_0600_and_tokens_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = keys(dir.path());
+        let token = a.issue("alice", "viewer").unwrap();
+        let b = keys(dir.path());
+        assert_eq!(
+            b.verify(&token).unwrap().sub,
+            "alice",
+            "the secret survives a restart"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("jwt-secret"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let other = tempfile::tempdir().unwrap();
+        assert!(
+            keys(other.path()).verify(&token).is_err(),
+            "another secret rejects it"
+        );
+    }
+
+    #[test]
+    fn alg_none_and_tampering_are_rejected() {
+        use base64::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        let k = keys(dir.path());
+        let token = k.issue("bob", "viewer").unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+        claims["role"] = "admin".into();
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64.encode(claims.to_string()),
+            parts[2]
+        );
+        assert!(k.verify(&tampered).is_err());
+        let none = format!(
+            "{}.{}.",
+            b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            parts[1]
+        );
+        assert!(k.verify(&none).is_err());
+    }
+}

@@ -1,0 +1,420 @@
+//! Logging in, the caller's own identity, users and API keys.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::rfc3339;
+use crate::auth::{self, passwords, Admin, Authenticator, Authorized, Read, Role};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::store::auth::{ApiKeyRecord, UserRecord};
+
+/// A login.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    #[schema(example = "admin")]
+    pub username: String,
+    pub password: String,
+}
+
+/// A bearer token for the `Authorization` header.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    pub token_type: String,
+    /// Seconds until the token expires.
+    #[schema(example = 3600)]
+    pub expires_in: u64,
+}
+
+fn validate_username(name: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            "a user name has 1 to 64 letters, digits, '-', '_', '.' or '@', starting with a letter or digit",
+        ))
+    }
+}
+
+/// Exchange a user name and password for a bearer token. Failed attempts are limited per user
+/// name and per client address (429 with `Retry-After`).
+#[utoipa::path(post, path = "/v1/auth/token", tag = "auth",
+    request_body = TokenRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 400, body = ErrorBody),
+        (status = 401, description = "Wrong user name or password", body = ErrorBody),
+        (status = 429, description = "Too many failed logins", body = ErrorBody),
+    ))]
+pub async fn token(
+    auth: web::Data<Authenticator>,
+    req: HttpRequest,
+    body: web::Json<TokenRequest>,
+) -> Result<web::Json<TokenResponse>, ApiError> {
+    let TokenRequest { username, password } = body.into_inner();
+    let keys = Authenticator::login_keys(&username, &req);
+    if let Some(wait) = auth.limiter.blocked(&keys) {
+        return Err(ApiError::new(
+            ErrorCode::TooManyRequests,
+            format!("too many failed logins; try again in {wait} s"),
+        )
+        .retry_after(wait));
+    }
+    let user = auth.store.user(&username).await?;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || passwords::verify(&password, stored.as_deref()))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let Some(user) = user.filter(|_| ok) else {
+        auth.limiter.failed(&keys);
+        tracing::warn!(username = %username.chars().take(64).collect::<String>(), "failed login");
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "wrong user name or password",
+        ));
+    };
+    auth.limiter.succeeded(&keys[..1]);
+    let access_token = auth
+        .jwt
+        .issue(&user.username, user.role.as_str())
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("signing the token failed: {e}"),
+            )
+        })?;
+    tracing::info!(username = %user.username, "issued a token");
+    Ok(web::Json(TokenResponse {
+        access_token,
+        token_type: "Bearer".into(),
+        expires_in: auth.jwt.ttl_secs(),
+    }))
+}
+
+/// Who the bearer is.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Me {
+    pub username: String,
+    pub role: Role,
+    /// `token` or `api_key`.
+    pub credential: String,
+    /// Model-name patterns an API key is limited to.
+    pub models: Option<Vec<String>>,
+}
+
+/// The caller's identity and role.
+#[utoipa::path(get, path = "/v1/auth/me", tag = "auth", security(("bearer" = ["viewer"])),
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
+pub async fn me(auth: Authorized<Read>) -> web::Json<Me> {
+    let p = auth.principal;
+    web::Json(Me {
+        username: p.username,
+        role: p.role,
+        credential: match p.credential {
+            auth::Credential::Token => "token".into(),
+            auth::Credential::ApiKey(_) => "api_key".into(),
+        },
+        models: p.model_patterns,
+    })
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct UserInfo {
+    pub username: String,
+    pub role: Role,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&UserRecord> for UserInfo {
+    fn from(u: &UserRecord) -> Self {
+        UserInfo {
+            username: u.username.clone(),
+            role: u.role,
+            created_at: rfc3339(u.created_at),
+            updated_at: rfc3339(u.updated_at),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub username: String,
+    /// At least 8 characters.
+    pub password: String,
+    pub role: Role,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserUpdate {
+    pub password: Option<String>,
+    pub role: Option<Role>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserInfo>,
+}
+
+async fn hash(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || passwords::hash(&password))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|m| ApiError::new(ErrorCode::InvalidArgument, m))
+}
+
+/// List users.
+#[utoipa::path(get, path = "/v1/users", tag = "auth", security(("bearer" = ["admin"])),
+    responses((status = 200, body = UserList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_users(
+    _auth: Authorized<Admin>,
+    authn: web::Data<Authenticator>,
+) -> Result<web::Json<UserList>, ApiError> {
+    let users = authn.store.users().await?;
+    Ok(web::Json(UserList {
+        users: users.iter().map(UserInfo::from).collect(),
+    }))
+}
+
+/// Create a user.
+#[utoipa::path(post, path = "/v1/users", tag = "auth", security(("bearer" = ["admin"])),
+    request_body = NewUser,
+    responses((status = 201, body = UserInfo), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_user(
+    _auth: Authorized<Admin>,
+    authn: web::Data<Authenticator>,
+    body: web::Json<NewUser>,
+) -> Result<HttpResponse, ApiError> {
+    let NewUser {
+        username,
+        password,
+        role,
+    } = body.into_inner();
+    validate_username(&username)?;
+    let hashed = hash(password).await?;
+    let user = authn.store.create_user(&username, &hashed, role).await?;
+    tracing::info!(username = %user.username, role = role.as_str(), "created user");
+    Ok(HttpResponse::Created().json(UserInfo::from(&user)))
+}
+
+/// Change a user's password or role.
+#[utoipa::path(patch, path = "/v1/users/{username}", tag = "auth", security(("bearer" = ["admin"])),
+    params(("username" = String, Path, description = "User name")),
+    request_body = UserUpdate,
+    responses((status = 200, body = UserInfo), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update_user(
+    _auth: Authorized<Admin>,
+    authn: web::Data<Authenticator>,
+    username: web::Path<String>,
+    body: web::Json<UserUpdate>,
+) -> Result<web::Json<UserInfo>, ApiError> {
+    let UserUpdate { password, role } = body.into_inner();
+    let hashed = match password {
+        Some(p) => Some(hash(p).await?),
+        None => None,
+    };
+    if role.is_some_and(|r| r != Role::Admin) {
+        refuse_last_admin(&authn, &username).await?;
+    }
+    let user = authn
+        .store
+        .update_user(&username, hashed.as_deref(), role)
+        .await?;
+    tracing::info!(username = %user.username, "updated user");
+    Ok(web::Json(UserInfo::from(&user)))
+}
+
+async fn refuse_last_admin(authn: &Authenticator, username: &str) -> Result<(), ApiError> {
+    let users = authn.store.users().await?;
+    let admins: Vec<&UserRecord> = users.iter().filter(|u| u.role == Role::Admin).collect();
+    if admins.len() == 1 && admins[0].username == username {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("'{username}' is the last admin; make another admin first"),
+        ));
+    }
+    Ok(())
+}
+
+/// Delete a user; their API keys are revoked and their tokens stop working at once.
+#[utoipa::path(delete, path = "/v1/users/{username}", tag = "auth", security(("bearer" = ["admin"])),
+    params(("username" = String, Path, description = "User name")),
+    responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn delete_user(
+    _auth: Authorized<Admin>,
+    authn: web::Data<Authenticator>,
+    username: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    refuse_last_admin(&authn, &username).await?;
+    authn.store.delete_user(&username).await?;
+    tracing::info!(username = %username, "deleted user");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    /// The user the key acts for.
+    pub username: String,
+    /// The key's role; at most the user's own.
+    pub role: Role,
+    /// Limit the key to these model names; `*` matches any run of characters.
+    pub models: Option<Vec<String>>,
+    /// Seconds until the key expires; it never expires when absent.
+    pub expires_in_secs: Option<u64>,
+    /// What the key is for.
+    pub description: Option<String>,
+}
+
+/// An API key, without its secret.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub username: String,
+    pub role: Role,
+    pub models: Option<Vec<String>>,
+    pub description: String,
+    pub expires_at: Option<String>,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+impl From<&ApiKeyRecord> for ApiKeyInfo {
+    fn from(k: &ApiKeyRecord) -> Self {
+        ApiKeyInfo {
+            id: k.id.clone(),
+            username: k.username.clone(),
+            role: k.role,
+            models: k.model_patterns.clone(),
+            description: k.description.clone(),
+            expires_at: k.expires_at.map(rfc3339),
+            created_at: rfc3339(k.created_at),
+            revoked_at: k.revoked_at.map(rfc3339),
+        }
+    }
+}
+
+/// A new API key; `key` is shown this once and stored only as a hash.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct CreatedApiKey {
+    /// Send as `Authorization: Bearer <key>`.
+    pub key: String,
+    #[serde(flatten)]
+    pub info: ApiKeyInfo,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ApiKeyList {
+    pub keys: Vec<ApiKeyInfo>,
+}
+
+/// Create an API key for a user.
+#[utoipa::path(post, path = "/v1/api-keys", tag = "auth", security(("bearer" = ["admin"])),
+    request_body = NewApiKey,
+    responses((status = 201, body = CreatedApiKey), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_key(
+    _auth: Authorized<Admin>,
+    authn: web::Data<Authenticator>,
+    body: web::Json<NewApiKey>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.into_inner();
+    let user = authn.store.user(&request.username).await?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UserNotFound,
+            format!("user '{}' does not exist", request.username),
+        )
+    })?;
+    if request.role > user.role {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "'{}' is a {}; a key cannot hold more than its user",
+                user.username,
+                user.role.as_str()
+            ),
+        ));
+    }
+    if let Some(patterns) = &request.models {
+        if patterns.is_empty() || patterns.iter().any(|p| p.is_empty() || p.len() > 128) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "`models` must list 1 or more non-empty patterns",
+            ));
+        }
+    }
+    let now = crate::store::now_ms();
+    let expires_at = match request.expires_in_secs {
+        Some(0) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "`expires_in_secs` must be positive",
+            ))
+        }
+        Some(secs) => {
+            Some(now.saturating_add(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)))
+        }
+        None => None,
+    };
+    let (id, secret_sha256, key) = auth::new_key_material();
+    let record = ApiKeyRecord {
+        id,
+        username: user.username,
+        role: request.role,
+        secret_sha256,
+        description: request.description.unwrap_or_default(),
+        model_patterns: request.models,
+        expires_at,
+        created_at: now,
+        revoked_at: None,
+    };
+    authn.store.create_key(&record).await?;
+    tracing::info!(id = %record.id, username = %record.username, role = record.role.as_str(), "created API key");
+    Ok(HttpResponse::Created().json(CreatedApiKey {
+        key,
+        info: ApiKeyInfo::from(&record),
+    }))
+}
+
+/// List API keys (never their secrets).
+#[utoipa::path(get, path = "/v1/api-keys", tag = "auth", security(("bearer" = ["admin"])),
+    responses((status = 200, body = ApiKeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_keys(
+    _auth: Authorized<Admin>,
+    authn: web::Data<Authenticator>,
+) -> Result<web::Json<ApiKeyList>, ApiError> {
+    let keys = authn.store.keys().await?;
+    Ok(web::Json(ApiKeyList {
+        keys: keys.iter().map(ApiKeyInfo::from).collect(),
+    }))
+}
+
+/// Revoke an API key, at once on every replica.
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "auth", security(("bearer" = ["admin"])),
+    params(("id" = String, Path, description = "Key id")),
+    responses((status = 204, description = "Revoked"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn revoke_key(
+    _auth: Authorized<Admin>,
+    authn: web::Data<Authenticator>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let key = authn.store.revoke_key(&id).await?;
+    tracing::info!(id = %key.id, "revoked API key");
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,547 @@
+//! The `maas` command line: client verbs against a running server, and `maas serve`
+//! configuration layers (TOML file, `MAAS__…` environment, flags).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// What one `maas` run printed.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(&self) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "maas failed:\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    fn json(&self) -> Value {
+        self.ok();
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+
+    /// Exit code 1 and one `error: …` message on stderr that mentions every one of `words`.
+    fn fails_with(&self, words: &[&str]) {
+        assert_eq!(
+            self.code,
+            Some(1),
+            "expected failure:\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        assert!(
+            self.stderr.starts_with("error: "),
+            "stderr: {}",
+            self.stderr
+        );
+        for word in words {
+            assert!(
+                self.stderr.contains(word),
+                "stderr does not mention {word:?}: {}",
+                self.stderr
+            );
+        }
+    }
+}
+
+fn maas_with(args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> Run {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_remove("MAAS_URL")
+        .env_remove("MAAS_TOKEN")
+        .env_remove("RUST_LOG")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("spawn maas");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input.as_bytes()).unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn iris_rows() -> Value {
+    expected()["iris_logreg"]["inputs"].clone()
+}
+
+fn iris_labels(model: &str) -> Value {
+    let names = ["setosa", "versicolor", "virginica"];
+    expected()[model]["outputs"]["label"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| json!(names[l.as_u64().unwrap() as usize]))
+        .collect()
+}
+
+#[test]
+fn client_verbs_deploy_list_predict_roll_back_and_undeploy() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    let url = server.url.as_str();
+    let auth = [("MAAS_TOKEN", server.token.as_str())];
+    let maas = |args: &[&str]| maas_with(args, &auth, None);
+    let work = tempfile::tempdir().unwrap();
+    let logreg = fixture("iris_logreg.onnx");
+    let logreg_v2 = fixture("iris_logreg_v2.onnx");
+
+    let v1 = maas(&[
+        "deploy",
+        "iris",
+        path_str(&logreg),
+        "--class-names",
+        IRIS_CLASSES,
+        "--feature-names",
+        IRIS_FEATURES,
+        "--url",
+        url,
+    ])
+    .json();
+    assert_eq!(v1["name"], "iris");
+    assert_eq!(v1["version"], 1);
+    assert_eq!(v1["state"], "deployed");
+    assert_eq!(
+        v1["class_names"],
+        serde_json::from_str::<Value>(IRIS_CLASSES).unwrap()
+    );
+    // MAAS_URL instead of --url.
+    let v2 = maas_with(
+        &[
+            "deploy",
+            "iris",
+            path_str(&logreg_v2),
+            "--class-names",
+            IRIS_CLASSES,
+        ],
+        &[("MAAS_URL", url), auth[0]],
+        None,
+    )
+    .json();
+    assert_eq!(v2["version"], 2);
+    assert_eq!(v2["default"], true);
+
+    let models = maas(&["models", "--url", url]);
+    models.ok();
+    let line = models
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("iris"))
+        .unwrap_or_else(|| panic!("no iris in `maas models`: {}", models.stdout));
+    assert!(line.contains("v1") && line.contains("v2"), "{line}");
+
+    // Rows from a file, a chosen version.
+    let rows_file = work.path().join("rows.json");
+    std::fs::write(&rows_file, iris_rows().to_string()).unwrap();
+    let answer = maas(&[
+        "predict",
+        "iris",
+        path_str(&rows_file),
+        "--version",
+        "1",
+        "--url",
+        url,
+    ])
+    .json();
+    assert_eq!(answer["version"], 1);
+    assert_eq!(answer["predictions"], iris_labels("iris_logreg"));
+    // A whole request object on stdin, the default version.
+    let request = json!({"instances": expected()["iris_logreg_v2"]["inputs"]}).to_string();
+    let answer = maas_with(
+        &["predict", "iris", "-", "--url", url],
+        &auth,
+        Some(&request),
+    )
+    .json();
+    assert_eq!(answer["version"], 2);
+    assert_eq!(answer["predictions"], iris_labels("iris_logreg_v2"));
+    // Records by feature name.
+    let records: Vec<Value> = iris_rows()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| json!({"sepal_length": r[0], "sepal_width": r[1], "petal_length": r[2], "petal_width": r[3]}))
+        .collect();
+    let records_file = work.path().join("records.json");
+    std::fs::write(&records_file, json!({ "records": records }).to_string()).unwrap();
+    let answer = maas(&[
+        "predict",
+        "iris",
+        path_str(&records_file),
+        "--version",
+        "1",
+        "--url",
+        url,
+    ])
+    .json();
+    assert_eq!(answer["predictions"], iris_labels("iris_logreg"));
+
+    // Roll back to 1: the only deployed version, and the default.
+    maas(&["rollback", "iris", "1", "--url", url]).json();
+    let model = server.get_json("/v1/models/iris");
+    assert_eq!(model["default_version"], 1, "{model}");
+    let states: Vec<(u64, String)> = model["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(1, "deployed".into())) && !states.contains(&(2, "deployed".into())),
+        "{states:?}"
+    );
+    let answer = maas(&["predict", "iris", path_str(&rows_file), "--url", url]).json();
+    assert_eq!(answer["version"], 1);
+
+    // --exclusive with --version: 5 becomes the only deployed version.
+    let v5 = maas(&[
+        "deploy",
+        "iris",
+        path_str(&logreg_v2),
+        "--version",
+        "5",
+        "--exclusive",
+        "--url",
+        url,
+    ])
+    .json();
+    assert_eq!(v5["version"], 5);
+    let model = server.get_json("/v1/models/iris");
+    assert_eq!(model["default_version"], 5, "{model}");
+    let deployed: Vec<u64> = model["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["state"] == "deployed")
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(deployed, [5]);
+
+    // Undeploy the last one: predicting now fails, readably.
+    maas(&["undeploy", "iris", "5", "--url", url]).json();
+    maas(&["predict", "iris", path_str(&rows_file), "--url", url])
+        .fails_with(&["409", "no_deployed_version"]);
+
+    // The OpenAPI document.
+    let doc = maas(&["openapi"]).json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with('3'));
+    assert!(doc["paths"]["/v1/models/{name}/predict"].is_object());
+}
+
+#[test]
+fn client_errors_exit_1_with_a_readable_message() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    let url = server.url.as_str();
+    let auth = [("MAAS_TOKEN", server.token.as_str())];
+    let maas = |args: &[&str]| maas_with(args, &auth, None);
+    let work = tempfile::tempdir().unwrap();
+    let rows_file = work.path().join("rows.json");
+    std::fs::write(&rows_file, iris_rows().to_string()).unwrap();
+
+    // Unknown model.
+    maas(&["predict", "ghost", path_str(&rows_file), "--url", url]).fails_with(&[
+        "404",
+        "model_not_found",
+        "ghost",
+    ]);
+    maas(&["rollback", "ghost", "1", "--url", url]).fails_with(&["model_not_found", "ghost"]);
+    // Files that are missing or not what they should be.
+    let missing = work.path().join("no-such-model.onnx");
+    maas(&["deploy", "iris", path_str(&missing), "--url", url]).fails_with(&["no-such-model.onnx"]);
+    let missing_rows = work.path().join("no-such-rows.json");
+    maas(&["predict", "iris", path_str(&missing_rows), "--url", url])
+        .fails_with(&["no-such-rows.json"]);
+    let not_json = work.path().join("rows.txt");
+    std::fs::write(&not_json, "5.1 3.5 1.4 0.2").unwrap();
+    maas(&["predict", "iris", path_str(&not_json), "--url", url])
+        .fails_with(&["rows.txt", "not JSON"]);
+    // A file the server refuses.
+    maas(&["deploy", "iris", path_str(&rows_file), "--url", url])
+        .fails_with(&["422", "invalid_model"]);
+    maas(&[
+        "deploy",
+        "iris",
+        path_str(&fixture("iris_logreg.onnx")),
+        "--class-names",
+        "[\"a\"]",
+        "--url",
+        url,
+    ])
+    .fails_with(&["invalid_argument", "class_names"]);
+    // Nothing was stored by any of it.
+    assert_eq!(server.get_json("/v1/models"), json!({"models": []}));
+    let listed = maas(&["models", "--url", url]);
+    listed.ok();
+    assert!(!listed.stdout.contains("iris"), "{}", listed.stdout);
+
+    // No server on that port.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let closed = format!("http://127.0.0.1:{port}");
+    // No credentials: refused, readably.
+    maas_with(&["models", "--url", url], &[], None).fails_with(&["401"]);
+    maas(&["models", "--url", &closed]).fails_with(&["cannot reach maas", &closed]);
+    maas_with(
+        &["predict", "iris", path_str(&rows_file)],
+        &[("MAAS_URL", &closed)],
+        None,
+    )
+    .fails_with(&["cannot reach maas", &closed]);
+}
+
+/// A `maas serve` started by hand (the harness always passes `--bind`).
+struct Serve {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `maas serve ARGS`; `Ok` once it is listening, `Err(log)` if it exits first.
+fn serve(args: &[&str], envs: &[(&str, &str)]) -> Result<Serve, (Option<i32>, String)> {
+    let mut command = Command::new(BIN);
+    command
+        .arg("serve")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("spawn maas serve");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut log = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                let url = line
+                    .split("listening on ")
+                    .nth(1)
+                    .map(|u| u.trim().to_owned());
+                log.push(line);
+                if let Some(url) = url {
+                    return Ok(Serve { child, url });
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().unwrap();
+                return Err((status.code(), log.join("\n")));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "maas serve neither listened nor exited; its log:\n{}",
+                log.join("\n")
+            );
+        }
+    }
+}
+
+fn serve_fails(args: &[&str], envs: &[(&str, &str)], words: &[&str]) {
+    match serve(args, envs) {
+        Ok(s) => panic!("maas serve {args:?} {envs:?} started on {}", s.url),
+        Err((code, log)) => {
+            assert!(code.is_some_and(|c| c != 0), "exit {code:?}: {log}");
+            for word in words {
+                assert!(
+                    log.contains(word),
+                    "the message does not name {word:?}: {log}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn serve_refuses_bad_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = path_str(&data);
+    let config = dir.path().join("maas.toml");
+    let config_arg = path_str(&config);
+
+    std::fs::write(
+        &config,
+        "[server]\nbind = \"127.0.0.1:0\"\nbind_adress = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    serve_fails(
+        &["--config", config_arg, "--data-dir", data],
+        &[],
+        &["bind_adress"],
+    );
+
+    std::fs::write(&config, "[limitz]\nmax_predict_bytes = 100\n").unwrap();
+    serve_fails(
+        &[
+            "--config",
+            config_arg,
+            "--data-dir",
+            data,
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        &[],
+        &["limitz"],
+    );
+
+    std::fs::write(&config, "[limits]\nmax_predict_bytes = \"lots\"\n").unwrap();
+    serve_fails(
+        &[
+            "--config",
+            config_arg,
+            "--data-dir",
+            data,
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        &[],
+        &["max_predict_bytes"],
+    );
+
+    // Unknown keys in the environment are refused as well.
+    serve_fails(
+        &["--data-dir", data, "--bind", "127.0.0.1:0"],
+        &[("MAAS__SERVER__COLOUR", "blue")],
+        &["colour"],
+    );
+    serve_fails(
+        &["--data-dir", data],
+        &[("MAAS__SERVER__BIND", "not-an-address")],
+        &["server.bind", "not-an-address"],
+    );
+    let missing = dir.path().join("missing.toml");
+    serve_fails(
+        &["--config", path_str(&missing), "--data-dir", data],
+        &[],
+        &["missing.toml"],
+    );
+}
+
+#[test]
+fn serve_takes_its_address_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = serve(
+        &["--data-dir", path_str(&data)],
+        &[("MAAS__SERVER__BIND", "127.0.0.1:0")],
+    )
+    .unwrap_or_else(|(code, log)| panic!("maas serve exited {code:?}: {log}"));
+    assert!(
+        server.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    assert!(!server.url.ends_with(":0"), "{}", server.url);
+    let health: Value = reqwest::blocking::get(format!("{}/health/live", server.url))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(health["status"], "live");
+    assert!(data.join("artifacts").is_dir(), "the data folder was used");
+}
+
+#[test]
+fn serve_honours_the_config_file_and_flags_override_it() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("maas.toml");
+    // 192.0.2.1 (TEST-NET-1) is on no interface here: had the file's bind won, it could not
+    // listen. The harness passes `--bind 127.0.0.1:0`, which must win.
+    std::fs::write(
+        &config,
+        "[server]\nbind = \"192.0.2.1:9\"\n\n[limits]\nmax_predict_bytes = 100\n",
+    )
+    .unwrap();
+    let options = Options {
+        args: vec!["--config".into(), path_str(&config).into()],
+        ..Options::default()
+    };
+    let server = Server::start_with(&store, options.clone());
+    assert!(
+        server.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    server.deploy("iris", "iris_logreg.onnx", &[]);
+
+    let small = json!({"instances": [[5.1, 3.5, 1.4, 0.2]]});
+    assert!(small.to_string().len() < 100);
+    server.predict_ok("iris", None, &small);
+    let bigger = json!({"instances": vec![[5.1, 3.5, 1.4, 0.2]; 8]});
+    assert!(bigger.to_string().len() > 100);
+    assert_error(
+        server.predict("iris", None, &bigger),
+        413,
+        "payload_too_large",
+    );
+    drop(server);
+
+    // The environment overrides the file.
+    let server = Server::start_with(
+        &store,
+        options.env("MAAS__LIMITS__MAX_PREDICT_BYTES", "100000"),
+    );
+    let answer = server.predict_ok("iris", None, &bigger);
+    assert_eq!(answer["predictions"].as_array().unwrap().len(), 8);
+}
