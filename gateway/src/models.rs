@@ -421,7 +421,15 @@ impl ModelService {
     ) -> Result<PredictOutput, ApiError> {
         let served = match self.registry.get(model, version) {
             Ok(served) => served,
-            Err(_) => return Err(self.explain_miss(model, version).await),
+            Err(_) => {
+                // A deploy or rollback may sit between its store commit and its registry update;
+                // both happen under the write lock, so once it is free the two agree.
+                drop(self.write_lock.lock().await);
+                match self.registry.get(model, version) {
+                    Ok(served) => served,
+                    Err(_) => return Err(self.explain_miss(model, version).await),
+                }
+            }
         };
         let started = Instant::now();
         let result = self.run(&served, input).await;
