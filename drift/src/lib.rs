@@ -47,6 +47,7 @@ mod detector;
 mod error;
 mod hddm_a;
 mod hddm_w;
+mod monitor;
 mod page_hinkley;
 mod report;
 
@@ -56,8 +57,9 @@ pub use detector::{DriftDetector, Signal};
 pub use error::DriftError;
 pub use hddm_a::{HddmA, HddmAParams};
 pub use hddm_w::{HddmW, HddmWParams};
+pub use monitor::{BatchSignals, ContinuousMonitor};
 pub use page_hinkley::{PageHinkley, PageHinkleyMode, PageHinkleyParams};
 pub use report::{
     drift_report, DeviationCheck, DeviationOptions, DriftReport, FeatureMoments, FeatureStats,
-    FeatureTable, Scaling, DEFAULT_DEVIATION_THRESHOLD,
+    FeatureTable, ReportOptions, Scaling, DEFAULT_DEVIATION_THRESHOLD,
 };

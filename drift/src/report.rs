@@ -343,13 +343,13 @@ fn deviation_check(values: &[f64], training: FeatureMoments, threshold: f64) -> 
 
 /// Maps values into [0, 1] by a baseline range, clipping outside it.
 #[derive(Debug, Clone, Copy)]
-struct MinMax {
-    min: f64,
-    max: f64,
+pub(crate) struct MinMax {
+    pub(crate) min: f64,
+    pub(crate) max: f64,
 }
 
 impl MinMax {
-    fn apply(self, x: f64) -> f64 {
+    pub(crate) fn apply(self, x: f64) -> f64 {
         if !x.is_finite() {
             // Left as is so the detector skips and counts it.
             return x;

@@ -422,12 +422,15 @@ impl ModelService {
         let served = match self.registry.get(model, version) {
             Ok(served) => served,
             Err(_) => {
-                // A deploy or rollback may sit between its store commit and its registry update;
-                // both happen under the write lock, so once it is free the two agree.
+                // A deploy or rollback may sit between its store commit and its registry update.
+                // Read the store first, then wait for the write lock (held across commit and
+                // registry update) and look again: the explanation is never newer than the
+                // registry it explains.
+                let explanation = self.explain_miss(model, version).await;
                 drop(self.write_lock.lock().await);
                 match self.registry.get(model, version) {
                     Ok(served) => served,
-                    Err(_) => return Err(self.explain_miss(model, version).await),
+                    Err(_) => return Err(explanation),
                 }
             }
         };
