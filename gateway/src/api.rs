@@ -64,6 +64,10 @@ pub struct VersionInfo {
     pub source: String,
     pub created_at: String,
     pub updated_at: String,
+    /// The drift baseline and settings, when the version has them (shown on the version's own
+    /// route).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftInfo>,
 }
 
 impl VersionInfo {
@@ -91,8 +95,86 @@ impl VersionInfo {
             source: record.source.clone(),
             created_at: rfc3339(record.created_at),
             updated_at: rfc3339(record.updated_at),
+            drift: None,
         }
     }
+}
+
+/// A version's drift baseline.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DriftInfo {
+    /// Feature names, in the model's order.
+    pub columns: Vec<String>,
+    pub baseline_rows: usize,
+    /// `baseline` (uploaded) or `training_data` (sampled).
+    pub source: String,
+    /// Per feature: count, mean, std, min, max (of the training data when it was given).
+    #[schema(value_type = Object)]
+    pub stats: std::collections::BTreeMap<String, maas_drift::FeatureStats>,
+    pub settings: crate::drift::DriftSettings,
+}
+
+impl From<&crate::drift::VersionDrift> for DriftInfo {
+    fn from(d: &crate::drift::VersionDrift) -> Self {
+        DriftInfo {
+            columns: d.columns.clone(),
+            baseline_rows: d.baseline.len(),
+            source: d.source.clone(),
+            stats: d.stats.clone(),
+            settings: d.settings.clone(),
+        }
+    }
+}
+
+/// A stored drift event.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DriftEvent {
+    pub id: String,
+    pub model: String,
+    pub version: u64,
+    pub feature: String,
+    /// The detector, or `deviation` for the mean check.
+    pub detector: String,
+    /// `drift` or `deviation`.
+    pub kind: String,
+    /// `request` or `continuous`.
+    pub mode: String,
+    /// Rows of the request (0-based) where drift was flagged.
+    pub rows: Vec<usize>,
+    pub request_id: String,
+    pub created_at: String,
+}
+
+impl From<&crate::store::drift::DriftEventRecord> for DriftEvent {
+    fn from(e: &crate::store::drift::DriftEventRecord) -> Self {
+        DriftEvent {
+            id: e.id.clone(),
+            model: e.model.clone(),
+            version: e.version,
+            feature: e.feature.clone(),
+            detector: e.detector.clone(),
+            kind: e.kind.clone(),
+            mode: e.mode.clone(),
+            rows: serde_json::from_str(&e.rows).unwrap_or_default(),
+            request_id: e.request_id.clone(),
+            created_at: rfc3339(e.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DriftEventList {
+    pub events: Vec<DriftEvent>,
+}
+
+/// Which drift events to list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DriftQuery {
+    /// Only this version's events.
+    pub version: Option<u64>,
+    /// At most this many, newest first (default 100, at most 1000).
+    pub limit: Option<u32>,
 }
 
 /// A version in a model's list.
@@ -165,6 +247,19 @@ pub struct DeployForm {
     pub feature_names: Option<String>,
     /// `true` (default): other deployed versions keep serving. `false`: this becomes the only one.
     pub append: Option<bool>,
+    /// Drift baseline rows as CSV (header row optional), used as they are.
+    #[schema(value_type = Option<String>, format = Binary)]
+    pub baseline: Option<Vec<u8>>,
+    /// Training data as CSV: `baseline_size` rows are sampled with a fixed seed, and the mean and
+    /// standard deviation of every row are kept for the deviation check.
+    #[schema(value_type = Option<String>, format = Binary)]
+    pub training_data: Option<Vec<u8>>,
+    /// Rows sampled from `training_data` (default 50).
+    pub baseline_size: Option<u64>,
+    /// A CSV column to drop (the label).
+    pub label_column: Option<String>,
+    /// Drift settings as JSON, e.g. `{"enabled": true, "detector": {"detector": "adwin"}, "continuous": true}`.
+    pub drift: Option<String>,
 }
 
 /// Options of a redeploy (rollback).
@@ -192,6 +287,11 @@ pub struct PredictRequest {
     /// Shape of the whole input (`[2, 1, 28, 28]`) or of one instance (`[1, 28, 28]`) when
     /// `instances` is flat.
     pub shape: Option<Vec<usize>>,
+    /// Check these rows for drift against the version's baseline with this detector and its
+    /// river parameters: `{"detector": "adwin"}` (adwin, page_hinkley, hddm_a, hddm_w). Versions
+    /// deployed with drift enabled are checked without asking.
+    #[schema(value_type = Option<Object>, example = json!({"detector": "adwin"}))]
+    pub drift: Option<maas_drift::DetectorConfig>,
 }
 
 /// A model's answer.
@@ -213,6 +313,9 @@ pub struct PredictResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub outputs: Option<Map<String, Value>>,
+    /// The drift check, when the request asked for one or the version checks every predict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<crate::drift::DriftResult>,
 }
 
 impl From<PredictOutput> for PredictResponse {
@@ -223,6 +326,7 @@ impl From<PredictOutput> for PredictResponse {
             predictions: p.rendered.predictions,
             probabilities: p.rendered.probabilities,
             outputs: p.rendered.outputs,
+            drift: p.drift,
         }
     }
 }

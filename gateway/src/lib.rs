@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod drift;
 pub mod error;
 pub mod metrics;
 pub mod models;

@@ -25,6 +25,8 @@ pub struct Metrics {
     prediction_duration: HistogramVec,
     versions_loaded: IntGaugeVec,
     deploys: IntCounterVec,
+    drift_events: IntCounterVec,
+    webhook_failures: prometheus::IntCounter,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
@@ -72,6 +74,17 @@ impl Metrics {
             Opts::new("maas_deploys_total", "Deploy requests by outcome."),
             &["outcome"],
         )?;
+        let drift_events = IntCounterVec::new(
+            Opts::new(
+                "maas_drift_events_total",
+                "Drift found in scored data, by model, version, feature and detector (or `deviation`).",
+            ),
+            &["model", "version", "feature", "detector"],
+        )?;
+        let webhook_failures = prometheus::IntCounter::new(
+            "maas_drift_webhook_failures_total",
+            "Drift notifications given up on after every retry.",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "maas_build_info",
@@ -88,6 +101,8 @@ impl Metrics {
         registry.register(Box::new(prediction_duration.clone()))?;
         registry.register(Box::new(versions_loaded.clone()))?;
         registry.register(Box::new(deploys.clone()))?;
+        registry.register(Box::new(drift_events.clone()))?;
+        registry.register(Box::new(webhook_failures.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Metrics {
             registry,
@@ -97,6 +112,8 @@ impl Metrics {
             prediction_duration,
             versions_loaded,
             deploys,
+            drift_events,
+            webhook_failures,
         })
     }
 
@@ -110,6 +127,17 @@ impl Metrics {
                 .with_label_values(&[model, &version])
                 .observe(seconds);
         }
+    }
+
+    pub fn observe_drift(&self, model: &str, version: u64, feature: &str, detector: &str) {
+        let version = version.to_string();
+        self.drift_events
+            .with_label_values(&[model, &version, feature, detector])
+            .inc();
+    }
+
+    pub fn observe_webhook_failure(&self) {
+        self.webhook_failures.inc();
     }
 
     pub fn observe_deploy(&self, outcome: &str) {

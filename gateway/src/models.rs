@@ -18,9 +18,11 @@ use maas_serving::{
 };
 use serde_json::{Map, Value};
 
+use crate::drift::{build_record, BaselineUpload, DriftResult, DriftService, VersionDrift};
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
 use crate::store::{ModelRecord, ModelStore, NewVersion, SqlStore, VersionRecord, VersionState};
+use maas_drift::DetectorConfig;
 
 /// Leftover artifact files younger than this are never swept: another replica may be between
 /// its rename and its commit.
@@ -35,6 +37,8 @@ pub struct DeployRequest {
     pub class_names: Option<Vec<String>>,
     pub feature_names: Option<Vec<String>>,
     pub source: String,
+    /// Baseline and drift settings sent with the deploy.
+    pub drift: BaselineUpload,
 }
 
 /// A predict body, already parsed.
@@ -42,6 +46,8 @@ pub struct PredictInput {
     pub instances: Option<Value>,
     pub records: Option<Vec<Map<String, Value>>>,
     pub shape: Option<Vec<usize>>,
+    /// A drift check this request asks for.
+    pub drift: Option<DetectorConfig>,
 }
 
 /// What a predict answered, and which version answered it.
@@ -49,6 +55,7 @@ pub struct PredictOutput {
     pub model: String,
     pub version: u64,
     pub rendered: Rendered,
+    pub drift: Option<DriftResult>,
 }
 
 /// Whether a stored version is loaded here, or why not.
@@ -60,6 +67,7 @@ pub enum LoadStatus {
 
 pub struct ModelService {
     store: SqlStore,
+    drift: Arc<DriftService>,
     artifacts: Arc<ArtifactStore>,
     registry: ModelRegistry,
     backend: Arc<dyn Backend>,
@@ -102,8 +110,10 @@ impl ModelService {
         artifacts: ArtifactStore,
         backend: Arc<dyn Backend>,
         metrics: Arc<Metrics>,
+        drift: Arc<DriftService>,
     ) -> Self {
         ModelService {
+            drift,
             store,
             artifacts: Arc::new(artifacts),
             registry: ModelRegistry::new(),
@@ -185,6 +195,7 @@ impl ModelService {
     /// Make this process serve exactly what the store says is deployed. Loads happen outside the
     /// write lock; a model being swapped keeps its old version until the new one is in.
     pub async fn reconcile(&self) -> Result<(), ApiError> {
+        self.drift.refresh().await?;
         let missing: Vec<VersionRecord> = {
             let _guard = self.write_lock.lock().await;
             let desired = self.store.deployed().await?;
@@ -238,6 +249,8 @@ impl ModelService {
             .collect();
         for served in loaded {
             if wanted.contains(&(served.model.clone(), served.version)) {
+                // Newly (re)deployed here: continuous drift starts afresh.
+                self.drift.forget(&served.model, served.version);
                 tracing::info!(model = %served.model, version = served.version, "loaded");
                 self.registry.insert(served);
             }
@@ -276,6 +289,11 @@ impl ModelService {
             &request.class_names,
             &request.feature_names,
         )?;
+        let drift = build_record(
+            request.drift,
+            loaded.signature(),
+            request.feature_names.as_deref(),
+        )?;
         let digest = request.staged.digest();
         let signature = serde_json::to_string(loaded.signature())
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
@@ -290,6 +308,7 @@ impl ModelService {
             class_names: request.class_names,
             feature_names: request.feature_names,
             source: request.source,
+            drift,
         };
 
         let _guard = self.write_lock.lock().await;
@@ -337,6 +356,7 @@ impl ModelService {
         } else {
             self.registry.insert(served);
         }
+        self.drift.forget(model, version);
         self.publish_loaded();
         tracing::info!(model, version, exclusive, "redeployed");
         Ok(record)
@@ -346,6 +366,7 @@ impl ModelService {
         let _guard = self.write_lock.lock().await;
         let record = self.store.undeploy(model, version).await?;
         self.registry.remove(model, version);
+        self.drift.forget(model, version);
         self.publish_loaded();
         tracing::info!(model, version, "undeployed");
         Ok(record)
@@ -355,6 +376,7 @@ impl ModelService {
         let _guard = self.write_lock.lock().await;
         self.store.delete_version(model, version).await?;
         self.registry.remove(model, version);
+        self.drift.forget(model, version);
         self.publish_loaded();
         if let Err(e) = self.artifacts.remove_version(model, version) {
             tracing::warn!(model, version, error = %e, "could not remove the artifact; it will be swept at the next start");
@@ -367,6 +389,7 @@ impl ModelService {
         let _guard = self.write_lock.lock().await;
         self.store.delete_model(model).await?;
         self.registry.remove_model(model);
+        self.drift.forget_model(model);
         self.publish_loaded();
         if let Err(e) = self.artifacts.remove_model(model) {
             tracing::warn!(model, error = %e, "could not remove the artifacts; they will be swept at the next start");
@@ -400,6 +423,53 @@ impl ModelService {
                     format!("model '{model}' has no version {version}"),
                 )
             })
+    }
+
+    /// Replace a version's drift baseline (and settings); continuous state starts afresh.
+    pub async fn replace_baseline(
+        &self,
+        model: &str,
+        version: u64,
+        upload: BaselineUpload,
+    ) -> Result<(), ApiError> {
+        let record = self.version(model, version).await?;
+        let signature: maas_serving::ModelSignature =
+            serde_json::from_str::<SignatureJson>(&record.signature)
+                .map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::Internal,
+                        format!("stored signature is unreadable: {e}"),
+                    )
+                })?
+                .into_signature();
+        let Some(drift) = build_record(upload, &signature, record.feature_names.as_deref())? else {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "send a `baseline` or `training_data` CSV",
+            ));
+        };
+        self.store.replace_baseline(model, version, &drift).await?;
+        self.drift.forget(model, version);
+        tracing::info!(model, version, source = %drift.source, "replaced the drift baseline");
+        Ok(())
+    }
+
+    pub async fn version_drift(
+        &self,
+        model: &str,
+        version: u64,
+    ) -> Result<Option<Arc<VersionDrift>>, ApiError> {
+        self.drift.version(model, version).await
+    }
+
+    pub async fn drift_events(
+        &self,
+        model: &str,
+        version: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<crate::store::drift::DriftEventRecord>, ApiError> {
+        self.model(model).await?;
+        Ok(self.store.drift_events(model, version, None, limit).await?)
     }
 
     pub fn load_status(&self, model: &str, version: u64) -> LoadStatus {
@@ -447,10 +517,12 @@ impl ModelService {
             outcome,
             started.elapsed().as_secs_f64(),
         );
+        let (rendered, drift) = result?;
         Ok(PredictOutput {
             model: served.model.clone(),
             version: served.version,
-            rendered: result?,
+            rendered,
+            drift,
         })
     }
 
@@ -458,8 +530,12 @@ impl ModelService {
         &self,
         served: &Arc<ServedVersion>,
         input: PredictInput,
-    ) -> Result<Rendered, ApiError> {
+    ) -> Result<(Rendered, Option<DriftResult>), ApiError> {
         let spec = io::single_input(served)?;
+        let plan = self
+            .drift
+            .plan(&served.model, served.version, input.drift)
+            .await?;
         let tensor = match (input.instances, input.records) {
             (Some(instances), None) => {
                 io::instances_tensor(spec, &instances, input.shape.as_deref())?
@@ -485,11 +561,25 @@ impl ModelService {
             )),
         };
         let batch = tensor.shape.first().copied().unwrap_or(1);
+        let rows = plan
+            .as_ref()
+            .map(|p| DriftService::table(p, &tensor))
+            .transpose()?;
         let runner = served.clone();
         let outputs = tokio::task::spawn_blocking(move || runner.loaded.infer(vec![tensor]))
             .await
             .map_err(blocking_failed)??;
-        Ok(io::render_outputs(served, batch, outputs)?)
+        let rendered = io::render_outputs(served, batch, outputs)?;
+        let drift = match (&plan, &rows) {
+            (Some(plan), Some(rows)) => {
+                let result = DriftService::evaluate(plan, rows)?;
+                self.drift
+                    .record(plan, &served.model, served.version, &result);
+                Some(result)
+            }
+            _ => None,
+        };
+        Ok((rendered, drift))
     }
 
     /// Say precisely why a model or version cannot answer (the slow path, off the hot one).
@@ -584,4 +674,41 @@ fn check_names(
         }
     }
     Ok(())
+}
+
+/// The stored signature, read back for checks against a new baseline.
+#[derive(serde::Deserialize)]
+struct SignatureJson {
+    inputs: Vec<TensorJson>,
+}
+
+#[derive(serde::Deserialize)]
+struct TensorJson {
+    name: String,
+    shape: Vec<Value>,
+}
+
+impl SignatureJson {
+    fn into_signature(self) -> maas_serving::ModelSignature {
+        let inputs = self
+            .inputs
+            .into_iter()
+            .map(|t| maas_serving::TensorSpec {
+                name: t.name,
+                element_type: maas_serving::ElementType::Float32,
+                shape: t
+                    .shape
+                    .iter()
+                    .map(|d| match d.as_u64() {
+                        Some(n) => Dim::Fixed(n as usize),
+                        None => Dim::Symbolic(d.as_str().unwrap_or("N").to_owned()),
+                    })
+                    .collect(),
+            })
+            .collect();
+        maas_serving::ModelSignature {
+            inputs,
+            outputs: Vec::new(),
+        }
+    }
 }

@@ -39,6 +39,8 @@ use crate::routes::{auth, deploy, health, models, predict};
         models::delete_version,
         models::redeploy,
         models::undeploy,
+        models::drift_events,
+        deploy::replace_baseline,
         predict::predict_default,
         predict::predict_version,
     ),
@@ -55,6 +57,11 @@ use crate::routes::{auth, deploy, health, models, predict};
         api::RedeployRequest,
         api::PredictRequest,
         api::PredictResponse,
+        api::DriftInfo,
+        api::DriftEvent,
+        api::DriftEventList,
+        crate::drift::DriftSettings,
+        crate::drift::DriftResult,
         crate::auth::Role,
         auth::TokenRequest,
         auth::TokenResponse,
@@ -73,6 +80,7 @@ use crate::routes::{auth, deploy, health, models, predict};
         (name = "health", description = "Liveness, readiness and metrics"),
         (name = "models", description = "Deploy, inspect, roll back and delete model versions"),
         (name = "predict", description = "Run a model"),
+        (name = "drift", description = "Baselines and drift events"),
     )
 )]
 pub struct ApiDoc;

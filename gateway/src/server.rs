@@ -63,7 +63,17 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(settings.serving.model_url_timeout_secs))
         .build()?;
     let state = web::Data::new(AppState {
-        models: ModelService::new(store, artifacts, backend, metrics.clone()),
+        models: ModelService::new(
+            store.clone(),
+            artifacts,
+            backend,
+            metrics.clone(),
+            Arc::new(crate::drift::DriftService::new(
+                store,
+                metrics.clone(),
+                settings.drift.webhook_url.clone(),
+            )),
+        ),
         settings: settings.clone(),
         http,
     });

@@ -20,6 +20,7 @@ pub struct Settings {
     pub serving: ServingSettings,
     pub log: LogSettings,
     pub auth: AuthSettings,
+    pub drift: DriftGatewaySettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -195,6 +196,13 @@ impl Default for AuthSettings {
     }
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftGatewaySettings {
+    /// Where drift notifications go when a version names no webhook of its own.
+    pub webhook_url: Option<String>,
+}
+
 /// Values given on the command line; each one set overrides every other layer.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -266,6 +274,13 @@ impl Settings {
             || self.auth.login_window_secs == 0
         {
             anyhow::bail!("auth.token_ttl_secs, auth.login_max_failures and auth.login_window_secs must be positive");
+        }
+        if let Some(url) = &self.drift.webhook_url {
+            let parsed =
+                url::Url::parse(url).map_err(|e| anyhow::anyhow!("drift.webhook_url: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                anyhow::bail!("drift.webhook_url must be an http or https URL");
+            }
         }
         if self.serving.sync_interval_ms < 100 {
             anyhow::bail!("serving.sync_interval_ms must be at least 100");

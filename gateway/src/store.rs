@@ -5,6 +5,7 @@
 //! (state `deleted`) after a delete, so no number is ever handed out twice.
 
 pub mod auth;
+pub mod drift;
 
 use std::future::Future;
 
@@ -22,6 +23,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "users and api keys",
         include_str!("../../migrations/0002_auth.sql"),
+    ),
+    (
+        3,
+        "drift baselines and events",
+        include_str!("../../migrations/0003_drift.sql"),
     ),
 ];
 
@@ -114,6 +120,8 @@ pub struct NewVersion {
     pub class_names: Option<Vec<String>>,
     pub feature_names: Option<Vec<String>>,
     pub source: String,
+    /// The version's drift baseline and settings, recorded in the same transaction.
+    pub drift: Option<drift::DriftRecord>,
 }
 
 /// The persistence seam of the model registry.
@@ -467,6 +475,9 @@ impl ModelStore for SqlStore {
             .bind(to_i64(version))
             .execute(&mut *tx)
             .await?;
+        }
+        if let Some(record) = &new.drift {
+            drift::put_baseline(&mut *tx, &new.model, version, record, now).await?;
         }
         place(version).map_err(StoreError::Artifact)?;
         crate::crash_point("deploy.before_commit");

@@ -509,7 +509,7 @@ fn repeated_password_guesses_are_rate_limited() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(retry >= 1 && retry <= 301, "Retry-After {retry}");
+    assert!((1..=301).contains(&retry), "Retry-After {retry}");
     assert_error(r, 429, "too_many_requests");
     // The client address is limited too: guessing another name from it is refused as well.
     assert_error(attempt("someone", "guess"), 429, "too_many_requests");
@@ -740,8 +740,10 @@ fn https_with_rustls() {
     }
     let cert = dir.join("cert.pem").display().to_string();
     let key = dir.join("key.pem").display().to_string();
-    let mut options = Options::default();
-    options.args = vec!["--tls-cert".into(), cert.clone(), "--tls-key".into(), key];
+    let options = Options {
+        args: vec!["--tls-cert".into(), cert.clone(), "--tls-key".into(), key],
+        ..Options::default()
+    };
     // The harness logs in over the URL the server prints, which is https here; trust the test
     // certificate for that.
     let server = start_tls(&store, options, &dir.join("ca.pem").display().to_string());

@@ -272,10 +272,6 @@ impl Server {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
     /// Everything the server logged so far.
     pub fn log(&mut self) -> String {
         while let Ok(line) = self.log.try_recv() {

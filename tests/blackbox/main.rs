@@ -8,6 +8,7 @@ mod api;
 mod auth;
 mod cli;
 mod crash;
+mod drift;
 mod errors;
 mod hotswap;
 mod ops;

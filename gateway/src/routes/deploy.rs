@@ -9,13 +9,17 @@ use maas_serving::StagedArtifact;
 
 use crate::api::{DeployForm, VersionInfo};
 use crate::auth::{Authorized, Deploy};
+use crate::drift::{BaselineUpload, DriftSettings};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::models::{validate_model_name, DeployRequest};
 use crate::server::AppState;
 
 /// Largest text field of the form (class names of a big classifier fit comfortably).
 const MAX_TEXT_FIELD: usize = 1024 * 1024;
-const FIELDS: &str = "model, model_url, version, class_names, feature_names, append";
+const FIELDS: &str = "model, model_url, version, class_names, feature_names, append, baseline, \
+                      training_data, baseline_size, label_column, drift";
+/// The fields of a baseline update.
+const BASELINE_FIELDS: &str = "baseline, training_data, baseline_size, label_column, drift";
 
 fn too_large(limit: u64) -> ApiError {
     ApiError::new(
@@ -43,6 +47,89 @@ struct Form {
     class_names: Option<String>,
     feature_names: Option<String>,
     append: Option<String>,
+    drift: DriftForm,
+}
+
+/// The drift part of a deploy form, also the whole of a baseline update.
+#[derive(Default)]
+struct DriftForm {
+    baseline: Option<Vec<u8>>,
+    training_data: Option<Vec<u8>>,
+    baseline_size: Option<String>,
+    label_column: Option<String>,
+    settings: Option<String>,
+}
+
+impl DriftForm {
+    /// Read one field if it is a drift field; `Ok(false)` when it is not.
+    async fn take(&mut self, name: &str, field: &mut Field, limit: u64) -> Result<bool, ApiError> {
+        let twice = || {
+            ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("the form has `{name}` twice"),
+            )
+        };
+        match name {
+            "baseline" | "training_data" => {
+                let slot = if name == "baseline" {
+                    &mut self.baseline
+                } else {
+                    &mut self.training_data
+                };
+                if slot.is_some() {
+                    return Err(twice());
+                }
+                *slot = Some(
+                    read_bytes(name, field, usize::try_from(limit).unwrap_or(usize::MAX)).await?,
+                );
+            }
+            "baseline_size" | "label_column" | "drift" => {
+                let slot = match name {
+                    "baseline_size" => &mut self.baseline_size,
+                    "label_column" => &mut self.label_column,
+                    _ => &mut self.settings,
+                };
+                if slot.is_some() {
+                    return Err(twice());
+                }
+                *slot = Some(read_text(name, field).await?);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn into_upload(self) -> Result<BaselineUpload, ApiError> {
+        let baseline_size = self
+            .baseline_size
+            .map(|t| {
+                t.parse::<usize>().map_err(|_| {
+                    ApiError::new(
+                        ErrorCode::InvalidArgument,
+                        format!("`baseline_size` must be a positive integer, got '{t}'"),
+                    )
+                })
+            })
+            .transpose()?;
+        let settings = self
+            .settings
+            .map(|t| {
+                serde_json::from_str::<DriftSettings>(&t).map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::InvalidArgument,
+                        format!("`drift` must be JSON drift settings: {e}"),
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(BaselineUpload {
+            baseline_csv: self.baseline,
+            training_csv: self.training_data,
+            baseline_size,
+            label_column: self.label_column,
+            settings,
+        })
+    }
 }
 
 /// Deploy a new version (multipart form: `model` file or `model_url`, optional `version`,
@@ -67,17 +154,7 @@ pub async fn deploy(
 ) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
     validate_model_name(&name)?;
-    let is_multipart = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    if !is_multipart {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            format!("send a multipart/form-data form with fields: {FIELDS}"),
-        ));
-    }
+    require_multipart(&req, FIELDS)?;
     let limit = state.settings.limits.max_model_bytes;
     let declared = req
         .headers()
@@ -125,6 +202,7 @@ pub async fn deploy(
             .map(|t| parse_names("feature_names", t))
             .transpose()?,
         source,
+        drift: form.drift.into_upload()?,
     };
     let record = state.models.deploy(request).await?;
     let default = state.models.model(&record.model).await?.default_version();
@@ -164,6 +242,7 @@ async fn read_form(
                 form.staged = Some((staged, format!("upload:{file_name}")));
                 continue;
             }
+            drift_field if form.drift.take(drift_field, &mut field, limit).await? => continue,
             "model_url" => &mut form.model_url,
             "version" => &mut form.version,
             "class_names" => &mut form.class_names,
@@ -204,6 +283,21 @@ async fn stream_field(
         staged.write(&chunk).map_err(stage_error)?;
     }
     Ok(staged)
+}
+
+async fn read_bytes(name: &str, field: &mut Field, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(cut_short)?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("`{name}` is larger than {limit} bytes"),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 async fn read_text(name: &str, field: &mut Field) -> Result<String, ApiError> {
@@ -320,4 +414,66 @@ async fn fetch(state: &AppState, url: &str, limit: u64) -> Result<StagedArtifact
         }
     }
     Ok(staged)
+}
+
+/// Replace the drift baseline of a version (multipart: `baseline` or `training_data`, optional
+/// `baseline_size`, `label_column`, `drift` settings). Continuous drift state starts afresh.
+#[utoipa::path(put, path = "/v1/models/{name}/versions/{version}/baseline", tag = "drift",
+    security(("bearer" = ["deployer"])),
+    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Version number")),
+    request_body(content = DeployForm, content_type = "multipart/form-data", description = "Only the drift fields"),
+    responses(
+        (status = 200, description = "Replaced", body = VersionInfo),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn replace_baseline(
+    _auth: Authorized<Deploy>,
+    state: web::Data<AppState>,
+    path: web::Path<(String, u64)>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<web::Json<VersionInfo>, ApiError> {
+    let (name, version) = path.into_inner();
+    require_multipart(&req, BASELINE_FIELDS)?;
+    let limit = state.settings.limits.max_model_bytes;
+    let mut multipart = Multipart::new(req.headers(), payload);
+    let mut drift = DriftForm::default();
+    while let Some(field) = multipart.next().await {
+        let mut field = field.map_err(cut_short)?;
+        let field_name = field.name().unwrap_or_default().to_owned();
+        if !drift.take(&field_name, &mut field, limit).await? {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "unknown form field '{}'; fields: {BASELINE_FIELDS}",
+                    field_name.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+    }
+    state
+        .models
+        .replace_baseline(&name, version, drift.into_upload()?)
+        .await?;
+    Ok(web::Json(
+        super::models::full_version_info(&state, &name, version).await?,
+    ))
+}
+
+fn require_multipart(req: &HttpRequest, fields: &str) -> Result<(), ApiError> {
+    let is_multipart = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if is_multipart {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("send a multipart/form-data form with fields: {fields}"),
+        ))
+    }
 }

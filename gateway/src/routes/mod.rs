@@ -53,6 +53,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, predict_json: web::JsonConfig) {
                 .route(web::get().to(models::version))
                 .route(web::delete().to(models::delete_version)),
         )
+        .service(resource("/v1/models/{name}/drift").route(web::get().to(models::drift_events)))
+        .service(
+            resource("/v1/models/{name}/versions/{version}/baseline")
+                .route(web::put().to(deploy::replace_baseline)),
+        )
         .service(
             resource("/v1/models/{name}/versions/{version}/deploy")
                 .route(web::post().to(models::redeploy)),

@@ -2,7 +2,10 @@
 
 use actix_web::{web, HttpResponse};
 
-use crate::api::{ModelInfo, ModelList, RedeployRequest, VersionInfo, VersionList};
+use crate::api::{
+    DriftEvent, DriftEventList, DriftInfo, DriftQuery, ModelInfo, ModelList, RedeployRequest,
+    VersionInfo, VersionList,
+};
 use crate::auth::{Authorized, Deploy, Read};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::server::AppState;
@@ -84,10 +87,46 @@ pub async fn version(
     path: web::Path<(String, u64)>,
 ) -> Result<web::Json<VersionInfo>, ApiError> {
     let (name, version) = path.into_inner();
-    let model = state.models.model(&name).await?;
-    let default = model.default_version();
-    let record = state.models.version(&name, version).await?;
-    Ok(web::Json(info(&state, &record, default)))
+    Ok(web::Json(full_version_info(&state, &name, version).await?))
+}
+
+/// A version's metadata with its drift baseline.
+pub async fn full_version_info(
+    state: &AppState,
+    name: &str,
+    version: u64,
+) -> Result<VersionInfo, ApiError> {
+    let model = state.models.model(name).await?;
+    let record = state.models.version(name, version).await?;
+    let mut info = info(state, &record, model.default_version());
+    info.drift = state
+        .models
+        .version_drift(name, version)
+        .await?
+        .as_deref()
+        .map(DriftInfo::from);
+    Ok(info)
+}
+
+/// Drift events of a model, newest first.
+#[utoipa::path(get, path = "/v1/models/{name}/drift", tag = "drift", security(("bearer" = ["viewer"])),
+    params(("name" = String, Path, description = "Model name"), DriftQuery),
+    responses((status = 200, body = DriftEventList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn drift_events(
+    _auth: Authorized<Read>,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    query: web::Query<DriftQuery>,
+) -> Result<web::Json<DriftEventList>, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let events = state
+        .models
+        .drift_events(&name, query.version, limit)
+        .await?;
+    Ok(web::Json(DriftEventList {
+        events: events.iter().map(DriftEvent::from).collect(),
+    }))
 }
 
 /// Serve a kept version again. With `{"append": false}` it becomes the only deployed version:

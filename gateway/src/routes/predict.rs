@@ -13,6 +13,7 @@ fn input(body: PredictRequest) -> PredictInput {
         instances: body.instances,
         records: body.records,
         shape: body.shape,
+        drift: body.drift,
     }
 }
 

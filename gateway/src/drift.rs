@@ -1,0 +1,783 @@
+//! Drift monitoring in the server: baselines per model version (uploaded, or sampled from the
+//! training data), drift reports on the rows a predict scores (per request, or continuously with
+//! detectors that live across requests), stored drift events, a Prometheus counter and webhooks.
+//!
+//! The detectors are `maas-drift`'s, the same code the offline `maas drift` command runs. The
+//! report is computed inline (a few microseconds for a small batch); storing events and calling
+//! webhooks happen in the background and never delay the answer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use maas_drift::{
+    drift_report, ContinuousMonitor, DetectorConfig, DeviationOptions, FeatureStats, FeatureTable,
+    ReportOptions, Scaling, DEFAULT_DEVIATION_THRESHOLD,
+};
+use maas_serving::{Dim, ModelSignature, Tensor, TensorData};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::metrics::Metrics;
+use crate::store::drift::{DriftEventRecord, DriftRecord};
+use crate::store::SqlStore;
+
+/// Rows sampled from `training_data` when `baseline_size` is not given (the seed's
+/// DRIFT_DETECTION_WINDOW_SIZE).
+pub const DEFAULT_BASELINE_SIZE: usize = 50;
+/// Largest uploaded baseline, in rows.
+const MAX_BASELINE_ROWS: usize = 10_000;
+/// The seed of the baseline sample, so that the same training data gives the same baseline.
+const SAMPLE_SEED: u64 = 0x6d61_6173_5f64_7266;
+/// Webhook attempts and the first back-off (doubled after each failure).
+const WEBHOOK_ATTEMPTS: u32 = 4;
+const WEBHOOK_BACKOFF: Duration = Duration::from_millis(250);
+
+fn default_threshold() -> f64 {
+    DEFAULT_DEVIATION_THRESHOLD
+}
+
+/// How a version watches for drift (the `drift` field of a deploy, as JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DriftSettings {
+    /// Check every predict of this version, not only those that ask.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The detector and its parameters, with river's names:
+    /// `{"detector": "adwin", "delta": 0.002}`. Default: HDDM_A.
+    #[serde(default)]
+    #[schema(value_type = Object, example = json!({"detector": "adwin"}))]
+    pub detector: DetectorConfig,
+    /// Keep one detector per feature across requests, so drift spread over many small requests
+    /// is found. Reset when the version is (re)deployed or its baseline replaced.
+    #[serde(default)]
+    pub continuous: bool,
+    /// Standard errors the mean of the new rows may move from the training mean.
+    #[serde(default = "default_threshold")]
+    pub deviation_threshold: f64,
+    /// Called with a JSON notification for each request in which drift was found.
+    pub webhook_url: Option<String>,
+}
+
+impl Default for DriftSettings {
+    fn default() -> Self {
+        DriftSettings {
+            enabled: false,
+            detector: DetectorConfig::default(),
+            continuous: false,
+            deviation_threshold: DEFAULT_DEVIATION_THRESHOLD,
+            webhook_url: None,
+        }
+    }
+}
+
+impl DriftSettings {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        self.detector
+            .validate()
+            .map_err(|e| invalid(format!("drift.detector: {e}")))?;
+        if !(self.deviation_threshold.is_finite() && self.deviation_threshold > 0.0) {
+            return Err(invalid(
+                "drift.deviation_threshold must be a positive number",
+            ));
+        }
+        if let Some(url) = &self.webhook_url {
+            let parsed =
+                url::Url::parse(url).map_err(|e| invalid(format!("drift.webhook_url: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(invalid("drift.webhook_url must be an http or https URL"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, message)
+}
+
+/// What a deploy or a baseline update sends for drift.
+#[derive(Debug, Default)]
+pub struct BaselineUpload {
+    /// Baseline rows as CSV, used as they are.
+    pub baseline_csv: Option<Vec<u8>>,
+    /// Training data as CSV: `baseline_size` rows are sampled, statistics come from all rows.
+    pub training_csv: Option<Vec<u8>>,
+    pub baseline_size: Option<usize>,
+    /// A column of `training_data`/`baseline` to drop (the label).
+    pub label_column: Option<String>,
+    pub settings: Option<DriftSettings>,
+}
+
+impl BaselineUpload {
+    pub fn is_empty(&self) -> bool {
+        self.baseline_csv.is_none() && self.training_csv.is_none() && self.settings.is_none()
+    }
+}
+
+/// Parse a CSV of numbers. A first row that is not all numbers is the header.
+/// A CSV's header (when it has one) and its rows.
+type Csv = (Option<Vec<String>>, Vec<Vec<f64>>);
+
+fn parse_csv(bytes: &[u8], what: &str) -> Result<Csv, ApiError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
+    let mut header = None;
+    let mut rows = Vec::new();
+    for (ix, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| invalid(format!("{what} is not valid CSV: {e}")))?;
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        let parsed: Result<Vec<f64>, usize> = record
+            .iter()
+            .enumerate()
+            .map(|(col, cell)| {
+                cell.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or(col)
+            })
+            .collect();
+        match parsed {
+            Ok(values) => rows.push(values),
+            Err(_) if ix == 0 => header = Some(record.iter().map(str::to_owned).collect()),
+            Err(col) => {
+                return Err(invalid(format!(
+                    "{what}: line {} column {} is '{}', not a finite number",
+                    ix + 1,
+                    col + 1,
+                    record.get(col).unwrap_or_default()
+                )))
+            }
+        }
+    }
+    if rows.is_empty() {
+        return Err(invalid(format!("{what} has no data rows")));
+    }
+    Ok((header, rows))
+}
+
+/// Fisher–Yates on the first `n` positions with a fixed-seed xorshift: the same training data
+/// always gives the same baseline.
+fn sample(rows: Vec<Vec<f64>>, n: usize) -> Vec<Vec<f64>> {
+    if rows.len() <= n {
+        return rows;
+    }
+    let mut rows = rows;
+    let mut state = SAMPLE_SEED;
+    for i in 0..n {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let j = i + (state % (rows.len() - i) as u64) as usize;
+        rows.swap(i, j);
+    }
+    rows.truncate(n);
+    rows
+}
+
+/// The features a drift check sees: `[N, F]` input, F known.
+fn feature_count(signature: &ModelSignature) -> Result<Option<usize>, ApiError> {
+    match signature.inputs.as_slice() {
+        [input] if input.shape.len() == 2 => Ok(match input.shape[1] {
+            Dim::Fixed(n) => Some(n),
+            Dim::Symbolic(_) => None,
+        }),
+        _ => Err(invalid(
+            "drift detection needs a model with one input of shape [N, features]",
+        )),
+    }
+}
+
+/// Turn an upload into what the store keeps, checking it against the model.
+pub fn build_record(
+    upload: BaselineUpload,
+    signature: &ModelSignature,
+    feature_names: Option<&[String]>,
+) -> Result<Option<DriftRecord>, ApiError> {
+    if upload.is_empty() {
+        return Ok(None);
+    }
+    let (bytes, from_training, what) = match (upload.baseline_csv, upload.training_csv) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "send either `baseline` or `training_data`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(invalid(
+                "drift settings need a `baseline` or `training_data` CSV",
+            ))
+        }
+        (Some(b), None) => (b, false, "baseline"),
+        (None, Some(t)) => (t, true, "training_data"),
+    };
+    if upload.baseline_size.is_some() && !from_training {
+        return Err(invalid("`baseline_size` applies to `training_data`"));
+    }
+    let settings = upload.settings.unwrap_or_default();
+    settings.validate()?;
+    let features = feature_count(signature)?;
+    let (header, mut rows) = parse_csv(&bytes, what)?;
+    let width = rows[0].len();
+    if let Some((line, _)) = rows.iter().enumerate().find(|(_, r)| r.len() != width) {
+        return Err(invalid(format!(
+            "{what}: data row {} has a different number of columns",
+            line + 1
+        )));
+    }
+    let mut header = header;
+    if let Some(label) = &upload.label_column {
+        let names = header
+            .as_mut()
+            .ok_or_else(|| invalid("`label_column` needs a CSV with a header row"))?;
+        let at = names
+            .iter()
+            .position(|n| n == label)
+            .ok_or_else(|| invalid(format!("{what} has no column '{label}'")))?;
+        names.remove(at);
+        for row in &mut rows {
+            row.remove(at);
+        }
+    }
+    let width = rows[0].len();
+    if let Some(n) = features {
+        if n != width {
+            return Err(invalid(format!(
+                "{what} has {width} feature columns but the model takes {n}"
+            )));
+        }
+    }
+    if header.as_ref().is_some_and(|h| h.len() != width) {
+        return Err(invalid(format!(
+            "{what}: the header and the rows have different widths"
+        )));
+    }
+    // Column names: the deploy's feature names (matched by name when the CSV has a header),
+    // else the header, else f0, f1, …
+    let columns: Vec<String> = match (feature_names, &header) {
+        (Some(names), Some(head)) => {
+            let order: Vec<usize> = names
+                .iter()
+                .map(|n| {
+                    head.iter()
+                        .position(|h| h == n)
+                        .ok_or_else(|| invalid(format!("{what} has no column '{n}'")))
+                })
+                .collect::<Result<_, _>>()?;
+            rows = rows
+                .into_iter()
+                .map(|r| order.iter().map(|&i| r[i]).collect())
+                .collect();
+            names.to_vec()
+        }
+        (Some(names), None) => {
+            if names.len() != width {
+                return Err(invalid(format!(
+                    "{what} has {width} columns but feature_names has {}",
+                    names.len()
+                )));
+            }
+            names.to_vec()
+        }
+        (None, Some(head)) => head.clone(),
+        (None, None) => (0..width).map(|i| format!("f{i}")).collect(),
+    };
+    let stats_table = FeatureTable::new(columns.clone(), rows.clone())
+        .map_err(|e| invalid(format!("{what}: {e}")))?;
+    let stats = stats_table.stats();
+    let baseline_rows = if from_training {
+        let n = upload.baseline_size.unwrap_or(DEFAULT_BASELINE_SIZE);
+        if n == 0 {
+            return Err(invalid("`baseline_size` must be at least 1"));
+        }
+        sample(rows, n)
+    } else {
+        if rows.len() > MAX_BASELINE_ROWS {
+            return Err(invalid(format!("a baseline holds at most {MAX_BASELINE_ROWS} rows; send training_data to sample one")));
+        }
+        rows
+    };
+    let json = |v: serde_json::Value| v.to_string();
+    Ok(Some(DriftRecord {
+        columns: json(serde_json::json!(columns)),
+        rows: json(serde_json::json!(baseline_rows)),
+        stats: serde_json::to_string(&stats)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?,
+        source: if from_training {
+            "training_data".into()
+        } else {
+            "baseline".into()
+        },
+        settings: serde_json::to_string(&settings)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?,
+        updated_at: 0,
+    }))
+}
+
+/// A version's baseline, decoded, with its continuous monitor.
+pub struct VersionDrift {
+    pub columns: Vec<String>,
+    pub baseline: FeatureTable,
+    pub stats: BTreeMap<String, FeatureStats>,
+    pub settings: DriftSettings,
+    pub source: String,
+    updated_at: i64,
+    monitor: Mutex<Option<ContinuousMonitor>>,
+}
+
+impl VersionDrift {
+    fn decode(record: &DriftRecord) -> Result<VersionDrift, ApiError> {
+        let corrupt = |e: String| {
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("stored baseline is unreadable: {e}"),
+            )
+        };
+        let columns: Vec<String> =
+            serde_json::from_str(&record.columns).map_err(|e| corrupt(e.to_string()))?;
+        let rows: Vec<Vec<f64>> =
+            serde_json::from_str(&record.rows).map_err(|e| corrupt(e.to_string()))?;
+        Ok(VersionDrift {
+            baseline: FeatureTable::new(columns.clone(), rows)
+                .map_err(|e| corrupt(e.to_string()))?,
+            columns,
+            stats: serde_json::from_str(&record.stats).map_err(|e| corrupt(e.to_string()))?,
+            settings: serde_json::from_str(&record.settings).map_err(|e| corrupt(e.to_string()))?,
+            source: record.source.clone(),
+            updated_at: record.updated_at,
+            monitor: Mutex::new(None),
+        })
+    }
+}
+
+/// The drift part of a predict response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DriftResult {
+    #[schema(example = "adwin")]
+    pub detector: String,
+    /// `request` (baseline then this request's rows through fresh detectors) or `continuous`
+    /// (the version's long-lived detectors).
+    pub mode: String,
+    /// Per feature, the rows of this request (0-based) at which drift was flagged.
+    #[schema(value_type = Object, example = json!({"petal_length": [12, 40]}))]
+    pub features: BTreeMap<String, Vec<usize>>,
+    /// Per feature, rows in the detector's warning zone (HDDM only).
+    #[schema(value_type = Object)]
+    pub warnings: BTreeMap<String, Vec<usize>>,
+    /// Per feature, the mean of this request's values against the training mean and std.
+    #[schema(value_type = Object)]
+    pub deviation: BTreeMap<String, maas_drift::DeviationCheck>,
+}
+
+impl DriftResult {
+    pub fn found(&self) -> bool {
+        !self.features.is_empty() || self.deviation.values().any(|d| d.flagged)
+    }
+}
+
+/// Where a predict stands with drift, decided before it runs.
+pub struct DriftPlan {
+    version: Arc<VersionDrift>,
+    /// A detector the request asked for; `None` runs the version's settings.
+    requested: Option<DetectorConfig>,
+}
+
+pub struct DriftService {
+    store: SqlStore,
+    metrics: Arc<Metrics>,
+    http: reqwest::Client,
+    global_webhook: Option<String>,
+    cache: RwLock<HashMap<(String, u64), Arc<VersionDrift>>>,
+}
+
+impl DriftService {
+    pub fn new(store: SqlStore, metrics: Arc<Metrics>, global_webhook: Option<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        DriftService {
+            store,
+            metrics,
+            http,
+            global_webhook,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The version's baseline, from the cache or the store.
+    pub async fn version(
+        &self,
+        model: &str,
+        version: u64,
+    ) -> Result<Option<Arc<VersionDrift>>, ApiError> {
+        let key = (model.to_owned(), version);
+        if let Some(found) = self.cache.read().get(&key) {
+            return Ok(Some(found.clone()));
+        }
+        let Some(record) = self.store.baseline(model, version).await? else {
+            return Ok(None);
+        };
+        let decoded = Arc::new(VersionDrift::decode(&record)?);
+        Ok(Some(
+            self.cache.write().entry(key).or_insert(decoded).clone(),
+        ))
+    }
+
+    /// Drop a version's decoded baseline and continuous state (redeploy, new baseline).
+    pub fn forget(&self, model: &str, version: u64) {
+        self.cache.write().remove(&(model.to_owned(), version));
+    }
+
+    pub fn forget_model(&self, model: &str) {
+        self.cache.write().retain(|(m, _), _| m != model);
+    }
+
+    /// Drop cached baselines that another replica replaced.
+    pub async fn refresh(&self) -> Result<(), ApiError> {
+        let current: HashMap<(String, u64), i64> = self
+            .store
+            .baseline_versions()
+            .await?
+            .into_iter()
+            .map(|(m, v, at)| ((m, v), at))
+            .collect();
+        self.cache
+            .write()
+            .retain(|key, cached| current.get(key) == Some(&cached.updated_at));
+        Ok(())
+    }
+
+    /// Decide whether this predict checks drift, and fail early when it cannot.
+    pub async fn plan(
+        &self,
+        model: &str,
+        version: u64,
+        requested: Option<DetectorConfig>,
+    ) -> Result<Option<DriftPlan>, ApiError> {
+        if let Some(config) = &requested {
+            config
+                .validate()
+                .map_err(|e| ApiError::new(ErrorCode::InvalidInput, format!("drift: {e}")))?;
+        }
+        let stored = self.version(model, version).await?;
+        match (stored, requested) {
+            (Some(version), requested) if requested.is_some() || version.settings.enabled => {
+                Ok(Some(DriftPlan { version, requested }))
+            }
+            (None, Some(_)) => Err(ApiError::new(
+                ErrorCode::InvalidInput,
+                format!(
+                    "version {version} of '{model}' has no drift baseline; deploy it with `baseline` or \
+                     `training_data`, or PUT /v1/models/{model}/versions/{version}/baseline"
+                ),
+            )),
+            _ => Ok(None),
+        }
+    }
+
+    /// The rows of a predict as a feature table, read before the tensor goes to the backend.
+    pub fn table(plan: &DriftPlan, tensor: &Tensor) -> Result<FeatureTable, ApiError> {
+        let columns = &plan.version.columns;
+        let width = columns.len();
+        let values: Vec<f64> = match &tensor.data {
+            TensorData::Float32(v) => v.iter().map(|x| f64::from(*x)).collect(),
+            TensorData::Float64(v) => v.clone(),
+            TensorData::Int32(v) => v.iter().map(|x| f64::from(*x)).collect(),
+            TensorData::Int64(v) => v.iter().map(|x| *x as f64).collect(),
+            TensorData::Bool(_) | TensorData::String(_) => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidInput,
+                    "drift detection needs numeric input",
+                ))
+            }
+        };
+        if tensor.shape.len() != 2 || tensor.shape[1] != width {
+            return Err(ApiError::new(
+                ErrorCode::InvalidInput,
+                format!("drift detection needs rows of {width} features"),
+            ));
+        }
+        let rows = values.chunks(width).map(<[f64]>::to_vec).collect();
+        FeatureTable::new(columns.clone(), rows)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))
+    }
+
+    /// Run the plan on a predict's rows.
+    pub fn evaluate(plan: &DriftPlan, rows: &FeatureTable) -> Result<DriftResult, ApiError> {
+        let version = &plan.version;
+        let settings = &version.settings;
+        let training = version
+            .stats
+            .iter()
+            .map(|(k, s)| (k.clone(), s.moments()))
+            .collect();
+        let deviation = DeviationOptions {
+            threshold: settings.deviation_threshold,
+            training,
+        };
+        let failed = |e: maas_drift::DriftError| {
+            ApiError::new(ErrorCode::InvalidInput, format!("drift: {e}"))
+        };
+        let (detector, mode, features, warnings, checks) = match &plan.requested {
+            Some(config) => {
+                let options = ReportOptions {
+                    detector: config.clone(),
+                    scaling: Scaling::Auto,
+                    deviation: Some(deviation),
+                };
+                let report = drift_report(&version.baseline, rows, &options).map_err(failed)?;
+                (
+                    config.name(),
+                    "request",
+                    report.drift,
+                    report.warnings,
+                    report.deviation.unwrap_or_default(),
+                )
+            }
+            None if settings.continuous => {
+                let options = ReportOptions {
+                    detector: settings.detector.clone(),
+                    scaling: Scaling::Auto,
+                    deviation: None,
+                };
+                let mut monitor = version.monitor.lock();
+                if monitor.is_none() {
+                    *monitor =
+                        Some(ContinuousMonitor::new(&version.baseline, &options).map_err(failed)?);
+                }
+                let signals = match monitor.as_mut() {
+                    Some(m) => m.update(rows).map_err(failed)?,
+                    None => {
+                        return Err(ApiError::new(
+                            ErrorCode::Internal,
+                            "the drift monitor vanished",
+                        ))
+                    }
+                };
+                drop(monitor);
+                let only_deviation = ReportOptions {
+                    deviation: Some(deviation),
+                    ..options
+                };
+                let checks = maas_drift::drift_report(&version.baseline, rows, &only_deviation)
+                    .map_err(failed)?
+                    .deviation
+                    .unwrap_or_default();
+                (
+                    settings.detector.name(),
+                    "continuous",
+                    signals.drift,
+                    signals.warnings,
+                    checks,
+                )
+            }
+            None => {
+                let options = ReportOptions {
+                    detector: settings.detector.clone(),
+                    scaling: Scaling::Auto,
+                    deviation: Some(deviation),
+                };
+                let report = drift_report(&version.baseline, rows, &options).map_err(failed)?;
+                (
+                    settings.detector.name(),
+                    "request",
+                    report.drift,
+                    report.warnings,
+                    report.deviation.unwrap_or_default(),
+                )
+            }
+        };
+        Ok(DriftResult {
+            detector: detector.to_owned(),
+            mode: mode.to_owned(),
+            features,
+            warnings,
+            deviation: checks,
+        })
+    }
+
+    /// Count, store and announce what a predict found; the storing and the webhook run in the
+    /// background.
+    pub fn record(
+        self: &Arc<Self>,
+        plan: &DriftPlan,
+        model: &str,
+        version: u64,
+        result: &DriftResult,
+    ) {
+        if !result.found() {
+            return;
+        }
+        let request_id = crate::request_id::current();
+        let now = crate::store::now_ms();
+        let mut events = Vec::new();
+        let event = |feature: &str, kind: &str, rows: &[usize]| DriftEventRecord {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            model: model.to_owned(),
+            version,
+            feature: feature.to_owned(),
+            detector: result.detector.clone(),
+            kind: kind.to_owned(),
+            mode: result.mode.clone(),
+            rows: serde_json::json!(rows).to_string(),
+            request_id: request_id.clone(),
+            created_at: now,
+        };
+        for (feature, rows) in &result.features {
+            self.metrics
+                .observe_drift(model, version, feature, &result.detector);
+            events.push(event(feature, "drift", rows));
+        }
+        for feature in result
+            .deviation
+            .iter()
+            .filter(|(_, c)| c.flagged)
+            .map(|(f, _)| f)
+        {
+            self.metrics
+                .observe_drift(model, version, feature, "deviation");
+            events.push(event(feature, "deviation", &[]));
+        }
+        let payload = serde_json::json!({
+            "event": "drift",
+            "model": model,
+            "version": version,
+            "request_id": request_id,
+            "detector": result.detector,
+            "mode": result.mode,
+            "features": result.features,
+            "deviation": result.deviation.iter().filter(|(_, c)| c.flagged).collect::<BTreeMap<_, _>>(),
+            "created_at": crate::api::rfc3339(now),
+        });
+        let webhook = plan
+            .version
+            .settings
+            .webhook_url
+            .clone()
+            .or_else(|| self.global_webhook.clone());
+        let service = self.clone();
+        actix_web::rt::spawn(async move {
+            if let Err(e) = service.store.insert_drift_events(&events).await {
+                tracing::error!(error = %e, "could not store drift events");
+            }
+            if let Some(url) = webhook {
+                service.notify(&url, &payload).await;
+            }
+        });
+    }
+
+    async fn notify(&self, url: &str, payload: &serde_json::Value) {
+        let mut wait = WEBHOOK_BACKOFF;
+        for attempt in 1..=WEBHOOK_ATTEMPTS {
+            match self.http.post(url).json(payload).send().await {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => {
+                    tracing::warn!(attempt, status = %r.status(), "drift webhook refused the notification")
+                }
+                Err(e) => tracing::warn!(attempt, error = %e, "drift webhook unreachable"),
+            }
+            if attempt < WEBHOOK_ATTEMPTS {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+        self.metrics.observe_webhook_failure();
+        tracing::error!(
+            attempts = WEBHOOK_ATTEMPTS,
+            "gave up on a drift webhook notification"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maas_serving::{ElementType, TensorSpec};
+
+    fn signature(features: usize) -> ModelSignature {
+        ModelSignature {
+            inputs: vec![TensorSpec {
+                name: "x".into(),
+                element_type: ElementType::Float32,
+                shape: vec![Dim::Symbolic("N".into()), Dim::Fixed(features)],
+            }],
+            outputs: vec![],
+        }
+    }
+
+    fn upload(csv: &str, training: bool) -> BaselineUpload {
+        let bytes = Some(csv.as_bytes().to_vec());
+        if training {
+            BaselineUpload {
+                training_csv: bytes,
+                ..BaselineUpload::default()
+            }
+        } else {
+            BaselineUpload {
+                baseline_csv: bytes,
+                ..BaselineUpload::default()
+            }
+        }
+    }
+
+    #[test]
+    fn header_feature_names_and_label_column() {
+        let csv = "b,label,a\n1,0,2\n3,1,4\n";
+        let mut up = upload(csv, false);
+        up.label_column = Some("label".into());
+        let names = vec!["a".to_string(), "b".to_string()];
+        let record = build_record(up, &signature(2), Some(&names))
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.columns, r#"["a","b"]"#);
+        assert_eq!(record.rows, "[[2.0,1.0],[4.0,3.0]]");
+        assert_eq!(record.source, "baseline");
+    }
+
+    #[test]
+    fn training_data_is_sampled_with_a_fixed_seed_and_stats_use_every_row() {
+        let csv: String = (0..500).map(|i| format!("{i},{}\n", i * 2)).collect();
+        let mut up = upload(&csv, true);
+        up.baseline_size = Some(20);
+        let a = build_record(up, &signature(2), None).unwrap().unwrap();
+        let mut again = upload(&csv, true);
+        again.baseline_size = Some(20);
+        let b = build_record(again, &signature(2), None).unwrap().unwrap();
+        assert_eq!(a.rows, b.rows, "same data, same sample");
+        let rows: Vec<Vec<f64>> = serde_json::from_str(&a.rows).unwrap();
+        assert_eq!(rows.len(), 20);
+        let stats: BTreeMap<String, FeatureStats> = serde_json::from_str(&a.stats).unwrap();
+        assert_eq!(stats["f0"].count, 500);
+        assert!((stats["f0"].mean - 249.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn bad_uploads_are_refused_with_reasons() {
+        let err = |up: BaselineUpload, features: usize| {
+            build_record(up, &signature(features), None)
+                .unwrap_err()
+                .message
+        };
+        assert!(err(upload("1,2,3\n", false), 2).contains("3 feature columns"));
+        assert!(err(upload("a,b\n", false), 2).contains("no data rows"));
+        assert!(err(upload("1,2\n3,x\n", false), 2).contains("line 2 column 2"));
+        assert!(err(upload("1,2\n3\n", false), 2).contains("columns"));
+        let mut both = upload("1,2\n", false);
+        both.training_csv = Some(b"1,2\n".to_vec());
+        assert!(err(both, 2).contains("not both"));
+        let settings_only = BaselineUpload {
+            settings: Some(DriftSettings::default()),
+            ..BaselineUpload::default()
+        };
+        assert!(err(settings_only, 2).contains("need a `baseline`"));
+    }
+}

@@ -1,0 +1,481 @@
+//! Drift detection through the real HTTP API: baselines, per-request and continuous checks,
+//! stored events, metrics and webhooks.
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::multipart::{Form, Part};
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::on_both_stores;
+
+/// A deterministic value in [0, 1).
+fn noise(i: usize) -> f64 {
+    ((i as f64 * 12.9898).sin() * 43758.5453).fract().abs()
+}
+
+/// Iris-like rows: sepal length, sepal width, petal length, petal width.
+fn iris_like(n: usize, offset: usize, petal_shift: f64) -> Vec<[f64; 4]> {
+    (0..n)
+        .map(|i| {
+            let k = (i + offset) * 4;
+            [
+                5.0 + noise(k) * 1.5,
+                2.8 + noise(k + 1) * 0.6,
+                3.0 + noise(k + 2) * 1.5 + petal_shift,
+                1.0 + noise(k + 3) * 0.8,
+            ]
+        })
+        .collect()
+}
+
+fn csv(rows: &[[f64; 4]], with_label: bool) -> String {
+    let mut text = String::from(if with_label {
+        "sepal_length,sepal_width,species,petal_length,petal_width\n"
+    } else {
+        "sepal_length,sepal_width,petal_length,petal_width\n"
+    });
+    for (i, r) in rows.iter().enumerate() {
+        if with_label {
+            text.push_str(&format!("{},{},{},{},{}\n", r[0], r[1], i % 3, r[2], r[3]));
+        } else {
+            text.push_str(&format!("{},{},{},{}\n", r[0], r[1], r[2], r[3]));
+        }
+    }
+    text
+}
+
+fn deploy_with(
+    server: &Server,
+    model: &str,
+    fields: Vec<(&str, Part)>,
+    text: &[(&str, &str)],
+) -> reqwest::blocking::Response {
+    let bytes = std::fs::read(fixture("iris_logreg.onnx")).unwrap();
+    let mut form = Form::new().part("model", Part::bytes(bytes).file_name("iris.onnx"));
+    for (name, part) in fields {
+        form = form.part(name.to_owned(), part);
+    }
+    for (k, v) in text {
+        form = form.text(k.to_string(), v.to_string());
+    }
+    server
+        .client
+        .post(format!("{}/v1/models/{model}/versions", server.url))
+        .multipart(form)
+        .send()
+        .unwrap()
+}
+
+fn csv_part(text: String) -> Part {
+    Part::bytes(text.into_bytes()).file_name("data.csv")
+}
+
+fn rows_json(rows: &[[f64; 4]]) -> Value {
+    json!(rows.iter().map(|r| r.to_vec()).collect::<Vec<_>>())
+}
+
+on_both_stores!(
+    per_request_drift_reports_stores_events_and_counts,
+    |store: &Store| {
+        let server = Server::start(store);
+        let training = iris_like(300, 0, 0.0);
+        let r = deploy_with(
+            &server,
+            "iris",
+            vec![("training_data", csv_part(csv(&training, true)))],
+            &[
+                ("feature_names", IRIS_FEATURES),
+                ("label_column", "species"),
+                ("baseline_size", "50"),
+            ],
+        );
+        assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+        let meta = server.get_json("/v1/models/iris/versions/1");
+        assert_eq!(meta["drift"]["source"], "training_data");
+        assert_eq!(meta["drift"]["baseline_rows"], 50);
+        assert_eq!(
+            meta["drift"]["columns"],
+            json!(["sepal_length", "sepal_width", "petal_length", "petal_width"])
+        );
+        assert_eq!(meta["drift"]["stats"]["petal_length"]["count"], 300);
+        assert_eq!(meta["drift"]["settings"]["enabled"], false);
+
+        // Unshifted rows: a prediction as usual and nothing flagged.
+        let calm = server.predict_ok("iris", None, &json!({"instances": rows_json(&iris_like(100, 1000, 0.0)), "drift": {"detector": "adwin"}}));
+        assert_eq!(calm["drift"]["detector"], "adwin");
+        assert_eq!(calm["drift"]["mode"], "request");
+        assert_eq!(calm["drift"]["features"], json!({}));
+        let calm_z = calm["drift"]["deviation"]["petal_length"]["z_score"]
+            .as_f64()
+            .unwrap()
+            .abs();
+        // Without asking, no drift section.
+        assert!(server
+            .predict_ok("iris", None, &json!({"instances": [[5.1, 3.5, 1.4, 0.2]]}))
+            .get("drift")
+            .is_none());
+
+        // Petal length shifted by +3 on the second half of the request.
+        let mut rows = iris_like(60, 2000, 0.0);
+        rows.extend(iris_like(60, 3000, 3.0));
+        let r = server
+        .client
+        .post(format!("{}/v1/models/iris/predict", server.url))
+        .header("X-Request-Id", "drift-test-1")
+        .json(&json!({"instances": rows_json(&rows), "drift": {"detector": "adwin", "delta": 0.002}}))
+        .send()
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        let shifted: Value = r.json().unwrap();
+        assert_eq!(shifted["predictions"].as_array().unwrap().len(), 120);
+        let flagged = shifted["drift"]["features"]["petal_length"]
+            .as_array()
+            .expect("petal_length drifts");
+        assert!(
+            flagged.iter().all(|row| row.as_u64().unwrap() >= 60),
+            "flags come after the shift: {flagged:?}"
+        );
+        assert!(shifted["drift"]["features"].get("sepal_width").is_none());
+        assert_eq!(
+            shifted["drift"]["deviation"]["petal_length"]["flagged"],
+            true
+        );
+        let shifted_z = shifted["drift"]["deviation"]["petal_length"]["z_score"]
+            .as_f64()
+            .unwrap()
+            .abs();
+        assert!(
+            shifted_z > 10.0 * calm_z.max(1.0),
+            "z {shifted_z} vs {calm_z}"
+        );
+
+        // Events are stored in the background.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let events = loop {
+            let events = server.get_json("/v1/models/iris/drift")["events"]
+                .as_array()
+                .unwrap()
+                .clone();
+            if events.iter().any(|e| e["kind"] == "deviation") && !events.is_empty() {
+                break events;
+            }
+            assert!(Instant::now() < deadline, "drift events were not stored");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let event = events
+            .iter()
+            .find(|e| e["kind"] == "drift" && e["feature"] == "petal_length")
+            .unwrap();
+        assert_eq!(event["model"], "iris");
+        assert_eq!(event["version"], 1);
+        assert_eq!(event["detector"], "adwin");
+        assert_eq!(event["request_id"], "drift-test-1");
+        assert_eq!(
+            &event["rows"],
+            &shifted["drift"]["features"]["petal_length"]
+        );
+        assert!(events
+            .iter()
+            .filter(|e| e["kind"] == "drift")
+            .all(|e| e["feature"] != "sepal_width"));
+        assert_eq!(
+            server.get_json("/v1/models/iris/drift?version=2")["events"],
+            json!([])
+        );
+        assert_eq!(
+            server.get_json("/v1/models/iris/drift?limit=1")["events"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_error(server.get("/v1/models/ghost/drift"), 404, "model_not_found");
+
+        let metrics = server.get("/metrics").text().unwrap();
+        assert!(
+        metrics.contains(r#"maas_drift_events_total{detector="adwin",feature="petal_length",model="iris",version="1"} 1"#),
+        "{metrics}"
+    );
+        // Every detector answers.
+        for detector in ["page_hinkley", "hddm_a", "hddm_w"] {
+            let r = server.predict_ok(
+                "iris",
+                None,
+                &json!({"instances": rows_json(&rows), "drift": {"detector": detector}}),
+            );
+            assert_eq!(r["drift"]["detector"], detector);
+        }
+    }
+);
+
+#[test]
+fn continuous_mode_finds_drift_spread_over_small_requests_and_resets_on_redeploy() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    let settings = r#"{"enabled": true, "continuous": true, "detector": {"detector": "adwin"}}"#;
+    let r = deploy_with(
+        &server,
+        "iris",
+        vec![("baseline", csv_part(csv(&iris_like(50, 0, 0.0), false)))],
+        &[("drift", settings)],
+    );
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    // 80 requests of two rows; petal length creeps up from request 20 on.
+    let mut found_at = None;
+    for request in 0..80 {
+        let shift = if request >= 20 {
+            (request - 20) as f64 * 0.1
+        } else {
+            0.0
+        };
+        let rows = iris_like(2, 500 + request * 2, shift);
+        let r = server.predict_ok("iris", None, &json!({ "instances": rows_json(&rows) }));
+        assert_eq!(
+            r["drift"]["mode"], "continuous",
+            "enabled versions check every predict"
+        );
+        if r["drift"]["features"].get("petal_length").is_some() && found_at.is_none() {
+            found_at = Some(request);
+        }
+        assert!(r["drift"]["features"].get("sepal_width").is_none());
+    }
+    let found_at = found_at.expect("continuous mode found the slow drift");
+    assert!(found_at > 20, "not before the drift began ({found_at})");
+    // A single small request, checked on its own, shows nothing: only the continuous view does.
+    let r = server.predict_ok(
+        "iris",
+        None,
+        &json!({"instances": rows_json(&iris_like(2, 9000, 1.0)), "drift": {"detector": "adwin"}}),
+    );
+    assert_eq!(r["drift"]["features"], json!({}));
+
+    // Redeploying the version resets its continuous detectors.
+    assert_eq!(
+        server
+            .post_empty("/v1/models/iris/versions/1/deploy")
+            .status(),
+        200
+    );
+    let r = server.predict_ok(
+        "iris",
+        None,
+        &json!({ "instances": rows_json(&iris_like(2, 7000, 0.0)) }),
+    );
+    assert_eq!(
+        r["drift"]["features"],
+        json!({}),
+        "fresh detectors after a redeploy"
+    );
+}
+
+/// A webhook receiver that refuses the first call and records every body.
+fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().take(10).enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut data = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(read) = stream.read(&mut buf) {
+                if read == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..read]);
+                let text = String::from_utf8_lossy(&data);
+                if let Some(at) = text.find("\r\n\r\n") {
+                    let length: usize = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if data.len() >= at + 4 + length {
+                        let body: Value =
+                            serde_json::from_slice(&data[at + 4..at + 4 + length]).unwrap();
+                        seen.lock().unwrap().push(body);
+                        break;
+                    }
+                }
+            }
+            let status = if n == 0 {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, bodies)
+}
+
+#[test]
+fn a_webhook_is_notified_and_retried() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    let (url, bodies) = webhook_receiver();
+    let settings = json!({"webhook_url": url}).to_string();
+    let r = deploy_with(
+        &server,
+        "iris",
+        vec![("baseline", csv_part(csv(&iris_like(50, 0, 0.0), false)))],
+        &[("drift", &settings), ("feature_names", IRIS_FEATURES)],
+    );
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    let mut rows = iris_like(60, 100, 0.0);
+    rows.extend(iris_like(60, 200, 3.0));
+    let started = Instant::now();
+    let r = server.predict_ok(
+        "iris",
+        None,
+        &json!({"instances": rows_json(&rows), "drift": {"detector": "page_hinkley"}}),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the webhook never delays the answer"
+    );
+    assert!(r["drift"]["features"]["petal_length"].is_array());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bodies.lock().unwrap().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the webhook was not retried after a 500"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = bodies.lock().unwrap().clone();
+    assert_eq!(got[0], got[1], "the retry sends the same notification");
+    assert_eq!(got[0]["event"], "drift");
+    assert_eq!(got[0]["model"], "iris");
+    assert_eq!(got[0]["version"], 1);
+    assert_eq!(got[0]["detector"], "page_hinkley");
+    assert_eq!(
+        got[0]["features"]["petal_length"],
+        r["drift"]["features"]["petal_length"]
+    );
+}
+
+#[test]
+fn baselines_are_checked_replaced_and_required() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    server.deploy("plain", "iris_logreg.onnx", &[]);
+    let body = json!({"instances": [[5.1, 3.5, 1.4, 0.2]], "drift": {"detector": "adwin"}});
+    assert_error(server.predict("plain", None, &body), 422, "invalid_input");
+    let bad =
+        json!({"instances": [[5.1, 3.5, 1.4, 0.2]], "drift": {"detector": "adwin", "delta": 5}});
+    let no_such = json!({"instances": [[5.1, 3.5, 1.4, 0.2]], "drift": {"detector": "kswin"}});
+    assert_error(
+        server.predict("plain", None, &no_such),
+        400,
+        "invalid_request",
+    );
+
+    // Bad baselines are refused and store nothing.
+    let before = server.get_json("/v1/models");
+    let three_columns = "a,b,c\n1,2,3\n".to_string();
+    let r = deploy_with(
+        &server,
+        "iris",
+        vec![("baseline", csv_part(three_columns))],
+        &[],
+    );
+    assert_error(r, 422, "invalid_argument");
+    let r = deploy_with(
+        &server,
+        "iris",
+        vec![("baseline", csv_part("1,2,3,x\n".into()))],
+        &[],
+    );
+    assert_error(r, 422, "invalid_argument");
+    let r = deploy_with(
+        &server,
+        "iris",
+        vec![],
+        &[("drift", r#"{"enabled": true}"#)],
+    );
+    assert_error(r, 422, "invalid_argument");
+    let r = deploy_with(
+        &server,
+        "iris",
+        vec![("baseline", csv_part(csv(&iris_like(5, 0, 0.0), false)))],
+        &[("drift", "{nope")],
+    );
+    assert_error(r, 422, "invalid_argument");
+    let r = deploy_with(
+        &server,
+        "iris",
+        vec![("baseline", csv_part(csv(&iris_like(5, 0, 0.0), false)))],
+        &[(
+            "drift",
+            r#"{"detector": {"detector": "adwin", "delta": 7}}"#,
+        )],
+    );
+    assert_error(r, 422, "invalid_argument");
+    assert_eq!(server.get_json("/v1/models"), before);
+
+    // Replace a baseline: the version now has one, and the shifted data is its new normal.
+    let put = |fields: Form| {
+        server
+            .client
+            .put(format!(
+                "{}/v1/models/plain/versions/1/baseline",
+                server.url
+            ))
+            .multipart(fields)
+            .send()
+            .unwrap()
+    };
+    let shifted = csv(&iris_like(50, 0, 3.0), false);
+    let r = put(Form::new().part("baseline", csv_part(shifted)));
+    assert_eq!(r.status(), 200);
+    let info: Value = r.json().unwrap();
+    assert_eq!(info["drift"]["source"], "baseline");
+    assert_eq!(info["drift"]["baseline_rows"], 50);
+    assert_error(server.predict("plain", None, &bad), 422, "invalid_input");
+    let r = server.predict_ok(
+        "plain",
+        None,
+        &json!({"instances": rows_json(&iris_like(40, 500, 3.0)), "drift": {"detector": "adwin"}}),
+    );
+    assert_eq!(r["drift"]["features"], json!({}));
+    assert_eq!(r["drift"]["deviation"]["petal_length"]["flagged"], false);
+    // Bad updates change nothing.
+    assert_error(
+        put(Form::new().text("nonsense", "1")),
+        422,
+        "invalid_argument",
+    );
+    assert_error(
+        put(Form::new().text("label_column", "x")),
+        422,
+        "invalid_argument",
+    );
+    let r = server
+        .client
+        .put(format!(
+            "{}/v1/models/plain/versions/9/baseline",
+            server.url
+        ))
+        .multipart(Form::new().part("baseline", csv_part(csv(&iris_like(5, 0, 0.0), false))))
+        .send()
+        .unwrap();
+    assert_error(r, 404, "version_not_found");
+    assert_eq!(
+        server.get_json("/v1/models/plain/versions/1")["drift"]["baseline_rows"],
+        50
+    );
+}
