@@ -645,7 +645,10 @@ impl DriftService {
         {
             self.metrics
                 .observe_drift(model, version, feature, "deviation");
-            events.push(event(feature, "deviation", &[]));
+            events.push(DriftEventRecord {
+                detector: "deviation".into(),
+                ..event(feature, "deviation", &[])
+            });
         }
         let payload = serde_json::json!({
             "event": "drift",
