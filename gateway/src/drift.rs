@@ -395,7 +395,9 @@ pub struct DriftService {
     metrics: Arc<Metrics>,
     http: reqwest::Client,
     global_webhook: Option<String>,
-    cache: RwLock<HashMap<(String, u64), Arc<VersionDrift>>>,
+    /// Decoded baselines, and the versions known to have none (so a predict without drift never
+    /// asks the store).
+    cache: RwLock<HashMap<(String, u64), Option<Arc<VersionDrift>>>>,
 }
 
 impl DriftService {
@@ -421,15 +423,13 @@ impl DriftService {
     ) -> Result<Option<Arc<VersionDrift>>, ApiError> {
         let key = (model.to_owned(), version);
         if let Some(found) = self.cache.read().get(&key) {
-            return Ok(Some(found.clone()));
+            return Ok(found.clone());
         }
-        let Some(record) = self.store.baseline(model, version).await? else {
-            return Ok(None);
+        let decoded = match self.store.baseline(model, version).await? {
+            Some(record) => Some(Arc::new(VersionDrift::decode(&record)?)),
+            None => None,
         };
-        let decoded = Arc::new(VersionDrift::decode(&record)?);
-        Ok(Some(
-            self.cache.write().entry(key).or_insert(decoded).clone(),
-        ))
+        Ok(self.cache.write().entry(key).or_insert(decoded).clone())
     }
 
     /// Drop a version's decoded baseline and continuous state (redeploy, new baseline).
@@ -441,7 +441,7 @@ impl DriftService {
         self.cache.write().retain(|(m, _), _| m != model);
     }
 
-    /// Drop cached baselines that another replica replaced.
+    /// Drop cached baselines that another replica replaced or added.
     pub async fn refresh(&self) -> Result<(), ApiError> {
         let current: HashMap<(String, u64), i64> = self
             .store
@@ -450,9 +450,10 @@ impl DriftService {
             .into_iter()
             .map(|(m, v, at)| ((m, v), at))
             .collect();
-        self.cache
-            .write()
-            .retain(|key, cached| current.get(key) == Some(&cached.updated_at));
+        self.cache.write().retain(|key, cached| match cached {
+            Some(cached) => current.get(key) == Some(&cached.updated_at),
+            None => !current.contains_key(key),
+        });
         Ok(())
     }
 
