@@ -390,6 +390,9 @@ pub struct DriftPlan {
     requested: Option<DetectorConfig>,
 }
 
+/// A model name and version number.
+type VersionKey = (String, u64);
+
 pub struct DriftService {
     store: SqlStore,
     metrics: Arc<Metrics>,
@@ -397,7 +400,7 @@ pub struct DriftService {
     global_webhook: Option<String>,
     /// Decoded baselines, and the versions known to have none (so a predict without drift never
     /// asks the store).
-    cache: RwLock<HashMap<(String, u64), Option<Arc<VersionDrift>>>>,
+    cache: RwLock<HashMap<VersionKey, Option<Arc<VersionDrift>>>>,
 }
 
 impl DriftService {

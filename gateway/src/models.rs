@@ -483,14 +483,14 @@ impl ModelService {
     }
 
     /// Run one predict request against the asked-for or the default version.
-    pub async fn predict(
+    /// The loaded version a request runs: the one asked for or the default.
+    pub async fn resolve(
         &self,
         model: &str,
         version: Option<u64>,
-        input: PredictInput,
-    ) -> Result<PredictOutput, ApiError> {
-        let served = match self.registry.get(model, version) {
-            Ok(served) => served,
+    ) -> Result<Arc<ServedVersion>, ApiError> {
+        match self.registry.get(model, version) {
+            Ok(served) => Ok(served),
             Err(_) => {
                 // A deploy or rollback may sit between its store commit and its registry update.
                 // Read the store first, then wait for the write lock (held across commit and
@@ -498,12 +498,50 @@ impl ModelService {
                 // registry it explains.
                 let explanation = self.explain_miss(model, version).await;
                 drop(self.write_lock.lock().await);
-                match self.registry.get(model, version) {
-                    Ok(served) => served,
-                    Err(_) => return Err(explanation),
-                }
+                self.registry.get(model, version).map_err(|_| explanation)
             }
+        }
+    }
+
+    /// Run tensors, in the model's input order, through a resolved version (the Open Inference
+    /// Protocol's path), counting the prediction like any other.
+    pub async fn infer(
+        &self,
+        served: &Arc<ServedVersion>,
+        inputs: Vec<maas_serving::Tensor>,
+    ) -> Result<Vec<maas_serving::Tensor>, ApiError> {
+        let started = Instant::now();
+        let runner = served.clone();
+        let result = tokio::task::spawn_blocking(move || runner.loaded.infer(inputs))
+            .await
+            .map_err(blocking_failed)
+            .and_then(|r| r.map_err(ApiError::from));
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) if e.code.status().is_client_error() => "invalid_input",
+            Err(_) => "error",
         };
+        self.metrics.observe_prediction(
+            &served.model,
+            served.version,
+            outcome,
+            started.elapsed().as_secs_f64(),
+        );
+        result
+    }
+
+    /// Whether a model (or one version) is loaded and answering here.
+    pub fn is_serving(&self, model: &str, version: Option<u64>) -> bool {
+        self.registry.get(model, version).is_ok()
+    }
+
+    pub async fn predict(
+        &self,
+        model: &str,
+        version: Option<u64>,
+        input: PredictInput,
+    ) -> Result<PredictOutput, ApiError> {
+        let served = self.resolve(model, version).await?;
         let started = Instant::now();
         let result = self.run(&served, input).await;
         let outcome = match &result {

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::api;
 use crate::error::ErrorBody;
-use crate::routes::{auth, deploy, health, models, predict};
+use crate::routes::{auth, deploy, health, models, predict, v2};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -43,6 +43,18 @@ use crate::routes::{auth, deploy, health, models, predict};
         deploy::replace_baseline,
         predict::predict_default,
         predict::predict_version,
+        v2::live,
+        v2::ready,
+        v2::server_metadata,
+        v2::model_metadata,
+        v2::version_metadata,
+        v2::model_ready,
+        v2::version_ready,
+        v2::infer,
+        v2::infer_version,
+        v2::repository_index,
+        v2::repository_load,
+        v2::repository_unload,
     ),
     components(schemas(
         ErrorBody,
@@ -63,6 +75,16 @@ use crate::routes::{auth, deploy, health, models, predict};
         crate::drift::DriftSettings,
         crate::drift::DriftResult,
         crate::auth::Role,
+        v2::V2ErrorBody,
+        v2::ServerMetadata,
+        v2::TensorMetadata,
+        v2::ModelMetadata,
+        v2::InferInput,
+        v2::RequestedOutput,
+        v2::InferRequest,
+        v2::InferOutput,
+        v2::InferResponse,
+        v2::RepositoryEntry,
         auth::TokenRequest,
         auth::TokenResponse,
         auth::Me,
@@ -81,6 +103,7 @@ use crate::routes::{auth, deploy, health, models, predict};
         (name = "models", description = "Deploy, inspect, roll back and delete model versions"),
         (name = "predict", description = "Run a model"),
         (name = "drift", description = "Baselines and drift events"),
+        (name = "v2", description = "Open Inference Protocol (KServe V2): the routes tritonclient and the KServe SDK call"),
     )
 )]
 pub struct ApiDoc;

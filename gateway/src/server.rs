@@ -19,6 +19,13 @@ use crate::settings::{BackendChoice, Settings};
 use crate::store::SqlStore;
 use crate::{openapi, request_id, routes};
 
+impl AppState {
+    /// Largest Open Inference Protocol request body.
+    pub fn v2_limit(&self) -> usize {
+        usize::try_from(self.settings.limits.max_predict_bytes).unwrap_or(usize::MAX)
+    }
+}
+
 /// What every handler can reach.
 pub struct AppState {
     pub models: ModelService,
@@ -96,6 +103,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
                 .error_handler(extractors::json)
         };
         let predict_json = json(limits.max_predict_bytes);
+        let v2_limit = usize::try_from(limits.max_predict_bytes).unwrap_or(usize::MAX);
         App::new()
             .app_data(app_state.clone())
             .app_data(metrics_data.clone())
@@ -109,7 +117,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             .app_data(web::QueryConfig::default().error_handler(extractors::query))
             .wrap(from_fn(crate::metrics::middleware))
             .wrap(from_fn(request_id::middleware))
-            .configure(|cfg| routes::configure(cfg, predict_json))
+            .configure(|cfg| routes::configure(cfg, predict_json, v2_limit))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document()))
             .default_service(web::to(routes::not_found))
     });

@@ -421,6 +421,185 @@ fn float(x: f64) -> Value {
     }
 }
 
+/// The Open Inference Protocol's name for an element type.
+pub fn v2_datatype(t: ElementType) -> &'static str {
+    match t {
+        ElementType::Float32 => "FP32",
+        ElementType::Float64 => "FP64",
+        ElementType::Int32 => "INT32",
+        ElementType::Int64 => "INT64",
+        ElementType::Bool => "BOOL",
+        ElementType::String => "BYTES",
+    }
+}
+
+/// An Open Inference Protocol input: `shape`, `datatype` and `data` (flat or nested, row-major).
+pub fn v2_tensor(
+    spec: &TensorSpec,
+    datatype: &str,
+    shape: &[i64],
+    data: &Value,
+) -> Result<Tensor, ServingError> {
+    let want = v2_datatype(spec.element_type);
+    if !datatype.eq_ignore_ascii_case(want) {
+        return Err(invalid(format!(
+            "input '{}' takes {want}, the request sends {datatype}",
+            spec.name
+        )));
+    }
+    let shape: Vec<usize> = shape
+        .iter()
+        .map(|&d| {
+            usize::try_from(d).map_err(|_| {
+                invalid(format!(
+                    "input '{}': shape {shape:?} has a negative size",
+                    spec.name
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    check_shape(spec, &shape)?;
+    let mut leaves = Vec::new();
+    flatten(data, &mut leaves);
+    let count: usize = shape.iter().product();
+    if leaves.len() != count {
+        return Err(invalid(format!(
+            "input '{}': shape {shape:?} holds {count} elements, `data` has {}",
+            spec.name,
+            leaves.len()
+        )));
+    }
+    let row_len = shape.iter().skip(1).product::<usize>().max(1);
+    let data = convert(spec, &leaves, row_len)?;
+    Tensor::new(shape, data)
+}
+
+/// Every element of a tensor as JSON, row-major (the protocol's flat `data`).
+pub fn flat_json(tensor: &Tensor) -> Vec<Value> {
+    (0..tensor.data.len())
+        .map(|ix| element(&tensor.data, ix))
+        .collect()
+}
+
+/// An Open Inference Protocol input sent in the binary tensor extension: little-endian elements,
+/// BYTES as a 4-byte little-endian length before each element.
+pub fn v2_tensor_from_bytes(
+    spec: &TensorSpec,
+    datatype: &str,
+    shape: &[i64],
+    bytes: &[u8],
+) -> Result<Tensor, ServingError> {
+    let want = v2_datatype(spec.element_type);
+    if !datatype.eq_ignore_ascii_case(want) {
+        return Err(invalid(format!(
+            "input '{}' takes {want}, the request sends {datatype}",
+            spec.name
+        )));
+    }
+    let shape: Vec<usize> = shape
+        .iter()
+        .map(|&d| {
+            usize::try_from(d).map_err(|_| {
+                invalid(format!(
+                    "input '{}': shape {shape:?} has a negative size",
+                    spec.name
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    check_shape(spec, &shape)?;
+    let count: usize = shape.iter().product();
+    let wrong_size = || {
+        invalid(format!(
+            "input '{}': {} bytes do not hold {count} {want} elements",
+            spec.name,
+            bytes.len()
+        ))
+    };
+    fn fixed<const N: usize, T>(
+        bytes: &[u8],
+        count: usize,
+        f: impl Fn([u8; N]) -> T,
+    ) -> Option<Vec<T>> {
+        if bytes.len() != count * N {
+            return None;
+        }
+        Some(
+            bytes
+                .chunks_exact(N)
+                .map(|c| f(c.try_into().unwrap_or([0; N])))
+                .collect(),
+        )
+    }
+    let data = match spec.element_type {
+        ElementType::Float32 => {
+            let v = fixed(bytes, count, f32::from_le_bytes).ok_or_else(wrong_size)?;
+            if let Some(ix) = v.iter().position(|x| !x.is_finite()) {
+                return Err(invalid(format!(
+                    "input '{}': element {ix} is not a finite number",
+                    spec.name
+                )));
+            }
+            TensorData::Float32(v)
+        }
+        ElementType::Float64 => {
+            let v = fixed(bytes, count, f64::from_le_bytes).ok_or_else(wrong_size)?;
+            if let Some(ix) = v.iter().position(|x| !x.is_finite()) {
+                return Err(invalid(format!(
+                    "input '{}': element {ix} is not a finite number",
+                    spec.name
+                )));
+            }
+            TensorData::Float64(v)
+        }
+        ElementType::Int32 => {
+            TensorData::Int32(fixed(bytes, count, i32::from_le_bytes).ok_or_else(wrong_size)?)
+        }
+        ElementType::Int64 => {
+            TensorData::Int64(fixed(bytes, count, i64::from_le_bytes).ok_or_else(wrong_size)?)
+        }
+        ElementType::Bool => {
+            TensorData::Bool(fixed(bytes, count, |b: [u8; 1]| b[0] != 0).ok_or_else(wrong_size)?)
+        }
+        ElementType::String => {
+            let mut out = Vec::with_capacity(count);
+            let mut rest = bytes;
+            for _ in 0..count {
+                let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(wrong_size)?;
+                let len = u32::from_le_bytes(*len) as usize;
+                if tail.len() < len {
+                    return Err(wrong_size());
+                }
+                let (text, tail) = tail.split_at(len);
+                out.push(String::from_utf8(text.to_vec()).map_err(|_| {
+                    invalid(format!("input '{}': BYTES element is not UTF-8", spec.name))
+                })?);
+                rest = tail;
+            }
+            if !rest.is_empty() {
+                return Err(wrong_size());
+            }
+            TensorData::String(out)
+        }
+    };
+    Tensor::new(shape, data)
+}
+
+/// A tensor's elements in the binary tensor extension's layout.
+pub fn v2_bytes(tensor: &Tensor) -> Vec<u8> {
+    match &tensor.data {
+        TensorData::Float32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::Float64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::Int32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::Int64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::Bool(v) => v.iter().map(|b| u8::from(*b)).collect(),
+        TensorData::String(v) => v
+            .iter()
+            .flat_map(|s| (s.len() as u32).to_le_bytes().into_iter().chain(s.bytes()))
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -159,7 +159,10 @@ on_both_stores!(
                 .as_array()
                 .unwrap()
                 .clone();
-            if events.iter().any(|e| e["kind"] == "deviation") && !events.is_empty() {
+            if events
+                .iter()
+                .any(|e| e["request_id"] == "drift-test-1" && e["kind"] == "drift")
+            {
                 break events;
             }
             assert!(Instant::now() < deadline, "drift events were not stored");

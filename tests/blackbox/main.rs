@@ -12,3 +12,4 @@ mod drift;
 mod errors;
 mod hotswap;
 mod ops;
+mod v2;

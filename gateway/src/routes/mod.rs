@@ -6,19 +6,59 @@ pub mod deploy;
 pub mod health;
 pub mod models;
 pub mod predict;
+pub mod v2;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::{ApiError, ErrorCode};
 
 /// Register every route; `predict_json` is the body limit of the predict routes.
-pub fn configure(cfg: &mut web::ServiceConfig, predict_json: web::JsonConfig) {
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    predict_json: web::JsonConfig,
+    v2_json_limit: usize,
+) {
     let resource =
         |path: &str| web::resource(path.to_owned()).default_service(web::to(method_not_allowed));
     cfg.service(web::resource("/docs").route(web::get().to(docs_redirect)))
         .service(resource("/health/live").route(web::get().to(health::live)))
         .service(resource("/health/ready").route(web::get().to(health::ready)))
         .service(resource("/metrics").route(web::get().to(health::metrics)))
+        .service(
+            web::scope("/v2")
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(v2_json_limit)
+                        .error_handler(v2::json_error),
+                )
+                .service(web::resource("").route(web::get().to(v2::server_metadata)))
+                .service(resource("/health/live").route(web::get().to(v2::live)))
+                .service(resource("/health/ready").route(web::get().to(v2::ready)))
+                .service(resource("/repository/index").route(web::post().to(v2::repository_index)))
+                .service(
+                    resource("/repository/models/{name}/load")
+                        .route(web::post().to(v2::repository_load)),
+                )
+                .service(
+                    resource("/repository/models/{name}/unload")
+                        .route(web::post().to(v2::repository_unload)),
+                )
+                .service(resource("/models/{name}").route(web::get().to(v2::model_metadata)))
+                .service(resource("/models/{name}/ready").route(web::get().to(v2::model_ready)))
+                .service(resource("/models/{name}/infer").route(web::post().to(v2::infer)))
+                .service(
+                    resource("/models/{name}/versions/{version}")
+                        .route(web::get().to(v2::version_metadata)),
+                )
+                .service(
+                    resource("/models/{name}/versions/{version}/ready")
+                        .route(web::get().to(v2::version_ready)),
+                )
+                .service(
+                    resource("/models/{name}/versions/{version}/infer")
+                        .route(web::post().to(v2::infer_version)),
+                ),
+        )
         .service(resource("/v1/auth/token").route(web::post().to(auth::token)))
         .service(resource("/v1/auth/me").route(web::get().to(auth::me)))
         .service(

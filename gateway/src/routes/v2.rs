@@ -1,0 +1,676 @@
+//! The Open Inference Protocol (KServe V2, as Triton and MLServer speak it) over REST, so that
+//! existing clients such as `tritonclient` work unchanged. Errors use the protocol's body,
+//! `{"error": "..."}`, with the same statuses as the rest of the API.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use futures_util::StreamExt;
+use maas_serving::io::{flat_json, v2_bytes, v2_datatype, v2_tensor, v2_tensor_from_bytes};
+use maas_serving::Dim;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::auth::{authorize, Deploy, Permission, Predict, Read};
+use crate::error::{ApiError, ErrorCode};
+use crate::server::AppState;
+
+/// An error in the protocol's shape.
+#[derive(Debug)]
+pub struct V2Error(pub ApiError);
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct V2ErrorBody {
+    pub error: String,
+}
+
+impl std::fmt::Display for V2Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<ApiError> for V2Error {
+    fn from(e: ApiError) -> Self {
+        V2Error(e)
+    }
+}
+
+impl ResponseError for V2Error {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.0.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.0.code.status());
+        if let Some(seconds) = self.0.retry_after {
+            response.insert_header(("Retry-After", seconds.to_string()));
+        }
+        response
+            .insert_header(("X-Error-Code", self.0.code.as_str()))
+            .json(V2ErrorBody {
+                error: self.0.message.clone(),
+            })
+    }
+}
+
+/// `Authorized<P>` for the protocol's routes, failing with the protocol's error body.
+pub struct V2Authorized<P: Permission>(PhantomData<P>);
+
+impl<P: Permission + 'static> FromRequest for V2Authorized<P> {
+    type Error = V2Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, V2Error>>>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            authorize::<P>(&req).await?;
+            Ok(V2Authorized(PhantomData))
+        })
+    }
+}
+
+/// Malformed bodies on these routes get the protocol's error body too.
+pub fn json_error(err: actix_web::error::JsonPayloadError, req: &HttpRequest) -> actix_web::Error {
+    let api: ApiError = match crate::error::extractors::json(err, req).as_error::<ApiError>() {
+        Some(api) => api.clone(),
+        None => ApiError::new(ErrorCode::InvalidRequest, "the body could not be read"),
+    };
+    V2Error(api).into()
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ServerMetadata {
+    pub name: String,
+    pub version: String,
+    pub extensions: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct TensorMetadata {
+    pub name: String,
+    /// FP32, FP64, INT32, INT64, BOOL or BYTES.
+    pub datatype: String,
+    /// -1 for a dynamic dimension.
+    pub shape: Vec<i64>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ModelMetadata {
+    pub name: String,
+    pub versions: Vec<String>,
+    pub platform: String,
+    pub inputs: Vec<TensorMetadata>,
+    pub outputs: Vec<TensorMetadata>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct InferInput {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub datatype: String,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<Map<String, Value>>,
+    /// Row-major values, flat or nested; absent when the data is sent in binary.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub data: Option<Value>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RequestedOutput {
+    pub name: String,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct InferRequest {
+    pub id: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<Map<String, Value>>,
+    pub inputs: Vec<InferInput>,
+    pub outputs: Option<Vec<RequestedOutput>>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct InferOutput {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub datatype: String,
+    /// `binary_data_size` when the data follows the JSON in binary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<Map<String, Value>>,
+    /// Row-major values (absent when sent in binary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub data: Option<Vec<Value>>,
+}
+
+/// The header of the binary tensor extension: the JSON part's length; binary data follows it.
+const BINARY_HEADER: &str = "inference-header-content-length";
+
+/// Read a body up to `limit` bytes, failing in the protocol's shape.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, V2Error> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            V2Error(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("the body could not be read: {e}"),
+            ))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(V2Error(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body is larger than this route's limit of {limit} bytes"),
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Split a request into its JSON header and the binary data after it.
+fn parse_request(req: &HttpRequest, body: &[u8]) -> Result<(InferRequest, Vec<u8>), V2Error> {
+    let bad = |m: String| V2Error(ApiError::new(ErrorCode::InvalidRequest, m));
+    let json_len = match req.headers().get(BINARY_HEADER) {
+        Some(v) => {
+            let n = v
+                .to_str()
+                .ok()
+                .and_then(|t| t.parse::<usize>().ok())
+                .ok_or_else(|| bad(format!("{BINARY_HEADER} is not a number")))?;
+            if n > body.len() {
+                return Err(bad(format!(
+                    "{BINARY_HEADER} says {n} bytes but the body has {}",
+                    body.len()
+                )));
+            }
+            n
+        }
+        None => {
+            let is_json = req
+                .headers()
+                .get(actix_web::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|v| v.to_ascii_lowercase().contains("json"));
+            if !is_json {
+                return Err(V2Error(ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    format!("send JSON, or JSON then binary data with {BINARY_HEADER}"),
+                )));
+            }
+            body.len()
+        }
+    };
+    let (json, binary) = body.split_at(json_len);
+    if json.iter().all(u8::is_ascii_whitespace) {
+        return Err(V2Error(ApiError::new(
+            ErrorCode::InvalidJson,
+            "the body is empty; send an inference request",
+        )));
+    }
+    let request: InferRequest = serde_json::from_slice(json).map_err(|e| {
+        let code = if e.is_data() {
+            ErrorCode::InvalidRequest
+        } else {
+            ErrorCode::InvalidJson
+        };
+        V2Error(ApiError::new(
+            code,
+            format!("the inference request is not valid: {e}"),
+        ))
+    })?;
+    Ok((request, binary.to_vec()))
+}
+
+fn binary_size(parameters: &Option<Map<String, Value>>) -> Option<u64> {
+    parameters.as_ref()?.get("binary_data_size")?.as_u64()
+}
+
+fn wants_binary(parameters: &Option<Map<String, Value>>) -> Option<bool> {
+    parameters.as_ref()?.get("binary_data")?.as_bool()
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct InferResponse {
+    pub model_name: String,
+    pub model_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<Map<String, Value>>,
+    pub outputs: Vec<InferOutput>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RepositoryEntry {
+    pub name: String,
+    pub version: String,
+    /// READY or UNAVAILABLE.
+    pub state: String,
+    pub reason: String,
+}
+
+fn dims(shape: &[Dim]) -> Vec<i64> {
+    shape
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => i64::try_from(*n).unwrap_or(-1),
+            Dim::Symbolic(_) => -1,
+        })
+        .collect()
+}
+
+fn parse_version(text: &str) -> Result<u64, V2Error> {
+    text.parse::<u64>().map_err(|_| {
+        V2Error(ApiError::new(
+            ErrorCode::InvalidPath,
+            format!("model version '{text}' is not a positive integer"),
+        ))
+    })
+}
+
+/// The server is up.
+#[utoipa::path(get, path = "/v2/health/live", tag = "v2", security(("bearer" = ["viewer"])),
+    responses((status = 200, description = "Live"), (status = 401, body = V2ErrorBody)))]
+pub async fn live(_auth: V2Authorized<Read>) -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+/// Deployed models are loaded and the store answers.
+#[utoipa::path(get, path = "/v2/health/ready", tag = "v2", security(("bearer" = ["viewer"])),
+    responses((status = 200, description = "Ready"), (status = 401, body = V2ErrorBody), (status = 503, body = V2ErrorBody)))]
+pub async fn ready(
+    _auth: V2Authorized<Read>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, V2Error> {
+    if !state.models.is_ready() {
+        return Err(V2Error(ApiError::new(
+            ErrorCode::StorageUnavailable,
+            "starting",
+        )));
+    }
+    state.models.ping().await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// Server metadata.
+#[utoipa::path(get, path = "/v2", tag = "v2", security(("bearer" = ["viewer"])),
+    responses((status = 200, body = ServerMetadata), (status = 401, body = V2ErrorBody)))]
+pub async fn server_metadata(_auth: V2Authorized<Read>) -> web::Json<ServerMetadata> {
+    web::Json(ServerMetadata {
+        name: "maas".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        extensions: vec!["model_repository".into()],
+    })
+}
+
+async fn metadata(
+    state: &AppState,
+    model: &str,
+    version: Option<u64>,
+) -> Result<ModelMetadata, V2Error> {
+    let served = state.models.resolve(model, version).await?;
+    let signature = served.loaded.signature();
+    let versions = match version {
+        Some(v) => vec![v.to_string()],
+        None => state
+            .models
+            .model(model)
+            .await?
+            .versions
+            .iter()
+            .filter(|v| crate::api::is_deployed(v))
+            .map(|v| v.version.to_string())
+            .collect(),
+    };
+    let meta = |specs: &[maas_serving::TensorSpec]| {
+        specs
+            .iter()
+            .map(|s| TensorMetadata {
+                name: s.name.clone(),
+                datatype: v2_datatype(s.element_type).into(),
+                shape: dims(&s.shape),
+            })
+            .collect()
+    };
+    Ok(ModelMetadata {
+        name: model.to_owned(),
+        versions,
+        platform: "onnx".into(),
+        inputs: meta(&signature.inputs),
+        outputs: meta(&signature.outputs),
+    })
+}
+
+/// Model metadata (the default version's signature).
+#[utoipa::path(get, path = "/v2/models/{name}", tag = "v2", security(("bearer" = ["viewer"])),
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 200, body = ModelMetadata), (status = 401, body = V2ErrorBody), (status = 404, body = V2ErrorBody)))]
+pub async fn model_metadata(
+    _auth: V2Authorized<Read>,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<web::Json<ModelMetadata>, V2Error> {
+    Ok(web::Json(metadata(&state, &name, None).await?))
+}
+
+/// Metadata of one version.
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "v2", security(("bearer" = ["viewer"])),
+    params(("name" = String, Path, description = "Model name"), ("version" = String, Path, description = "Version")),
+    responses((status = 200, body = ModelMetadata), (status = 401, body = V2ErrorBody), (status = 404, body = V2ErrorBody)))]
+pub async fn version_metadata(
+    _auth: V2Authorized<Read>,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<web::Json<ModelMetadata>, V2Error> {
+    let (name, version) = path.into_inner();
+    Ok(web::Json(
+        metadata(&state, &name, Some(parse_version(&version)?)).await?,
+    ))
+}
+
+async fn readiness(
+    state: &AppState,
+    model: &str,
+    version: Option<u64>,
+) -> Result<HttpResponse, V2Error> {
+    state.models.model(model).await?;
+    if state.models.is_serving(model, version) {
+        Ok(HttpResponse::Ok().finish())
+    } else {
+        Err(V2Error(ApiError::new(
+            ErrorCode::VersionUnavailable,
+            format!("model '{model}' is not ready"),
+        )))
+    }
+}
+
+/// Whether the model's default version is ready.
+#[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2", security(("bearer" = ["viewer"])),
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 200, description = "Ready"), (status = 404, body = V2ErrorBody), (status = 503, body = V2ErrorBody)))]
+pub async fn model_ready(
+    _auth: V2Authorized<Read>,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, V2Error> {
+    readiness(&state, &name, None).await
+}
+
+/// Whether one version is ready.
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "v2", security(("bearer" = ["viewer"])),
+    params(("name" = String, Path, description = "Model name"), ("version" = String, Path, description = "Version")),
+    responses((status = 200, description = "Ready"), (status = 404, body = V2ErrorBody), (status = 503, body = V2ErrorBody)))]
+pub async fn version_ready(
+    _auth: V2Authorized<Read>,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, V2Error> {
+    let (name, version) = path.into_inner();
+    readiness(&state, &name, Some(parse_version(&version)?)).await
+}
+
+async fn run_infer(
+    state: &AppState,
+    model: &str,
+    version: Option<u64>,
+    request: InferRequest,
+    binary: &[u8],
+) -> Result<(InferResponse, Vec<u8>), V2Error> {
+    let served = state.models.resolve(model, version).await?;
+    let signature = served.loaded.signature();
+    let invalid = |m: String| V2Error(ApiError::new(ErrorCode::InvalidInput, m));
+    // Binary inputs take their bytes from the tail, in request order.
+    let mut ranges = Vec::with_capacity(request.inputs.len());
+    let mut at = 0usize;
+    for input in &request.inputs {
+        match binary_size(&input.parameters) {
+            Some(n) => {
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                let end = at.checked_add(n).filter(|&e| e <= binary.len()).ok_or_else(|| {
+                    invalid(format!("input '{}' declares {n} bytes of binary data that the body does not hold", input.name))
+                })?;
+                ranges.push(Some(at..end));
+                at = end;
+            }
+            None => ranges.push(None),
+        }
+    }
+    if at != binary.len() {
+        return Err(invalid(format!(
+            "{} bytes of binary data belong to no input",
+            binary.len() - at
+        )));
+    }
+    let mut tensors = Vec::with_capacity(signature.inputs.len());
+    for spec in &signature.inputs {
+        let (input, range) = request
+            .inputs
+            .iter()
+            .zip(&ranges)
+            .find(|(i, _)| i.name == spec.name)
+            .ok_or_else(|| invalid(format!("the request has no input '{}'", spec.name)))?;
+        let tensor = match range {
+            Some(range) => {
+                v2_tensor_from_bytes(spec, &input.datatype, &input.shape, &binary[range.clone()])
+            }
+            None => match &input.data {
+                Some(data) => v2_tensor(spec, &input.datatype, &input.shape, data),
+                None => {
+                    return Err(invalid(format!(
+                        "input '{}' has neither `data` nor binary data",
+                        input.name
+                    )))
+                }
+            },
+        };
+        tensors.push(tensor.map_err(ApiError::from)?);
+    }
+    if let Some(extra) = request
+        .inputs
+        .iter()
+        .find(|i| !signature.inputs.iter().any(|s| s.name == i.name))
+    {
+        return Err(invalid(format!("the model has no input '{}'", extra.name)));
+    }
+    let all_binary = request
+        .parameters
+        .as_ref()
+        .and_then(|p| p.get("binary_data_output"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    // Requested outputs, each with whether its data goes in binary.
+    let wanted: Option<Vec<(String, bool)>> = request.outputs.map(|o| {
+        o.into_iter()
+            .map(|o| {
+                let binary = wants_binary(&o.parameters).unwrap_or(all_binary);
+                (o.name, binary)
+            })
+            .collect()
+    });
+    if let Some(names) = &wanted {
+        if let Some((unknown, _)) = names
+            .iter()
+            .find(|(n, _)| !signature.outputs.iter().any(|s| &s.name == n))
+        {
+            return Err(invalid(format!("the model has no output '{unknown}'")));
+        }
+    }
+    let results = state.models.infer(&served, tensors).await?;
+    let mut outputs = Vec::new();
+    let mut tail = Vec::new();
+    for (spec, tensor) in signature.outputs.iter().zip(results) {
+        let binary = match &wanted {
+            Some(w) => match w.iter().find(|(n, _)| n == &spec.name) {
+                Some((_, binary)) => *binary,
+                None => continue,
+            },
+            None => all_binary,
+        };
+        let (parameters, data) = if binary {
+            let bytes = v2_bytes(&tensor);
+            let mut p = Map::new();
+            p.insert("binary_data_size".into(), Value::from(bytes.len()));
+            tail.extend_from_slice(&bytes);
+            (Some(p), None)
+        } else {
+            (None, Some(flat_json(&tensor)))
+        };
+        outputs.push(InferOutput {
+            name: spec.name.clone(),
+            datatype: v2_datatype(tensor.data.element_type()).into(),
+            parameters,
+            data,
+            shape: tensor.shape,
+        });
+    }
+    let response = InferResponse {
+        model_name: served.model.clone(),
+        model_version: served.version.to_string(),
+        id: request.id,
+        parameters: None,
+        outputs,
+    };
+    Ok((response, tail))
+}
+
+/// JSON, or JSON then binary output data with the extension's header.
+fn respond(response: InferResponse, tail: Vec<u8>) -> Result<HttpResponse, V2Error> {
+    let json = serde_json::to_vec(&response)
+        .map_err(|e| V2Error(ApiError::new(ErrorCode::Internal, e.to_string())))?;
+    if tail.is_empty() {
+        return Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(json));
+    }
+    let header = json.len();
+    let mut body = json;
+    body.extend_from_slice(&tail);
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header((BINARY_HEADER, header.to_string()))
+        .body(body))
+}
+
+/// Inference with the default version: typed tensors in, typed tensors out.
+#[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2", security(("bearer" = ["predictor"])),
+    params(("name" = String, Path, description = "Model name")),
+    request_body = InferRequest,
+    responses((status = 200, body = InferResponse), (status = 400, body = V2ErrorBody), (status = 401, body = V2ErrorBody),
+        (status = 403, body = V2ErrorBody), (status = 404, body = V2ErrorBody), (status = 422, body = V2ErrorBody)))]
+pub async fn infer(
+    _auth: V2Authorized<Predict>,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, V2Error> {
+    let body = read_body(payload, state.v2_limit()).await?;
+    let (request, binary) = parse_request(&req, &body)?;
+    let (response, tail) = run_infer(&state, &name, None, request, &binary).await?;
+    respond(response, tail)
+}
+
+/// Inference with one version.
+#[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2", security(("bearer" = ["predictor"])),
+    params(("name" = String, Path, description = "Model name"), ("version" = String, Path, description = "Version")),
+    request_body = InferRequest,
+    responses((status = 200, body = InferResponse), (status = 400, body = V2ErrorBody), (status = 401, body = V2ErrorBody),
+        (status = 403, body = V2ErrorBody), (status = 404, body = V2ErrorBody), (status = 409, body = V2ErrorBody),
+        (status = 422, body = V2ErrorBody)))]
+pub async fn infer_version(
+    _auth: V2Authorized<Predict>,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, V2Error> {
+    let (name, version) = path.into_inner();
+    let version = parse_version(&version)?;
+    let body = read_body(payload, state.v2_limit()).await?;
+    let (request, binary) = parse_request(&req, &body)?;
+    let (response, tail) = run_infer(&state, &name, Some(version), request, &binary).await?;
+    respond(response, tail)
+}
+
+/// Repository extension: every version of every model with its state.
+#[utoipa::path(post, path = "/v2/repository/index", tag = "v2", security(("bearer" = ["viewer"])),
+    responses((status = 200, body = Vec<RepositoryEntry>), (status = 401, body = V2ErrorBody)))]
+pub async fn repository_index(
+    _auth: V2Authorized<Read>,
+    state: web::Data<AppState>,
+) -> Result<web::Json<Vec<RepositoryEntry>>, V2Error> {
+    let mut entries = Vec::new();
+    for model in state.models.models().await? {
+        for v in &model.versions {
+            let ready = state.models.is_serving(&model.name, Some(v.version));
+            entries.push(RepositoryEntry {
+                name: model.name.clone(),
+                version: v.version.to_string(),
+                state: if ready { "READY" } else { "UNAVAILABLE" }.into(),
+                reason: if ready {
+                    String::new()
+                } else {
+                    v.state.as_str().into()
+                },
+            });
+        }
+    }
+    Ok(web::Json(entries))
+}
+
+/// Repository extension: load a model, that is, deploy its newest kept version.
+#[utoipa::path(post, path = "/v2/repository/models/{name}/load", tag = "v2", security(("bearer" = ["deployer"])),
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 200, description = "Loaded"), (status = 401, body = V2ErrorBody), (status = 403, body = V2ErrorBody),
+        (status = 404, body = V2ErrorBody)))]
+pub async fn repository_load(
+    _auth: V2Authorized<Deploy>,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, V2Error> {
+    let model = state.models.model(&name).await?;
+    let newest = model
+        .versions
+        .iter()
+        .map(|v| v.version)
+        .max()
+        .ok_or_else(|| {
+            V2Error(ApiError::new(
+                ErrorCode::VersionNotFound,
+                format!("model '{name}' has no version to load"),
+            ))
+        })?;
+    if model.default_version().is_none() {
+        state.models.redeploy(&name, newest, false).await?;
+    }
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// Repository extension: unload a model, that is, undeploy every deployed version.
+#[utoipa::path(post, path = "/v2/repository/models/{name}/unload", tag = "v2", security(("bearer" = ["deployer"])),
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 200, description = "Unloaded"), (status = 401, body = V2ErrorBody), (status = 403, body = V2ErrorBody),
+        (status = 404, body = V2ErrorBody)))]
+pub async fn repository_unload(
+    _auth: V2Authorized<Deploy>,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, V2Error> {
+    let model = state.models.model(&name).await?;
+    for v in model.versions.iter().filter(|v| crate::api::is_deployed(v)) {
+        state.models.undeploy(&name, v.version).await?;
+    }
+    Ok(HttpResponse::Ok().finish())
+}
