@@ -75,6 +75,8 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Offline drift detection on files, with the server's detectors.
+    Drift(crate::drift_cli::DriftArgs),
     /// Manage users directly in the store (works with the server stopped or running).
     User {
         #[command(subcommand)]
@@ -163,6 +165,7 @@ pub fn main() -> ExitCode {
             Ok(())
         }
         Command::User { action, store } => user(action, store),
+        Command::Drift(args) => crate::drift_cli::run(args),
         other => client(other),
     };
     match result {
@@ -284,7 +287,7 @@ fn read_rows(path: &Path) -> anyhow::Result<Value> {
 async fn run_client(command: Command) -> anyhow::Result<()> {
     use reqwest::Method;
     match command {
-        Command::Serve(_) | Command::Openapi | Command::User { .. } => Ok(()),
+        Command::Serve(_) | Command::Openapi | Command::User { .. } | Command::Drift(_) => Ok(()),
         Command::Token { username, client } => {
             let c = Client::new(&client)?;
             let password = match std::env::var("MAAS_PASSWORD") {

@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod drift;
+pub mod drift_cli;
 pub mod error;
 pub mod metrics;
 pub mod models;

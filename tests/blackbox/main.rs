@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod crash;
 mod drift;
+mod drift_cli;
 mod errors;
 mod hotswap;
 mod ops;
