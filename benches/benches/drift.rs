@@ -14,7 +14,9 @@ pub fn stream(n: usize) -> Vec<f64> {
     let mut state: u64 = 42;
     (0..n)
         .map(|i| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let u = (state >> 11) as f64 / (1u64 << 53) as f64;
             let mean = if i < n / 2 { 0.3 } else { 0.7 };
             (mean + (u - 0.5) * 0.4).clamp(0.0, 1.0)
@@ -28,7 +30,8 @@ fn detectors(c: &mut Criterion) {
     group.throughput(Throughput::Elements(N as u64));
     group.sample_size(10);
     for name in DetectorConfig::NAMES {
-        let config = DetectorConfig::from_params(name, Vec::<(&str, &str)>::new()).unwrap_or_default();
+        let config = DetectorConfig::from_params(name, Vec::<(&str, &str)>::new())
+            .unwrap_or_else(|e| panic!("{e}"));
         group.bench_function(name, |b| {
             b.iter_batched(
                 || config.build().unwrap_or_else(|e| panic!("{e}")),
@@ -49,13 +52,20 @@ fn detectors(c: &mut Criterion) {
 fn predict_cost(c: &mut Criterion) {
     let columns: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
     let values = stream(150 * 10);
-    let rows = |from: usize, n: usize| values[from * 10..(from + n) * 10].chunks(10).map(<[f64]>::to_vec).collect();
-    let baseline = FeatureTable::new(columns.clone(), rows(0, 50)).unwrap_or_else(|e| panic!("{e}"));
+    let rows = |from: usize, n: usize| {
+        values[from * 10..(from + n) * 10]
+            .chunks(10)
+            .map(<[f64]>::to_vec)
+            .collect()
+    };
+    let baseline =
+        FeatureTable::new(columns.clone(), rows(0, 50)).unwrap_or_else(|e| panic!("{e}"));
     let new = FeatureTable::new(columns, rows(50, 100)).unwrap_or_else(|e| panic!("{e}"));
     let mut group = c.benchmark_group("predict_100x10");
     for name in ["hddm_a", "adwin"] {
         let options = ReportOptions {
-            detector: DetectorConfig::from_params(name, Vec::<(&str, &str)>::new()).unwrap_or_default(),
+            detector: DetectorConfig::from_params(name, Vec::<(&str, &str)>::new())
+                .unwrap_or_else(|e| panic!("{e}")),
             ..ReportOptions::default()
         };
         group.bench_function(name, |b| b.iter(|| drift_report(&baseline, &new, &options)));

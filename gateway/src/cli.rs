@@ -75,7 +75,7 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Offline drift detection on files, with the server's detectors.
+    /// Offline drift detection on CSV files (the same detectors as the server).
     Drift(crate::drift_cli::DriftArgs),
     /// Manage users directly in the store (works with the server stopped or running).
     User {

@@ -49,7 +49,8 @@ enum DriftCommand {
         detector: DetectorArgs,
         file: PathBuf,
     },
-    /// The seed's table report: per feature, the new-row indices where drift was flagged.
+    /// The server's table report: per feature, the new-row indices where drift was flagged
+    /// (baseline rows first, then the new rows, through a fresh detector; empty cells are missing).
     Table {
         #[command(flatten)]
         detector: DetectorArgs,
@@ -69,9 +70,10 @@ fn read(path: &Path) -> anyhow::Result<String> {
 }
 
 /// The values of a one-column file. Every data line keeps its index; `nan` and `inf` are fed
-/// as they are, and the detectors skip and count them.
+/// as they are, and the detectors skip and count them. The first non-empty line may be a header.
 fn stream_values(text: &str, name: &str) -> anyhow::Result<Vec<f64>> {
     let mut values = Vec::new();
+    let mut first = true;
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() {
@@ -79,9 +81,10 @@ fn stream_values(text: &str, name: &str) -> anyhow::Result<Vec<f64>> {
         }
         match line.parse::<f64>() {
             Ok(x) => values.push(x),
-            Err(_) if n == 0 => {}
+            Err(_) if first => {}
             Err(_) => anyhow::bail!("{name}: line {} is '{line}', not a number", n + 1),
         }
+        first = false;
     }
     Ok(values)
 }
@@ -104,6 +107,10 @@ fn table(path: &Path) -> anyhow::Result<FeatureTable> {
             .iter()
             .enumerate()
             .map(|(col, cell)| {
+                // An empty cell is a missing value: the detectors skip NaN and count it.
+                if cell.is_empty() {
+                    return Ok(f64::NAN);
+                }
                 cell.parse::<f64>().map_err(|_| {
                     anyhow::anyhow!(
                         "{}: data row {} column '{}' is '{cell}', not a number",
@@ -173,6 +180,7 @@ mod tests {
         );
         let with_nan = stream_values("1\nnan\n3\n", "f").unwrap();
         assert!(with_nan[1].is_nan() && with_nan.len() == 3);
+        assert_eq!(stream_values("\n\nvalue\n1\n", "f").unwrap(), vec![1.0]);
         assert!(stream_values("1\nx\n", "f")
             .unwrap_err()
             .to_string()

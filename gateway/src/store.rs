@@ -292,15 +292,7 @@ impl SqlStore {
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
-            let exists = model_exists(&mut *tx, model).await?;
-            return Err(if exists {
-                StoreError::VersionNotFound {
-                    model: model.into(),
-                    version,
-                }
-            } else {
-                StoreError::ModelNotFound(model.into())
-            });
+            return Err(missing_version(&mut *tx, model, version).await);
         }
         if exclusive {
             sqlx::query(
@@ -332,6 +324,21 @@ fn strip_comments(sql: &str) -> String {
         .join("\n")
         .trim()
         .to_owned()
+}
+
+/// Why a version could not be found: the model is gone, or only the version.
+async fn missing_version<'e, E>(executor: E, model: &str, version: u64) -> StoreError
+where
+    E: Executor<'e, Database = sqlx::Any>,
+{
+    match model_exists(executor, model).await {
+        Ok(true) => StoreError::VersionNotFound {
+            model: model.into(),
+            version,
+        },
+        Ok(false) => StoreError::ModelNotFound(model.into()),
+        Err(e) => e,
+    }
 }
 
 async fn model_exists<'e, E>(executor: E, model: &str) -> Result<bool, StoreError>
@@ -574,15 +581,7 @@ impl ModelStore for SqlStore {
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
-            let exists = model_exists(&mut *tx, model).await?;
-            return Err(if exists {
-                StoreError::VersionNotFound {
-                    model: model.into(),
-                    version,
-                }
-            } else {
-                StoreError::ModelNotFound(model.into())
-            });
+            return Err(missing_version(&mut *tx, model, version).await);
         }
         touch_model(&mut *tx, model, now).await?;
         tx.commit().await?;

@@ -433,13 +433,12 @@ pub fn v2_datatype(t: ElementType) -> &'static str {
     }
 }
 
-/// An Open Inference Protocol input: `shape`, `datatype` and `data` (flat or nested, row-major).
-pub fn v2_tensor(
+/// Check a protocol input's declared datatype and shape against the model; the shape in sizes.
+fn v2_shape(
     spec: &TensorSpec,
     datatype: &str,
     shape: &[i64],
-    data: &Value,
-) -> Result<Tensor, ServingError> {
+) -> Result<(&'static str, Vec<usize>), ServingError> {
     let want = v2_datatype(spec.element_type);
     if !datatype.eq_ignore_ascii_case(want) {
         return Err(invalid(format!(
@@ -447,7 +446,7 @@ pub fn v2_tensor(
             spec.name
         )));
     }
-    let shape: Vec<usize> = shape
+    let sizes: Vec<usize> = shape
         .iter()
         .map(|&d| {
             usize::try_from(d).map_err(|_| {
@@ -458,7 +457,18 @@ pub fn v2_tensor(
             })
         })
         .collect::<Result<_, _>>()?;
-    check_shape(spec, &shape)?;
+    check_shape(spec, &sizes)?;
+    Ok((want, sizes))
+}
+
+/// An Open Inference Protocol input: `shape`, `datatype` and `data` (flat or nested, row-major).
+pub fn v2_tensor(
+    spec: &TensorSpec,
+    datatype: &str,
+    shape: &[i64],
+    data: &Value,
+) -> Result<Tensor, ServingError> {
+    let (_, shape) = v2_shape(spec, datatype, shape)?;
     let mut leaves = Vec::new();
     flatten(data, &mut leaves);
     let count: usize = shape.iter().product();
@@ -489,25 +499,7 @@ pub fn v2_tensor_from_bytes(
     shape: &[i64],
     bytes: &[u8],
 ) -> Result<Tensor, ServingError> {
-    let want = v2_datatype(spec.element_type);
-    if !datatype.eq_ignore_ascii_case(want) {
-        return Err(invalid(format!(
-            "input '{}' takes {want}, the request sends {datatype}",
-            spec.name
-        )));
-    }
-    let shape: Vec<usize> = shape
-        .iter()
-        .map(|&d| {
-            usize::try_from(d).map_err(|_| {
-                invalid(format!(
-                    "input '{}': shape {shape:?} has a negative size",
-                    spec.name
-                ))
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    check_shape(spec, &shape)?;
+    let (want, shape) = v2_shape(spec, datatype, shape)?;
     let count: usize = shape.iter().product();
     let wrong_size = || {
         invalid(format!(

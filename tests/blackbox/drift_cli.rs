@@ -37,6 +37,100 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
+/// A fixed pseudo-random number in [0, 1) for element `i` (the classic shader hash).
+fn noise(i: usize, seed: f64) -> f64 {
+    ((i as f64 * seed).sin() * 43758.5453).fract().abs()
+}
+
+fn stream_output(args: &[&str], stdin: Option<&str>) -> (Vec<u64>, Vec<u64>) {
+    let (ok, out, err) = maas(&strings(args), stdin);
+    assert!(ok, "{args:?}: {err}");
+    let got: Value = serde_json::from_str(&out).unwrap();
+    let indices = |key: &str| -> Vec<u64> {
+        got[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key} in {got}"))
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    };
+    (indices("drifts"), indices("warnings"))
+}
+
+#[test]
+fn stream_flags_an_abrupt_shift_after_it_happens() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shift.csv");
+    // A header, a blank line and a NaN line that the detector skips but that keeps its index.
+    let mut text = String::from("latency_ms\n\n");
+    for i in 0..2000 {
+        if i == 10 {
+            text.push_str("nan\n");
+            continue;
+        }
+        text.push_str(&format!(
+            "{}\n",
+            noise(i, 12.9898) + if i >= 1000 { 3.0 } else { 0.0 }
+        ));
+    }
+    std::fs::write(&file, text).unwrap();
+    let path = file.display().to_string();
+    for detector in ["adwin", "page_hinkley"] {
+        let (drifts, warnings) =
+            stream_output(&["drift", "stream", "--detector", detector, &path], None);
+        let first = *drifts
+            .first()
+            .unwrap_or_else(|| panic!("{detector}: no drift"));
+        assert!((1000..1100).contains(&first), "{detector}: {drifts:?}");
+        assert!(
+            warnings.is_empty(),
+            "{detector} has no warning zone: {warnings:?}"
+        );
+    }
+    // The same detector with a river parameter: a lower threshold flags no later.
+    let (drifts, _) = stream_output(
+        &[
+            "drift",
+            "stream",
+            "--detector",
+            "page_hinkley",
+            "--param",
+            "threshold=10",
+            &path,
+        ],
+        None,
+    );
+    assert!((1000..1100).contains(&drifts[0]), "{drifts:?}");
+}
+
+#[test]
+fn hddm_a_flags_a_rising_error_rate_with_warnings_first() {
+    // Error bits: 10 % errors, then 60 % from element 1500 on.
+    let mut text = String::new();
+    for i in 0..3000 {
+        let rate = if i < 1500 { 0.1 } else { 0.6 };
+        text.push_str(if noise(i, 78.233) < rate {
+            "1\n"
+        } else {
+            "0\n"
+        });
+    }
+    for detector in ["hddm_a", "hddm_w"] {
+        let (drifts, warnings) = stream_output(
+            &["drift", "stream", "--detector", detector, "-"],
+            Some(&text),
+        );
+        let first = *drifts
+            .first()
+            .unwrap_or_else(|| panic!("{detector}: no drift"));
+        assert!((1500..1700).contains(&first), "{detector}: {drifts:?}");
+        assert!(
+            warnings.iter().any(|&w| (1500..first).contains(&w)),
+            "{detector}: no warning before the drift at {first}: {warnings:?}"
+        );
+    }
+}
+
 #[test]
 fn stream_matches_river_on_every_reference_case() {
     let path =
@@ -103,9 +197,14 @@ fn stream_reads_stdin_and_table_reports_the_shifted_feature() {
         let a = ((i as f64 * 7.13).sin() * 1000.0).fract().abs();
         let b = ((i as f64 * 3.77).sin() * 1000.0).fract().abs();
         baseline.push_str(&format!("{a},{b}\n"));
+        // An empty cell is a missing value, skipped like NaN.
+        let stable = if i == 7 {
+            String::new()
+        } else {
+            ((i as f64 * 5.31).sin() * 1000.0).fract().abs().to_string()
+        };
         fresh.push_str(&format!(
-            "{},{}\n",
-            ((i as f64 * 5.31).sin() * 1000.0).fract().abs(),
+            "{stable},{}\n",
             b + if i >= 50 { 4.0 } else { 0.0 }
         ));
     }
@@ -143,6 +242,21 @@ fn bad_invocations_exit_1_with_a_reason() {
     std::fs::write(&other, "a,b,c\n1,2,3\n").unwrap();
     let base = dir.path().join("base.csv");
     std::fs::write(&base, "a,b\n1,2\n").unwrap();
+    let ragged = dir.path().join("ragged.csv");
+    std::fs::write(&ragged, "a,b\n1,2\n3\n").unwrap();
+    let words = dir.path().join("words.csv");
+    std::fs::write(&words, "a,b\n1,2\n3,four\n").unwrap();
+    let table = |new: &std::path::Path| {
+        strings(&[
+            "drift",
+            "table",
+            "--detector",
+            "adwin",
+            "--baseline",
+            &base.display().to_string(),
+            &new.display().to_string(),
+        ])
+    };
     let n = numbers.display().to_string();
     for (args, needle) in [
         (
@@ -181,18 +295,9 @@ fn bad_invocations_exit_1_with_a_reason() {
             strings(&["drift", "stream", "--detector", "adwin", "/does/not/exist"]),
             "/does/not/exist",
         ),
-        (
-            strings(&[
-                "drift",
-                "table",
-                "--detector",
-                "adwin",
-                "--baseline",
-                &base.display().to_string(),
-                &other.display().to_string(),
-            ]),
-            "columns",
-        ),
+        (table(&other), "columns"),
+        (table(&ragged), "data row 2"),
+        (table(&words), "data row 2 column 'b' is 'four'"),
     ] {
         let (ok, _, err) = maas(&args, None);
         assert!(!ok, "{args:?} succeeded");
