@@ -62,6 +62,8 @@ fn predict_cost(c: &mut Criterion) {
         FeatureTable::new(columns.clone(), rows(0, 50)).unwrap_or_else(|e| panic!("{e}"));
     let new = FeatureTable::new(columns, rows(50, 100)).unwrap_or_else(|e| panic!("{e}"));
     let mut group = c.benchmark_group("predict_100x10");
+    // Throughput in new rows: the report also replays the 50 baseline rows.
+    group.throughput(Throughput::Elements(100));
     for name in ["hddm_a", "adwin"] {
         let options = ReportOptions {
             detector: DetectorConfig::from_params(name, Vec::<(&str, &str)>::new())

@@ -87,7 +87,7 @@ fn stream_flags_an_abrupt_shift_after_it_happens() {
             "{detector} has no warning zone: {warnings:?}"
         );
     }
-    // The same detector with a river parameter: a lower threshold flags no later.
+    // River's parameter names: watching only for an increase still catches it.
     let (drifts, _) = stream_output(
         &[
             "drift",
@@ -95,7 +95,9 @@ fn stream_flags_an_abrupt_shift_after_it_happens() {
             "--detector",
             "page_hinkley",
             "--param",
-            "threshold=10",
+            "mode=up",
+            "--param",
+            "min_instances=50",
             &path,
         ],
         None,
