@@ -97,3 +97,28 @@ mod tests {
         assert_eq!(mean.mean, 2.5);
     }
 }
+
+/// Where a detector fired over a run of values: 0-based positions of drifts and warnings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub drift: Vec<usize>,
+    pub warnings: Vec<usize>,
+}
+
+/// Feed `values` to `detector` in order and collect where it fired.
+pub fn flags<D: DriftDetector + ?Sized>(
+    detector: &mut D,
+    values: impl IntoIterator<Item = f64>,
+) -> Flags {
+    let mut out = Flags::default();
+    for (ix, x) in values.into_iter().enumerate() {
+        let signal = detector.update(x);
+        if signal.drift {
+            out.drift.push(ix);
+        }
+        if signal.warning {
+            out.warnings.push(ix);
+        }
+    }
+    out
+}

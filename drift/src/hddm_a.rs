@@ -216,17 +216,8 @@ mod tests {
     }
 
     fn signals(detector: &mut HddmA, stream: &[f64]) -> (Vec<usize>, Vec<usize>) {
-        let (mut drifts, mut warnings) = (Vec::new(), Vec::new());
-        for (i, &x) in stream.iter().enumerate() {
-            let s = detector.update(x);
-            if s.drift {
-                drifts.push(i);
-            }
-            if s.warning {
-                warnings.push(i);
-            }
-        }
-        (drifts, warnings)
+        let f = crate::flags(detector, stream.iter().copied());
+        (f.drift, f.warnings)
     }
 
     #[test]

@@ -53,13 +53,13 @@ mod report;
 
 pub use adwin::{Adwin, AdwinParams};
 pub use config::{Detector, DetectorConfig};
-pub use detector::{DriftDetector, Signal};
+pub use detector::{flags, DriftDetector, Flags, Signal};
 pub use error::DriftError;
 pub use hddm_a::{HddmA, HddmAParams};
 pub use hddm_w::{HddmW, HddmWParams};
 pub use monitor::{BatchSignals, ContinuousMonitor};
 pub use page_hinkley::{PageHinkley, PageHinkleyMode, PageHinkleyParams};
 pub use report::{
-    drift_report, DeviationCheck, DeviationOptions, DriftReport, FeatureMoments, FeatureStats,
-    FeatureTable, ReportOptions, Scaling, DEFAULT_DEVIATION_THRESHOLD,
+    deviation_report, drift_report, DeviationCheck, DeviationOptions, DriftReport, FeatureMoments,
+    FeatureStats, FeatureTable, ReportOptions, Scaling, DEFAULT_DEVIATION_THRESHOLD,
 };

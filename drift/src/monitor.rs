@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::detector::{flags, Flags};
 use crate::report::MinMax;
 use crate::{
     Detector, DriftDetector, DriftError, FeatureStats, FeatureTable, ReportOptions, Scaling,
@@ -76,18 +77,11 @@ impl ContinuousMonitor {
             let Some(values) = batch.column(&feature.name) else {
                 return Err(DriftError::MissingBaselineColumn(feature.name.clone()));
             };
-            let (mut drift, mut warnings) = (Vec::new(), Vec::new());
-            for (row, x) in values.enumerate() {
-                let signal = feature
-                    .detector
-                    .update(feature.scale.map_or(x, |s| s.apply(x)));
-                if signal.drift {
-                    drift.push(row);
-                }
-                if signal.warning {
-                    warnings.push(row);
-                }
-            }
+            let scale = feature.scale;
+            let Flags { drift, warnings } = flags(
+                &mut feature.detector,
+                values.map(|x| scale.map_or(x, |s| s.apply(x))),
+            );
             if !drift.is_empty() {
                 signals.drift.insert(feature.name.clone(), drift);
             }

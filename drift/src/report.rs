@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::detector::{flags, Flags};
+
 use crate::config::{DetectorConfig, ParamSpec};
 use crate::detector::DriftDetector;
 use crate::error::DriftError;
@@ -264,16 +266,7 @@ pub fn drift_report(
         for &x in &base {
             detector.update(scale(x));
         }
-        let (mut drift, mut warnings) = (Vec::new(), Vec::new());
-        for (row, &x) in fresh.iter().enumerate() {
-            let signal = detector.update(scale(x));
-            if signal.drift {
-                drift.push(row);
-            }
-            if signal.warning {
-                warnings.push(row);
-            }
-        }
+        let Flags { drift, warnings } = flags(&mut detector, fresh.iter().map(|&x| scale(x)));
         if !drift.is_empty() {
             report.drift.insert(feature.clone(), drift);
         }
@@ -293,6 +286,25 @@ pub fn drift_report(
         }
     }
     Ok(report)
+}
+
+/// The deviation check alone: per feature of `new`, its mean against the training statistics.
+pub fn deviation_report(
+    new: &FeatureTable,
+    options: &DeviationOptions,
+) -> Result<BTreeMap<String, DeviationCheck>, DriftError> {
+    validate_deviation(options, new)?;
+    let mut checks = BTreeMap::new();
+    for feature in new.columns() {
+        if let Some(training) = options.training.get(feature) {
+            let values: Vec<f64> = new.column(feature).into_iter().flatten().collect();
+            checks.insert(
+                feature.clone(),
+                deviation_check(&values, *training, options.threshold),
+            );
+        }
+    }
+    Ok(checks)
 }
 
 fn validate_deviation(options: &DeviationOptions, new: &FeatureTable) -> Result<(), DriftError> {

@@ -568,14 +568,8 @@ impl DriftService {
                     }
                 };
                 drop(monitor);
-                let only_deviation = ReportOptions {
-                    deviation: Some(deviation),
-                    ..options
-                };
-                let checks = maas_drift::drift_report(&version.baseline, rows, &only_deviation)
-                    .map_err(failed)?
-                    .deviation
-                    .unwrap_or_default();
+                // The mean check only: the detectors already ran in the monitor.
+                let checks = maas_drift::deviation_report(rows, &deviation).map_err(failed)?;
                 (
                     settings.detector.name(),
                     "continuous",

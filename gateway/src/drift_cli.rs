@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use maas_drift::{drift_report, DetectorConfig, DriftDetector, FeatureTable, ReportOptions};
+use maas_drift::{drift_report, DetectorConfig, FeatureTable, ReportOptions};
 use serde_json::json;
 
 #[derive(Debug, Args)]
@@ -131,17 +131,8 @@ pub fn run(args: DriftArgs) -> anyhow::Result<()> {
         DriftCommand::Stream { detector, file } => {
             let mut d = detector.config()?.build()?;
             let values = stream_values(&read(&file)?, &file.display().to_string())?;
-            let (mut drifts, mut warnings) = (Vec::new(), Vec::new());
-            for (ix, x) in values.into_iter().enumerate() {
-                let signal = d.update(x);
-                if signal.drift {
-                    drifts.push(ix);
-                }
-                if signal.warning {
-                    warnings.push(ix);
-                }
-            }
-            json!({ "drifts": drifts, "warnings": warnings })
+            let found = maas_drift::flags(&mut d, values);
+            json!({ "drifts": found.drift, "warnings": found.warnings })
         }
         DriftCommand::Table {
             detector,
