@@ -1,11 +1,15 @@
-//! In-process inference: the ceiling that every HTTP route is measured against.
+//! In-process inference: the ceiling that every HTTP route is measured against, per engine
+//! (tract; ONNX Runtime on CPU with its default threads and with one intra-op thread).
 //!
-//! `cargo bench -p maas-benches --bench predict`
+//! `ORT_DYLIB_PATH=.../libonnxruntime.so.1.31.x cargo bench -p maas-benches --bench predict`
+//! (without ORT_DYLIB_PATH the ONNX Runtime benches are skipped with a notice)
 
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use maas_serving::{Backend, Tensor, TensorData, TractBackend};
+use maas_serving::{
+    Backend, BackendChoice, Backends, OrtSettings, Tensor, TensorData, TractBackend,
+};
 use serde_json::json;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -16,36 +20,60 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn bench_models(c: &mut Criterion) {
-    let mut group = c.benchmark_group("tract");
-    for (name, file, instance, batch) in [
-        ("iris_logreg/1", "iris_logreg.onnx", vec![4], 1),
-        ("iris_rf/1", "iris_rf.onnx", vec![4], 1),
-        ("iris_logreg/100", "iris_logreg.onnx", vec![4], 100),
-        ("cnn_mnist/1", "cnn_mnist.onnx", vec![1, 28, 28], 1),
-        ("cnn_mnist/32", "cnn_mnist.onnx", vec![1, 28, 28], 32),
-    ] {
-        let model = TractBackend
-            .load(&fixture(file))
-            .unwrap_or_else(|e| panic!("{file}: {e}"));
-        let mut shape = vec![batch];
-        shape.extend(instance);
-        let n: usize = shape.iter().product();
-        let data: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 0.5).collect();
-        group.throughput(Throughput::Elements(batch as u64));
-        group.bench_function(name, |b| {
-            b.iter_batched(
-                || {
-                    vec![
-                        Tensor::new(shape.clone(), TensorData::Float32(data.clone()))
-                            .unwrap_or_else(|e| panic!("{e}")),
-                    ]
-                },
-                |inputs| model.infer(inputs),
-                BatchSize::SmallInput,
-            )
-        });
+    let ort_one_thread = OrtSettings {
+        intra_op_threads: 1,
+        ..OrtSettings::default()
+    };
+    let mut engines = vec![(
+        "tract",
+        Backends::new(&OrtSettings::default()),
+        BackendChoice::Tract,
+    )];
+    let ort = Backends::new(&OrtSettings::default());
+    match ort.ort_unavailable() {
+        None => {
+            engines.push(("ort-cpu", ort, BackendChoice::OrtCpu));
+            engines.push((
+                "ort-cpu-1thread",
+                Backends::new(&ort_one_thread),
+                BackendChoice::OrtCpu,
+            ));
+        }
+        Some(why) => println!("SKIPPED: ort-cpu benches, ONNX Runtime is unavailable: {why}"),
     }
-    group.finish();
+    for (group_name, backends, choice) in &engines {
+        let mut group = c.benchmark_group(*group_name);
+        for (name, file, instance, batch) in [
+            ("iris_logreg/1", "iris_logreg.onnx", vec![4], 1),
+            ("iris_rf/1", "iris_rf.onnx", vec![4], 1),
+            ("iris_logreg/100", "iris_logreg.onnx", vec![4], 100),
+            ("cnn_mnist/1", "cnn_mnist.onnx", vec![1, 28, 28], 1),
+            ("cnn_mnist/32", "cnn_mnist.onnx", vec![1, 28, 28], 32),
+        ] {
+            let model = backends
+                .load(*choice, &fixture(file))
+                .unwrap_or_else(|e| panic!("{group_name}/{file}: {e}"))
+                .model;
+            let mut shape = vec![batch];
+            shape.extend(instance);
+            let n: usize = shape.iter().product();
+            let data: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 0.5).collect();
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_function(name, |b| {
+                b.iter_batched(
+                    || {
+                        vec![
+                            Tensor::new(shape.clone(), TensorData::Float32(data.clone()))
+                                .unwrap_or_else(|e| panic!("{e}")),
+                        ]
+                    },
+                    |inputs| model.infer(inputs),
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+        group.finish();
+    }
 }
 
 fn bench_json_to_tensor(c: &mut Criterion) {

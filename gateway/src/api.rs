@@ -5,13 +5,158 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use maas_serving::batching::BatchConfig;
+use maas_serving::{BackendChoice, ServedVersion};
+
+use crate::error::{ApiError, ErrorCode};
 use crate::models::{LoadStatus, PredictOutput};
+use crate::settings::ServingSettings;
 use crate::store::{ModelRecord, VersionRecord, VersionState};
 
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
+}
+
+/// How one version is served, as a deploy asks for it (field `serving`, JSON). Every field is
+/// optional; a missing one takes the server's `[serving]` default when the version loads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServingOptions {
+    /// `tract`, `ort-cpu`, `ort-cuda` or `auto`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "auto")]
+    pub backend: Option<BackendChoice>,
+    /// Model instances (threads with their own session), 1 to 64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<usize>,
+    /// Most rows run together (1 to 4096; 1 turns batching off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<usize>,
+    /// How long a request may wait for others to join its batch, in microseconds (at most 1 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_queue_delay_us: Option<u64>,
+    /// Most requests waiting (1 to 1,000,000); more are refused with 429.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_capacity: Option<usize>,
+    /// Longest wait in the queue, in milliseconds (1 to 600,000); longer is answered 503.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_timeout_ms: Option<u64>,
+}
+
+/// How a version is served once its options meet the server's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedServing {
+    pub backend: BackendChoice,
+    pub instances: usize,
+    pub batch: BatchConfig,
+}
+
+impl ServingOptions {
+    /// Fill the gaps from the server's defaults and check every limit.
+    pub fn resolve(&self, defaults: &ServingSettings) -> Result<ResolvedServing, ApiError> {
+        fn within<T: PartialOrd + std::fmt::Display + Copy>(
+            name: &str,
+            value: T,
+            low: T,
+            high: T,
+        ) -> Result<T, ApiError> {
+            if value < low || value > high {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("`{name}` must be between {low} and {high}, got {value}"),
+                ));
+            }
+            Ok(value)
+        }
+        let instances = within(
+            "instances",
+            self.instances.unwrap_or(defaults.instances),
+            1,
+            64,
+        )?;
+        let max_batch_size = within(
+            "max_batch_size",
+            self.max_batch_size.unwrap_or(defaults.max_batch_size),
+            1,
+            4096,
+        )?;
+        let delay = within(
+            "max_queue_delay_us",
+            self.max_queue_delay_us
+                .unwrap_or(defaults.max_queue_delay_us),
+            0,
+            1_000_000,
+        )?;
+        let queue_capacity = within(
+            "queue_capacity",
+            self.queue_capacity.unwrap_or(defaults.queue_capacity),
+            1,
+            1_000_000,
+        )?;
+        let timeout = within(
+            "queue_timeout_ms",
+            self.queue_timeout_ms.unwrap_or(defaults.queue_timeout_ms),
+            1,
+            600_000,
+        )?;
+        Ok(ResolvedServing {
+            backend: self.backend.unwrap_or(defaults.backend),
+            instances,
+            batch: BatchConfig {
+                max_batch_size,
+                max_queue_delay: std::time::Duration::from_micros(delay),
+                queue_capacity,
+                queue_timeout: std::time::Duration::from_millis(timeout),
+            },
+        })
+    }
+}
+
+/// How a version runs on this process: its backend and queue. Present while it is loaded here.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ServingInfo {
+    /// The engine running it: `tract`, `ort-cpu` or `ort-cuda`.
+    #[schema(example = "ort-cpu")]
+    pub backend: String,
+    /// `cpu` or `cuda:<device>`.
+    #[schema(example = "cpu")]
+    pub execution_provider: String,
+    /// Why the backend differs from the one asked for (`auto` fell back), if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_note: Option<String>,
+    pub instances: usize,
+    /// Whether rows of concurrent requests are joined (needs a free batch axis on every input
+    /// and output, and `max_batch_size` above 1).
+    pub batching: bool,
+    pub max_batch_size: usize,
+    pub max_queue_delay_us: u64,
+    pub queue_capacity: usize,
+    pub queue_timeout_ms: u64,
+    /// Requests waiting now.
+    pub queue_depth: usize,
+    /// How long the warmup inference took, in milliseconds.
+    pub warmup_ms: f64,
+}
+
+impl From<&ServedVersion> for ServingInfo {
+    fn from(served: &ServedVersion) -> Self {
+        let config = served.queue.config();
+        ServingInfo {
+            backend: served.backend.as_str().to_owned(),
+            execution_provider: served.execution_provider.clone(),
+            backend_note: served.backend_note.clone(),
+            instances: served.queue.instances(),
+            batching: served.queue.is_batching(),
+            max_batch_size: config.max_batch_size,
+            max_queue_delay_us: config.max_queue_delay.as_micros() as u64,
+            queue_capacity: config.queue_capacity,
+            queue_timeout_ms: config.queue_timeout.as_millis() as u64,
+            queue_depth: served.queue.depth(),
+            warmup_ms: served.warmup.as_secs_f64() * 1000.0,
+        }
+    }
 }
 
 /// A model input or output as the model declares it.
@@ -52,8 +197,14 @@ pub struct VersionInfo {
     /// Why a deployed version failed to load on this process, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load_error: Option<String>,
+    /// The backend the version was deployed with (see `serving` for what runs it here).
     #[schema(example = "tract")]
     pub backend: String,
+    /// The serving options the deploy asked for.
+    pub serving_options: ServingOptions,
+    /// How this process runs the version, while it is loaded here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serving: Option<ServingInfo>,
     pub inputs: Vec<TensorInfo>,
     pub outputs: Vec<TensorInfo>,
     pub class_names: Option<Vec<String>>,
@@ -73,10 +224,10 @@ pub struct VersionInfo {
 impl VersionInfo {
     pub fn new(record: &VersionRecord, default: Option<u64>, status: LoadStatus) -> Self {
         let signature: SignatureJson = serde_json::from_str(&record.signature).unwrap_or_default();
-        let (ready, load_error) = match status {
-            LoadStatus::Loaded => (true, None),
-            LoadStatus::NotLoaded => (false, None),
-            LoadStatus::Failed(reason) => (false, Some(reason)),
+        let (ready, load_error, serving) = match status {
+            LoadStatus::Loaded(served) => (true, None, Some(ServingInfo::from(served.as_ref()))),
+            LoadStatus::NotLoaded => (false, None, None),
+            LoadStatus::Failed(reason) => (false, Some(reason), None),
         };
         VersionInfo {
             name: record.model.clone(),
@@ -86,6 +237,8 @@ impl VersionInfo {
             ready,
             load_error,
             backend: record.backend.clone(),
+            serving_options: record.serving.clone(),
+            serving,
             inputs: signature.inputs,
             outputs: signature.outputs,
             class_names: record.class_names.clone(),
@@ -247,6 +400,9 @@ pub struct DeployForm {
     pub feature_names: Option<String>,
     /// `true` (default): other deployed versions keep serving. `false`: this becomes the only one.
     pub append: Option<bool>,
+    /// Serving options as JSON (see `ServingOptions`), e.g.
+    /// `{"backend": "ort-cpu", "instances": 2, "max_batch_size": 64, "max_queue_delay_us": 500}`.
+    pub serving: Option<String>,
     /// Drift baseline rows as CSV (header row optional), used as they are.
     #[schema(value_type = Option<String>, format = Binary)]
     pub baseline: Option<Vec<u8>>,

@@ -41,6 +41,9 @@ pub enum ErrorCode {
     UserExists,
     UserNotFound,
     KeyNotFound,
+    QueueFull,
+    QueueTimeout,
+    BackendUnavailable,
 }
 
 impl ErrorCode {
@@ -74,6 +77,9 @@ impl ErrorCode {
             ErrorCode::UserExists => "user_exists",
             ErrorCode::UserNotFound => "user_not_found",
             ErrorCode::KeyNotFound => "key_not_found",
+            ErrorCode::QueueFull => "queue_full",
+            ErrorCode::QueueTimeout => "queue_timeout",
+            ErrorCode::BackendUnavailable => "backend_unavailable",
         }
     }
 
@@ -96,10 +102,12 @@ impl ErrorCode {
             | ErrorCode::InvalidModel
             | ErrorCode::UnsupportedModel
             | ErrorCode::ModelUrlFailed
+            | ErrorCode::BackendUnavailable
             | ErrorCode::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::VersionUnavailable | ErrorCode::StorageUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ErrorCode::VersionUnavailable
+            | ErrorCode::StorageUnavailable
+            | ErrorCode::QueueTimeout => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::QueueFull => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::InferenceFailed | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
@@ -195,8 +203,21 @@ impl From<ServingError> for ApiError {
             ServingError::NotLoaded(_) => ErrorCode::NoDeployedVersion,
             ServingError::VersionNotLoaded { .. } => ErrorCode::VersionNotDeployed,
             ServingError::Io(_) => ErrorCode::Internal,
+            ServingError::BackendUnavailable(_) => ErrorCode::BackendUnavailable,
+            ServingError::QueueFull { .. } => ErrorCode::QueueFull,
+            ServingError::QueueTimeout { .. } => ErrorCode::QueueTimeout,
+            ServingError::Stopped { .. } => ErrorCode::VersionUnavailable,
         };
-        ApiError::new(code, e.to_string())
+        let retry_after = match code {
+            ErrorCode::QueueFull | ErrorCode::QueueTimeout | ErrorCode::VersionUnavailable => {
+                Some(1)
+            }
+            _ => None,
+        };
+        ApiError {
+            retry_after,
+            ..ApiError::new(code, e.to_string())
+        }
     }
 }
 

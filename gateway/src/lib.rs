@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod drift;
 pub mod drift_cli;
 pub mod error;

@@ -1,20 +1,28 @@
 //! Prometheus metrics, all under the `maas_` prefix, with units in their names. HTTP metrics are
 //! labelled by route template, never by raw path; model labels only ever name deployed models.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
+use maas_serving::batching::{BatchObserver, DropReason};
+use maas_serving::ServedVersion;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets for every histogram, in seconds: 50 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 5.0, 10.0,
+];
+
+/// Rows per model run: powers of two up to the largest batch a version may be given.
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
 ];
 
 pub struct Metrics {
@@ -27,6 +35,12 @@ pub struct Metrics {
     deploys: IntCounterVec,
     drift_events: IntCounterVec,
     webhook_failures: prometheus::IntCounter,
+    queue_duration: HistogramVec,
+    compute_duration: HistogramVec,
+    batch_size: HistogramVec,
+    queue_depth: IntGaugeVec,
+    instances: IntGaugeVec,
+    dropped: IntCounterVec,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
@@ -85,6 +99,45 @@ impl Metrics {
             "maas_drift_webhook_failures_total",
             "Drift notifications given up on after every retry.",
         )?;
+        let queue_duration = histogram(
+            "maas_inference_queue_duration_seconds",
+            "Time a request waited in its version's queue before its batch started.",
+            &["model", "version"],
+        )?;
+        let compute_duration = histogram(
+            "maas_inference_compute_duration_seconds",
+            "Time one model run took (one batch), by model and version.",
+            &["model", "version"],
+        )?;
+        let batch_size = HistogramVec::new(
+            HistogramOpts::new(
+                "maas_inference_batch_size",
+                "Rows per model run (requests joined by dynamic batching), by model and version.",
+            )
+            .buckets(BATCH_BUCKETS.to_vec()),
+            &["model", "version"],
+        )?;
+        let queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "maas_inference_queue_depth",
+                "Requests waiting in each version's queue when metrics were read.",
+            ),
+            &["model", "version"],
+        )?;
+        let instances = IntGaugeVec::new(
+            Opts::new(
+                "maas_model_instances",
+                "Model instances (threads with their own session) serving each version.",
+            ),
+            &["model", "version"],
+        )?;
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "maas_inference_dropped_total",
+                "Requests not run, by model, version and reason (queue_full, timeout, client_gone).",
+            ),
+            &["model", "version", "reason"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "maas_build_info",
@@ -103,6 +156,12 @@ impl Metrics {
         registry.register(Box::new(deploys.clone()))?;
         registry.register(Box::new(drift_events.clone()))?;
         registry.register(Box::new(webhook_failures.clone()))?;
+        registry.register(Box::new(queue_duration.clone()))?;
+        registry.register(Box::new(compute_duration.clone()))?;
+        registry.register(Box::new(batch_size.clone()))?;
+        registry.register(Box::new(queue_depth.clone()))?;
+        registry.register(Box::new(instances.clone()))?;
+        registry.register(Box::new(dropped.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Metrics {
             registry,
@@ -114,7 +173,52 @@ impl Metrics {
             deploys,
             drift_events,
             webhook_failures,
+            queue_duration,
+            compute_duration,
+            batch_size,
+            queue_depth,
+            instances,
+            dropped,
         })
+    }
+
+    /// What a version's queue reports into, with its label values resolved once.
+    pub fn version_observer(&self, model: &str, version: u64) -> VersionObserver {
+        let version = version.to_string();
+        let labels = [model, version.as_str()];
+        let dropped = |reason: DropReason| {
+            self.dropped
+                .with_label_values(&[model, version.as_str(), reason.as_str()])
+        };
+        VersionObserver {
+            compute: self.compute_duration.with_label_values(&labels),
+            batch_size: self.batch_size.with_label_values(&labels),
+            queue_full: dropped(DropReason::QueueFull),
+            timeout: dropped(DropReason::Timeout),
+            client_gone: dropped(DropReason::ClientGone),
+        }
+    }
+
+    pub fn observe_queue_wait(&self, model: &str, version: u64, wait: Duration) {
+        self.queue_duration
+            .with_label_values(&[model, &version.to_string()])
+            .observe(wait.as_secs_f64());
+    }
+
+    /// Sample the queue depth and instance gauges of the versions loaded now (at scrape time, so
+    /// versions that left stop being reported).
+    pub fn sample_queues(&self, served: &[std::sync::Arc<ServedVersion>]) {
+        self.queue_depth.reset();
+        self.instances.reset();
+        for s in served {
+            let labels = [s.model.as_str(), &s.version.to_string()];
+            self.queue_depth
+                .with_label_values(&labels)
+                .set(s.queue.depth() as i64);
+            self.instances
+                .with_label_values(&labels)
+                .set(s.queue.instances() as i64);
+        }
     }
 
     pub fn observe_prediction(&self, model: &str, version: u64, outcome: &str, seconds: f64) {
@@ -157,6 +261,30 @@ impl Metrics {
         let mut buffer = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
         String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+/// Batch metrics of one version, fed by its queue's threads.
+pub struct VersionObserver {
+    compute: Histogram,
+    batch_size: Histogram,
+    queue_full: IntCounter,
+    timeout: IntCounter,
+    client_gone: IntCounter,
+}
+
+impl BatchObserver for VersionObserver {
+    fn batch_ran(&self, rows: usize, _requests: usize, compute: Duration) {
+        self.compute.observe(compute.as_secs_f64());
+        self.batch_size.observe(rows as f64);
+    }
+
+    fn dropped(&self, reason: DropReason) {
+        match reason {
+            DropReason::QueueFull => self.queue_full.inc(),
+            DropReason::Timeout => self.timeout.inc(),
+            DropReason::ClientGone => self.client_gone.inc(),
+        }
     }
 }
 

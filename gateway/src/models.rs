@@ -11,16 +11,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use maas_serving::batching::{self, BatchConfig, BatchQueue, ClientProbe};
 use maas_serving::io::{self, Rendered};
 use maas_serving::{
-    ArtifactStore, Backend, Dim, LoadedModel, ModelRegistry, ServedVersion, ServingError,
-    StagedArtifact, VersionMeta,
+    ArtifactStore, BackendChoice, BackendKind, Backends, Dim, LoadedModel, ModelRegistry,
+    ServedVersion, ServingError, StagedArtifact, VersionMeta,
 };
 use serde_json::{Map, Value};
 
+use crate::api::ServingOptions;
 use crate::drift::{build_record, BaselineUpload, DriftResult, DriftService, VersionDrift};
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
+use crate::settings::ServingSettings;
 use crate::store::{ModelRecord, ModelStore, NewVersion, SqlStore, VersionRecord, VersionState};
 use maas_drift::DetectorConfig;
 
@@ -39,6 +42,62 @@ pub struct DeployRequest {
     pub source: String,
     /// Baseline and drift settings sent with the deploy.
     pub drift: BaselineUpload,
+    /// Backend, instances and batching limits sent with the deploy.
+    pub serving: ServingOptions,
+}
+
+/// How a predict ended, for `maas_predictions_total`: `ok`, `overloaded` (refused by the queue:
+/// full, waited too long, version going away), `invalid_input` (any other client error) or
+/// `error`.
+fn outcome<T>(result: &Result<T, ApiError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) => match e.code {
+            ErrorCode::QueueFull | ErrorCode::QueueTimeout | ErrorCode::VersionUnavailable => {
+                "overloaded"
+            }
+            code if code.status().is_client_error() => "invalid_input",
+            _ => "error",
+        },
+    }
+}
+
+/// Test hook: with `MAAS_TEST_INFERENCE_DELAY_MS` set, every inference (the warmup's too) first
+/// sleeps that long, so tests can fill queues and outwait limits deterministically.
+fn slowed_for_tests(instances: Vec<Arc<dyn LoadedModel>>) -> Vec<Arc<dyn LoadedModel>> {
+    let Some(delay) = std::env::var("MAAS_TEST_INFERENCE_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return instances;
+    };
+    struct Slowed(Arc<dyn LoadedModel>, Duration);
+    impl LoadedModel for Slowed {
+        fn signature(&self) -> &maas_serving::ModelSignature {
+            self.0.signature()
+        }
+        fn infer(
+            &self,
+            inputs: Vec<maas_serving::Tensor>,
+        ) -> Result<Vec<maas_serving::Tensor>, ServingError> {
+            std::thread::sleep(self.1);
+            self.0.infer(inputs)
+        }
+    }
+    instances
+        .into_iter()
+        .map(|i| Arc::new(Slowed(i, Duration::from_millis(delay))) as Arc<dyn LoadedModel>)
+        .collect()
+}
+
+/// A version loaded and warmed up, waiting for its number to start serving.
+struct Prepared {
+    instances: Vec<Arc<dyn LoadedModel>>,
+    backend: BackendKind,
+    execution_provider: String,
+    note: Option<String>,
+    warmup: std::time::Duration,
+    batch: BatchConfig,
 }
 
 /// A predict body, already parsed.
@@ -48,6 +107,8 @@ pub struct PredictInput {
     pub shape: Option<Vec<usize>>,
     /// A drift check this request asks for.
     pub drift: Option<DetectorConfig>,
+    /// Whether the caller is still there, asked before compute.
+    pub client: Option<ClientProbe>,
 }
 
 /// What a predict answered, and which version answered it.
@@ -60,7 +121,7 @@ pub struct PredictOutput {
 
 /// Whether a stored version is loaded here, or why not.
 pub enum LoadStatus {
-    Loaded,
+    Loaded(Arc<ServedVersion>),
     NotLoaded,
     Failed(String),
 }
@@ -70,7 +131,9 @@ pub struct ModelService {
     drift: Arc<DriftService>,
     artifacts: Arc<ArtifactStore>,
     registry: ModelRegistry,
-    backend: Arc<dyn Backend>,
+    backends: Arc<Backends>,
+    /// Server-wide serving defaults, for options a deploy left out.
+    defaults: ServingSettings,
     metrics: Arc<Metrics>,
     /// Serialises store commits with registry updates on this process.
     write_lock: tokio::sync::Mutex<()>,
@@ -108,7 +171,8 @@ impl ModelService {
     pub fn new(
         store: SqlStore,
         artifacts: ArtifactStore,
-        backend: Arc<dyn Backend>,
+        backends: Arc<Backends>,
+        defaults: ServingSettings,
         metrics: Arc<Metrics>,
         drift: Arc<DriftService>,
     ) -> Self {
@@ -117,7 +181,8 @@ impl ModelService {
             store,
             artifacts: Arc::new(artifacts),
             registry: ModelRegistry::new(),
-            backend,
+            backends,
+            defaults,
             metrics,
             write_lock: tokio::sync::Mutex::new(()),
             failed: parking_lot::Mutex::new(HashMap::new()),
@@ -158,38 +223,106 @@ impl ModelService {
         Ok(())
     }
 
-    async fn load_file(&self, model: &str, version: u64) -> Result<Arc<dyn LoadedModel>, ApiError> {
-        let path = self
-            .artifacts
-            .path(model, version)
-            .map_err(ServingError::Io)?;
-        let backend = self.backend.clone();
+    /// Load a model file as the options ask (every instance, on a blocking thread) and warm each
+    /// instance up. Nothing serves yet: see [`ModelService::serve`].
+    async fn prepare(
+        &self,
+        path: std::path::PathBuf,
+        options: &ServingOptions,
+    ) -> Result<Prepared, ApiError> {
+        let resolved = options.resolve(&self.defaults)?;
+        let backends = self.backends.clone();
         tokio::task::spawn_blocking(move || {
             let bytes = std::fs::read(&path).map_err(|e| {
                 ServingError::InvalidModel(format!("reading {}: {e}", path.display()))
             })?;
-            backend.load(&bytes)
+            let first = backends.load(resolved.backend, &bytes)?;
+            let mut instances = vec![first.model.clone()];
+            for _ in 1..resolved.instances {
+                // Later loads use what the first one settled on, so `auto` cannot differ.
+                let choice = match first.backend {
+                    BackendKind::Tract => BackendChoice::Tract,
+                    BackendKind::OrtCpu => BackendChoice::OrtCpu,
+                    BackendKind::OrtCuda => BackendChoice::OrtCuda,
+                };
+                instances.push(backends.load(choice, &bytes)?.model);
+            }
+            let instances = slowed_for_tests(instances);
+            let warmup = batching::warm_up(&instances, &resolved.batch)?;
+            Ok::<_, ServingError>(Prepared {
+                instances,
+                backend: first.backend,
+                execution_provider: first.execution_provider,
+                note: first.note,
+                warmup,
+                batch: resolved.batch,
+            })
         })
         .await
         .map_err(blocking_failed)?
         .map_err(ApiError::from)
     }
 
-    fn served(&self, record: &VersionRecord, loaded: Arc<dyn LoadedModel>) -> Arc<ServedVersion> {
-        Arc::new(ServedVersion {
+    /// Start the request queue of a prepared version under its stored number.
+    fn serve(
+        &self,
+        record: &VersionRecord,
+        prepared: Prepared,
+    ) -> Result<Arc<ServedVersion>, ApiError> {
+        let Prepared {
+            instances,
+            backend,
+            execution_provider,
+            note,
+            warmup,
+            batch,
+        } = prepared;
+        let loaded = instances
+            .first()
+            .cloned()
+            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "a version loaded no instance"))?;
+        if let Some(note) = &note {
+            tracing::warn!(model = %record.model, version = record.version, note = %note, "backend fallback");
+        }
+        let observer = Arc::new(self.metrics.version_observer(&record.model, record.version));
+        let queue = BatchQueue::start(&record.model, record.version, instances, batch, observer)
+            .map_err(ApiError::from)?;
+        tracing::info!(model = %record.model, version = record.version, backend = backend.as_str(),
+            execution_provider = %execution_provider, instances = queue.instances(),
+            batching = queue.is_batching(), warmup_ms = warmup.as_secs_f64() * 1000.0, "ready");
+        Ok(Arc::new(ServedVersion {
             model: record.model.clone(),
             version: record.version,
-            backend: self.backend.kind(),
+            backend,
+            execution_provider,
+            backend_note: note,
             loaded,
+            queue,
+            warmup,
             meta: VersionMeta {
                 class_names: record.class_names.clone(),
                 feature_names: record.feature_names.clone(),
             },
-        })
+        }))
+    }
+
+    /// Load a stored version from its artifact file.
+    async fn load_stored(&self, record: &VersionRecord) -> Result<Arc<ServedVersion>, ApiError> {
+        let path = self
+            .artifacts
+            .path(&record.model, record.version)
+            .map_err(ServingError::Io)?;
+        let prepared = self.prepare(path, &record.serving).await?;
+        self.serve(record, prepared)
     }
 
     fn publish_loaded(&self) {
         self.metrics.set_loaded(&self.registry.loaded());
+    }
+
+    /// Every version loaded here, for the metrics scrape.
+    pub fn served_versions(&self) -> Vec<Arc<ServedVersion>> {
+        self.registry.all()
     }
 
     /// Make this process serve exactly what the store says is deployed. Loads happen outside the
@@ -227,8 +360,8 @@ impl ModelService {
 
         let mut loaded = Vec::with_capacity(missing.len());
         for record in missing {
-            match self.load_file(&record.model, record.version).await {
-                Ok(model) => loaded.push(self.served(&record, model)),
+            match self.load_stored(&record).await {
+                Ok(served) => loaded.push(served),
                 Err(e) => {
                     tracing::error!(model = %record.model, version = record.version, error = %e.message,
                         "a deployed version failed to load; it will not serve on this process");
@@ -277,13 +410,11 @@ impl ModelService {
     async fn deploy_inner(&self, request: DeployRequest) -> Result<VersionRecord, ApiError> {
         validate_model_name(&request.model)?;
         let path = request.staged.path().to_path_buf();
-        let backend = self.backend.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let bytes = std::fs::read(&path).map_err(ServingError::Io)?;
-            backend.load(&bytes)
-        })
-        .await
-        .map_err(blocking_failed)??;
+        let prepared = self.prepare(path, &request.serving).await?;
+        let loaded =
+            prepared.instances.first().cloned().ok_or_else(|| {
+                ApiError::new(ErrorCode::Internal, "a version loaded no instance")
+            })?;
         check_names(
             loaded.as_ref(),
             &request.class_names,
@@ -303,12 +434,13 @@ impl ModelService {
             append: request.append,
             sha256: digest.sha256,
             size_bytes: digest.size,
-            backend: self.backend.kind().as_str().to_owned(),
+            backend: prepared.backend.as_str().to_owned(),
             signature,
             class_names: request.class_names,
             feature_names: request.feature_names,
             source: request.source,
             drift,
+            serving: request.serving,
         };
 
         let _guard = self.write_lock.lock().await;
@@ -324,7 +456,7 @@ impl ModelService {
             })
             .await?;
         crate::crash_point("deploy.after_commit");
-        let served = self.served(&record, loaded);
+        let served = self.serve(&record, prepared)?;
         if request.append {
             self.registry.insert(served);
         } else {
@@ -343,14 +475,13 @@ impl ModelService {
         exclusive: bool,
     ) -> Result<VersionRecord, ApiError> {
         let record = self.version(model, version).await?;
-        let loaded = match self.registry.get(model, Some(version)) {
-            Ok(served) => served.loaded.clone(),
-            Err(_) => self.load_file(model, version).await?,
+        let served = match self.registry.get(model, Some(version)) {
+            Ok(served) => served,
+            Err(_) => self.load_stored(&record).await?,
         };
         let _guard = self.write_lock.lock().await;
         let record = self.store.deploy(&record.model, version, exclusive).await?;
         self.failed.lock().remove(&(model.to_owned(), version));
-        let served = self.served(&record, loaded);
         if exclusive {
             self.registry.replace_all(served);
         } else {
@@ -473,8 +604,8 @@ impl ModelService {
     }
 
     pub fn load_status(&self, model: &str, version: u64) -> LoadStatus {
-        if self.registry.contains(model, version) {
-            LoadStatus::Loaded
+        if let Ok(served) = self.registry.get(model, Some(version)) {
+            LoadStatus::Loaded(served)
         } else if let Some(reason) = self.failed.lock().get(&(model.to_owned(), version)) {
             LoadStatus::Failed(reason.clone())
         } else {
@@ -509,18 +640,11 @@ impl ModelService {
         &self,
         served: &Arc<ServedVersion>,
         inputs: Vec<maas_serving::Tensor>,
+        client: Option<ClientProbe>,
     ) -> Result<Vec<maas_serving::Tensor>, ApiError> {
         let started = Instant::now();
-        let runner = served.clone();
-        let result = tokio::task::spawn_blocking(move || runner.loaded.infer(inputs))
-            .await
-            .map_err(blocking_failed)
-            .and_then(|r| r.map_err(ApiError::from));
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) if e.code.status().is_client_error() => "invalid_input",
-            Err(_) => "error",
-        };
+        let result = self.run_queued(served, inputs, client).await;
+        let outcome = outcome(&result);
         self.metrics.observe_prediction(
             &served.model,
             served.version,
@@ -544,11 +668,7 @@ impl ModelService {
         let served = self.resolve(model, version).await?;
         let started = Instant::now();
         let result = self.run(&served, input).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) if e.code.status().is_client_error() => "invalid_input",
-            Err(_) => "error",
-        };
+        let outcome = outcome(&result);
         self.metrics.observe_prediction(
             model,
             served.version,
@@ -603,10 +723,7 @@ impl ModelService {
             .as_ref()
             .map(|p| DriftService::table(p, &tensor))
             .transpose()?;
-        let runner = served.clone();
-        let outputs = tokio::task::spawn_blocking(move || runner.loaded.infer(vec![tensor]))
-            .await
-            .map_err(blocking_failed)??;
+        let outputs = self.run_queued(served, vec![tensor], input.client).await?;
         let rendered = io::render_outputs(served, batch, outputs)?;
         let drift = match (&plan, &rows) {
             (Some(plan), Some(rows)) => {
@@ -618,6 +735,23 @@ impl ModelService {
             _ => None,
         };
         Ok((rendered, drift))
+    }
+
+    /// Queue tensors on a version and wait for its answer. Dropping this future (the client went
+    /// away) withdraws the request: it will not run.
+    async fn run_queued(
+        &self,
+        served: &ServedVersion,
+        inputs: Vec<maas_serving::Tensor>,
+        client: Option<ClientProbe>,
+    ) -> Result<Vec<maas_serving::Tensor>, ApiError> {
+        let answer = served.queue.submit(inputs, client)?;
+        let done = answer
+            .await
+            .map_err(|_| ApiError::new(ErrorCode::Internal, "the inference thread stopped"))??;
+        self.metrics
+            .observe_queue_wait(&served.model, served.version, done.queue_wait);
+        Ok(done.outputs)
     }
 
     /// Say precisely why a model or version cannot answer (the slow path, off the hot one).

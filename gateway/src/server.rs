@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use maas_serving::{ArtifactStore, Backend, TractBackend};
+use maas_serving::{ArtifactStore, BackendChoice, Backends};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::jwt::JwtKeys;
@@ -15,7 +15,7 @@ use crate::auth::{passwords, Authenticator, Role};
 use crate::error::extractors;
 use crate::metrics::Metrics;
 use crate::models::ModelService;
-use crate::settings::{BackendChoice, Settings};
+use crate::settings::Settings;
 use crate::store::SqlStore;
 use crate::{openapi, request_id, routes};
 
@@ -57,13 +57,32 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         ),
         protect_metrics: settings.auth.protect_metrics,
     });
-    let backend: Arc<dyn Backend> = match settings.serving.backend {
-        BackendChoice::Tract => Arc::new(TractBackend),
+    let backends = Arc::new(Backends::new(&settings.serving.ort));
+    let ort = match backends.ort_unavailable() {
+        None if backends.cuda_available() => "available, with CUDA".to_owned(),
+        None => "available, CPU only".to_owned(),
+        Some(why) => format!("unavailable: {why}"),
     };
+    // An explicit ONNX Runtime default that cannot be honoured is a startup error, not a
+    // surprise at the first deploy.
+    match settings.serving.backend {
+        BackendChoice::OrtCpu | BackendChoice::OrtCuda if backends.ort_unavailable().is_some() => {
+            anyhow::bail!(
+                "serving.backend is {} but ONNX Runtime is {ort}",
+                settings.serving.backend.as_str()
+            )
+        }
+        BackendChoice::OrtCuda if !backends.cuda_available() => anyhow::bail!(
+            "serving.backend is ort-cuda but ONNX Runtime's CUDA execution provider is not available \
+             (install onnxruntime-gpu and point ORT_DYLIB_PATH at its library, on a machine with an NVIDIA GPU)"
+        ),
+        _ => {}
+    }
     tracing::info!(
         store = if url.starts_with("postgres") { "postgres" } else { "sqlite" },
         artifacts = %artifact_dir.display(),
-        backend = backend.kind().as_str(),
+        backend = settings.serving.backend.as_str(),
+        onnxruntime = %ort,
         "starting"
     );
     let http = reqwest::Client::builder()
@@ -73,7 +92,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         models: ModelService::new(
             store.clone(),
             artifacts,
-            backend,
+            backends,
+            settings.serving.clone(),
             metrics.clone(),
             Arc::new(crate::drift::DriftService::new(
                 store,
@@ -120,7 +140,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             .configure(|cfg| routes::configure(cfg, predict_json, v2_limit))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document()))
             .default_service(web::to(routes::not_found))
-    });
+    })
+    .on_connect(crate::client::on_connect);
     let scheme = match (&settings.server.tls_cert, &settings.server.tls_key) {
         (Some(cert), Some(key)) => {
             server = server.listen_rustls_0_23(listener, tls_config(cert, key)?)?;

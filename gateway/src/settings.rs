@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+pub use maas_serving::{BackendChoice, OrtSettings};
 use serde::{Deserialize, Serialize};
 
 const MIB: u64 = 1024 * 1024;
@@ -90,29 +91,42 @@ impl Default for LimitSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BackendChoice {
-    Tract,
-}
-
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServingSettings {
-    /// Default inference backend for new versions.
+    /// Inference backend of versions deployed without one: `tract`, `ort-cpu`, `ort-cuda` or
+    /// `auto` (ONNX Runtime when its library loads, else tract).
     pub backend: BackendChoice,
+    /// Model instances (threads, each with its own session) per version.
+    pub instances: usize,
+    /// Most rows joined into one run; 1 turns dynamic batching off.
+    pub max_batch_size: usize,
+    /// How long a request may wait for others to join its batch, in microseconds (0: never).
+    pub max_queue_delay_us: u64,
+    /// Most requests waiting per version; more are refused with 429.
+    pub queue_capacity: usize,
+    /// Longest wait in the queue before a request is answered 503, in milliseconds.
+    pub queue_timeout_ms: u64,
     /// How often to pick up deploys made by other replicas sharing the store, in milliseconds.
     pub sync_interval_ms: u64,
     /// Time limit for fetching a `model_url`, in seconds.
     pub model_url_timeout_secs: u64,
     /// Allow `file://` model URLs (paths on the server's own disk).
     pub allow_file_urls: bool,
+    /// ONNX Runtime: where its library is and how its sessions run.
+    pub ort: OrtSettings,
 }
 
 impl Default for ServingSettings {
     fn default() -> Self {
         ServingSettings {
             backend: BackendChoice::Tract,
+            instances: 1,
+            max_batch_size: 32,
+            max_queue_delay_us: 0,
+            queue_capacity: 1024,
+            queue_timeout_ms: 5000,
+            ort: OrtSettings::default(),
             sync_interval_ms: 2000,
             model_url_timeout_secs: 300,
             allow_file_urls: true,
@@ -285,6 +299,9 @@ impl Settings {
         if self.serving.sync_interval_ms < 100 {
             anyhow::bail!("serving.sync_interval_ms must be at least 100");
         }
+        crate::api::ServingOptions::default()
+            .resolve(&self.serving)
+            .map_err(|e| anyhow::anyhow!("serving: {}", e.message))?;
         Ok(())
     }
 

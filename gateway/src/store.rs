@@ -12,6 +12,8 @@ use std::future::Future;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+use crate::api::ServingOptions;
+
 /// Migrations, in order. Each runs once, in its own transaction, and is recorded.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -28,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "drift baselines and events",
         include_str!("../../migrations/0003_drift.sql"),
+    ),
+    (
+        4,
+        "serving options per version",
+        include_str!("../../migrations/0004_serving.sql"),
     ),
 ];
 
@@ -84,6 +91,8 @@ pub struct VersionRecord {
     pub source: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// How the deploy asked for the version to be served.
+    pub serving: ServingOptions,
 }
 
 /// A stored model with its live (not deleted) versions, oldest first.
@@ -122,6 +131,7 @@ pub struct NewVersion {
     pub source: String,
     /// The version's drift baseline and settings, recorded in the same transaction.
     pub drift: Option<drift::DriftRecord>,
+    pub serving: ServingOptions,
 }
 
 /// The persistence seam of the model registry.
@@ -181,7 +191,7 @@ fn to_i64(v: u64) -> i64 {
 }
 
 const VERSION_COLUMNS: &str = "model, version, state, sha256, size_bytes, backend, signature, \
-                               class_names, feature_names, source, created_at, updated_at";
+                               class_names, feature_names, source, created_at, updated_at, serving";
 
 impl SqlStore {
     pub(crate) fn pool(&self) -> &AnyPool {
@@ -398,7 +408,25 @@ fn version_from_row(row: &AnyRow) -> Result<VersionRecord, StoreError> {
         source: row.try_get("source")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        serving: serving_from(row.try_get("serving")?)?,
     })
+}
+
+fn serving_to(options: &ServingOptions) -> Result<Option<String>, StoreError> {
+    if *options == ServingOptions::default() {
+        return Ok(None);
+    }
+    serde_json::to_string(options)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn serving_from(text: Option<String>) -> Result<ServingOptions, StoreError> {
+    match text {
+        None => Ok(ServingOptions::default()),
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("serving options: {e}"))),
+    }
 }
 
 impl ModelStore for SqlStore {
@@ -452,7 +480,7 @@ impl ModelStore for SqlStore {
         };
         let sql = format!(
             "INSERT INTO model_versions ({VERSION_COLUMNS}) \
-             VALUES ($1, $2, 'deployed', $3, $4, $5, $6, $7, $8, $9, $10, $10)"
+             VALUES ($1, $2, 'deployed', $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)"
         );
         sqlx::query(&sql)
             .bind(&new.model)
@@ -465,6 +493,7 @@ impl ModelStore for SqlStore {
             .bind(names_to(&new.feature_names))
             .bind(&new.source)
             .bind(now)
+            .bind(serving_to(&new.serving)?)
             .execute(&mut *tx)
             .await?;
         sqlx::query("UPDATE models SET last_version = $1 WHERE name = $2 AND last_version < $1")

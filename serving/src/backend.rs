@@ -1,19 +1,34 @@
-//! The narrow boundary every inference engine implements: load bytes, describe, run.
+//! The narrow boundary every inference engine implements (load bytes, describe, run), and the
+//! choice among the engines this process can use: tract always, ONNX Runtime (CPU or CUDA) when
+//! its library loads at start.
 
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::{ModelSignature, ServingError, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::{ModelSignature, ServingError, Tensor, TractBackend};
+
+#[cfg(feature = "ort")]
+use crate::ort_backend::OrtRuntime;
+#[cfg(not(feature = "ort"))]
+use without_ort::OrtRuntime;
 
 /// Which engine runs a model; shown in a version's metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
     Tract,
+    OrtCpu,
+    OrtCuda,
 }
 
 impl BackendKind {
     pub fn as_str(self) -> &'static str {
         match self {
             BackendKind::Tract => "tract",
+            BackendKind::OrtCpu => "ort-cpu",
+            BackendKind::OrtCuda => "ort-cuda",
         }
     }
 }
@@ -31,4 +46,352 @@ pub trait LoadedModel: Send + Sync {
     fn signature(&self) -> &ModelSignature;
 
     fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ServingError>;
+}
+
+/// Which engine a deployment asks for. `auto` takes the best one this process has: ONNX Runtime
+/// on CUDA, else ONNX Runtime on CPU, else tract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendChoice {
+    Auto,
+    #[default]
+    Tract,
+    OrtCpu,
+    OrtCuda,
+}
+
+impl BackendChoice {
+    pub const ALL: [BackendChoice; 4] = [
+        BackendChoice::Auto,
+        BackendChoice::Tract,
+        BackendChoice::OrtCpu,
+        BackendChoice::OrtCuda,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Tract => "tract",
+            BackendChoice::OrtCpu => "ort-cpu",
+            BackendChoice::OrtCuda => "ort-cuda",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackendChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BackendChoice::ALL
+            .into_iter()
+            .find(|choice| choice.as_str() == s)
+            .ok_or_else(|| {
+                let valid: Vec<&str> = BackendChoice::ALL.iter().map(|c| c.as_str()).collect();
+                format!(
+                    "unknown backend '{s}'; expected one of {}",
+                    valid.join(", ")
+                )
+            })
+    }
+}
+
+/// How much ONNX Runtime rewrites a graph before running it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GraphOptimization {
+    Disable,
+    Basic,
+    Extended,
+    #[default]
+    All,
+}
+
+/// Where ONNX Runtime comes from and how its sessions run.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrtSettings {
+    /// The `libonnxruntime` shared library. None: the `ORT_DYLIB_PATH` environment variable;
+    /// neither: ONNX Runtime is unavailable.
+    pub dylib_path: Option<PathBuf>,
+    /// The GPU the CUDA execution provider runs on.
+    pub cuda_device_id: i32,
+    /// The CUDA execution provider's memory arena limit (`gpu_mem_limit`); 0 is no limit.
+    pub cuda_memory_limit_bytes: u64,
+    /// Threads within one operator; 0 is ONNX Runtime's default (one per physical core).
+    pub intra_op_threads: usize,
+    /// Threads across independent operators; 0 is ONNX Runtime's default.
+    pub inter_op_threads: usize,
+    pub graph_optimization_level: GraphOptimization,
+}
+
+/// Where ONNX Runtime runs a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OrtDevice {
+    Cpu,
+    Cuda,
+}
+
+/// What a load produced and how.
+pub struct BackendLoad {
+    pub model: Arc<dyn LoadedModel>,
+    pub backend: BackendKind,
+    /// `cpu` for tract and ort-cpu, `cuda:<device id>` for ort-cuda.
+    pub execution_provider: String,
+    /// Set when `auto` fell back, saying from what and why.
+    pub note: Option<String>,
+}
+
+impl std::fmt::Debug for BackendLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendLoad")
+            .field("signature", self.model.signature())
+            .field("backend", &self.backend)
+            .field("execution_provider", &self.execution_provider)
+            .field("note", &self.note)
+            .finish()
+    }
+}
+
+/// Every engine this process can use, probed once at start.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    ort: Result<OrtRuntime, String>,
+    cuda_unavailable: Option<String>,
+    cuda_device_id: i32,
+}
+
+impl Backends {
+    /// Probe ONNX Runtime once: load its library, start its environment, run a one-node model on
+    /// CPU and, when the library has the CUDA execution provider, on the configured GPU. Never
+    /// fails: an unavailable runtime is remembered with its reason.
+    ///
+    /// ONNX Runtime is process-wide: the first library that loads stays for the life of the
+    /// process, and settings naming another one find it unavailable.
+    pub fn new(ort: &OrtSettings) -> Self {
+        let runtime = OrtRuntime::probe(ort);
+        let cuda_unavailable = match &runtime {
+            Ok(runtime) => runtime.cuda_unavailable().map(str::to_owned),
+            Err(why) => Some(format!("ONNX Runtime is unavailable: {why}")),
+        };
+        Backends {
+            ort: runtime,
+            cuda_unavailable,
+            cuda_device_id: ort.cuda_device_id,
+        }
+    }
+
+    /// None when ONNX Runtime is usable, else why not.
+    pub fn ort_unavailable(&self) -> Option<&str> {
+        self.ort.as_ref().err().map(String::as_str)
+    }
+
+    /// Whether ONNX Runtime can run models on the configured GPU.
+    pub fn cuda_available(&self) -> bool {
+        self.cuda_unavailable.is_none()
+    }
+
+    /// None when ONNX Runtime can run models on the configured GPU, else why not.
+    pub fn cuda_unavailable(&self) -> Option<&str> {
+        self.cuda_unavailable.as_deref()
+    }
+
+    /// Load (parse, optimise, smoke-test) a model with the engine `choice` names. An explicit
+    /// ONNX Runtime choice that this process cannot meet is [`ServingError::BackendUnavailable`];
+    /// `auto` falls back and says why in [`BackendLoad::note`]. A model the chosen engine
+    /// cannot load is an error, never a reason to try another engine.
+    pub fn load(&self, choice: BackendChoice, onnx: &[u8]) -> Result<BackendLoad, ServingError> {
+        match choice {
+            BackendChoice::Tract => self.load_tract(onnx, None),
+            BackendChoice::OrtCpu => match &self.ort {
+                Ok(runtime) => self.load_ort(runtime, OrtDevice::Cpu, onnx, None),
+                Err(why) => Err(ServingError::BackendUnavailable(format!(
+                    "ort-cpu was requested but ONNX Runtime is unavailable: {why}"
+                ))),
+            },
+            BackendChoice::OrtCuda => match (&self.ort, &self.cuda_unavailable) {
+                (Ok(runtime), None) => self.load_ort(runtime, OrtDevice::Cuda, onnx, None),
+                (_, Some(why)) | (Err(why), _) => Err(ServingError::BackendUnavailable(format!(
+                    "ort-cuda was requested but CUDA is unavailable: {why}"
+                ))),
+            },
+            BackendChoice::Auto => match (&self.ort, &self.cuda_unavailable) {
+                (Ok(runtime), None) => self.load_ort(runtime, OrtDevice::Cuda, onnx, None),
+                (Ok(runtime), Some(why)) => {
+                    let note = format!("CUDA unavailable: {why}; using ort-cpu");
+                    self.load_ort(runtime, OrtDevice::Cpu, onnx, Some(note))
+                }
+                (Err(why), _) => {
+                    let note = format!("ONNX Runtime unavailable: {why}; using tract");
+                    self.load_tract(onnx, Some(note))
+                }
+            },
+        }
+    }
+
+    fn load_tract(&self, onnx: &[u8], note: Option<String>) -> Result<BackendLoad, ServingError> {
+        Ok(BackendLoad {
+            model: TractBackend.load(onnx)?,
+            backend: BackendKind::Tract,
+            execution_provider: "cpu".into(),
+            note,
+        })
+    }
+
+    fn load_ort(
+        &self,
+        runtime: &OrtRuntime,
+        device: OrtDevice,
+        onnx: &[u8],
+        note: Option<String>,
+    ) -> Result<BackendLoad, ServingError> {
+        let (backend, execution_provider) = match device {
+            OrtDevice::Cpu => (BackendKind::OrtCpu, "cpu".to_owned()),
+            OrtDevice::Cuda => (
+                BackendKind::OrtCuda,
+                format!("cuda:{}", self.cuda_device_id),
+            ),
+        };
+        Ok(BackendLoad {
+            model: runtime.load(onnx, device)?,
+            backend,
+            execution_provider,
+            note,
+        })
+    }
+}
+
+/// Inputs a model can take: as many as it declares, each of its declared element type.
+pub(crate) fn check_inputs(
+    signature: &ModelSignature,
+    inputs: &[Tensor],
+) -> Result<(), ServingError> {
+    if inputs.len() != signature.inputs.len() {
+        return Err(ServingError::InvalidInput(format!(
+            "the model takes {} inputs, {} were given",
+            signature.inputs.len(),
+            inputs.len()
+        )));
+    }
+    for (tensor, spec) in inputs.iter().zip(&signature.inputs) {
+        if tensor.data.element_type() != spec.element_type {
+            return Err(ServingError::InvalidInput(format!(
+                "input '{}' takes {}, got {}",
+                spec.name,
+                spec.element_type.as_str(),
+                tensor.data.element_type().as_str()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One run with a batch of one and zeros everywhere: a model that loads but cannot run is refused
+/// at deploy time rather than at its first request.
+pub(crate) fn smoke_test(model: &dyn LoadedModel) -> Result<(), ServingError> {
+    let inputs = crate::batching::zero_inputs(model.signature(), 1);
+    model
+        .infer(inputs)
+        .map(|_| ())
+        .map_err(|e| ServingError::InvalidModel(format!("a test inference failed: {e}")))
+}
+
+/// What a caught panic said, for an error message.
+pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("no detail");
+    format!("the backend panicked: {detail}")
+}
+
+/// Stands in for ONNX Runtime in a build without the `ort` feature.
+#[cfg(not(feature = "ort"))]
+mod without_ort {
+    use std::sync::Arc;
+
+    use super::{OrtDevice, OrtSettings};
+    use crate::{LoadedModel, ServingError};
+
+    /// Never constructed: [`OrtRuntime::probe`] always reports why.
+    #[derive(Debug, Clone)]
+    pub(crate) enum OrtRuntime {}
+
+    impl OrtRuntime {
+        pub(crate) fn probe(_: &OrtSettings) -> Result<Self, String> {
+            Err(
+                "this build of maas has no ONNX Runtime support (built without the `ort` feature)"
+                    .into(),
+            )
+        }
+
+        pub(crate) fn cuda_unavailable(&self) -> Option<&str> {
+            match *self {}
+        }
+
+        pub(crate) fn load(
+            &self,
+            _: &[u8],
+            _: OrtDevice,
+        ) -> Result<Arc<dyn LoadedModel>, ServingError> {
+            match *self {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_choices_read_what_they_write() {
+        for choice in BackendChoice::ALL {
+            assert_eq!(choice.as_str().parse::<BackendChoice>(), Ok(choice));
+            let json = serde_json::to_string(&choice).unwrap();
+            assert_eq!(json, format!("\"{}\"", choice.as_str()));
+            assert_eq!(
+                serde_json::from_str::<BackendChoice>(&json).unwrap(),
+                choice
+            );
+        }
+        let err = "onnx".parse::<BackendChoice>().unwrap_err();
+        assert!(err.contains("auto, tract, ort-cpu, ort-cuda"), "{err}");
+        assert_eq!(BackendChoice::default(), BackendChoice::Tract);
+    }
+
+    #[test]
+    fn ort_settings_default_and_refuse_unknown_fields() {
+        let settings: OrtSettings = serde_json::from_str("{}").unwrap();
+        assert_eq!(settings, OrtSettings::default());
+        assert_eq!(settings.graph_optimization_level, GraphOptimization::All);
+        let settings: OrtSettings = serde_json::from_str(
+            r#"{"graph_optimization_level": "extended", "cuda_device_id": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            settings.graph_optimization_level,
+            GraphOptimization::Extended
+        );
+        assert_eq!(settings.cuda_device_id, 1);
+        assert!(serde_json::from_str::<OrtSettings>(r#"{"threads": 2}"#).is_err());
+    }
+
+    #[cfg(not(feature = "ort"))]
+    #[test]
+    fn without_the_ort_feature_auto_is_tract_and_says_why() {
+        let backends = Backends::new(&OrtSettings::default());
+        assert!(backends
+            .ort_unavailable()
+            .unwrap()
+            .contains("`ort` feature"));
+        assert!(!backends.cuda_available());
+        let err = backends.load(BackendChoice::OrtCpu, b"").unwrap_err();
+        assert!(matches!(err, ServingError::BackendUnavailable(_)), "{err}");
+    }
 }

@@ -22,6 +22,28 @@ pub enum ServingError {
     /// This version of the model is not loaded on this process.
     #[error("version {version} of model '{model}' is not deployed")]
     VersionNotLoaded { model: String, version: u64 },
+    /// The version's request queue is full; the client should retry after a pause.
+    #[error("the queue of version {version} of '{model}' is full ({capacity} requests waiting); retry shortly")]
+    QueueFull {
+        model: String,
+        version: u64,
+        capacity: usize,
+    },
+    /// The request waited in the queue longer than the version's limit and was not run.
+    #[error("the request waited {waited_ms} ms for version {version} of '{model}', longer than its {limit_ms} ms limit; the server is overloaded, retry shortly")]
+    QueueTimeout {
+        model: String,
+        version: u64,
+        waited_ms: u64,
+        limit_ms: u64,
+    },
+    /// The version stopped serving before the request ran (it was undeployed or replaced).
+    #[error("version {version} of '{model}' stopped serving before the request ran; retry")]
+    Stopped { model: String, version: u64 },
+    /// The engine a deployment asked for explicitly cannot run in this process (ONNX Runtime did
+    /// not load, or CUDA is missing); the message says why.
+    #[error("{0}")]
+    BackendUnavailable(String),
     /// Reading or writing an artifact failed.
     #[error("artifact storage: {0}")]
     Io(#[from] std::io::Error),

@@ -1,20 +1,28 @@
 //! Serving: everything between a validated request and a model's answer.
 //!
 //! It owns the inference backends (a small synchronous [`Backend`] trait with plain tensor types;
-//! tract is the default), the in-memory [`ModelRegistry`] of loaded versions, the on-disk
+//! tract is the default, ONNX Runtime on CPU or CUDA comes with the `ort` feature and is probed at
+//! start by [`Backends`]), the in-memory [`ModelRegistry`] of loaded versions, the on-disk
 //! [`ArtifactStore`], and the conversion of JSON predict bodies into tensors and back
 //! ([`io`]). It knows nothing of HTTP or SQL.
 
 pub mod artifacts;
 pub mod backend;
+pub mod batching;
 pub mod error;
 pub mod io;
+mod onnx_graph;
+#[cfg(feature = "ort")]
+mod ort_backend;
 pub mod registry;
 pub mod tensor;
 pub mod tract_backend;
 
 pub use artifacts::{ArtifactStore, StagedArtifact};
-pub use backend::{Backend, BackendKind, LoadedModel};
+pub use backend::{
+    Backend, BackendChoice, BackendKind, BackendLoad, Backends, GraphOptimization, LoadedModel,
+    OrtSettings,
+};
 pub use error::ServingError;
 pub use registry::{ModelRegistry, ServedVersion, VersionMeta};
 pub use tensor::{Dim, ElementType, ModelSignature, Tensor, TensorData, TensorSpec};

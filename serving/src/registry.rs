@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
+use crate::batching::BatchQueue;
 use crate::{BackendKind, LoadedModel, ServingError};
 
 /// What the deployer said about a version beyond the ONNX file.
@@ -25,7 +26,16 @@ pub struct ServedVersion {
     pub model: String,
     pub version: u64,
     pub backend: BackendKind,
+    /// `cpu` or `cuda:<device>`.
+    pub execution_provider: String,
+    /// Why the backend is not the one asked for, when `auto` fell back.
+    pub backend_note: Option<String>,
+    /// One of the instances; requests go through `queue`, this is for the signature.
     pub loaded: Arc<dyn LoadedModel>,
+    /// The version's request queue and the instance threads behind it.
+    pub queue: BatchQueue,
+    /// How long the warmup inference took.
+    pub warmup: std::time::Duration,
     pub meta: VersionMeta,
 }
 
@@ -123,6 +133,15 @@ impl ModelRegistry {
             .is_some_and(|v| v.contains_key(&version))
     }
 
+    /// Every loaded version.
+    pub fn all(&self) -> Vec<Arc<ServedVersion>> {
+        self.models
+            .read()
+            .values()
+            .flat_map(|versions| versions.values().cloned())
+            .collect()
+    }
+
     /// Every loaded `(model, version)`, sorted.
     pub fn loaded(&self) -> Vec<(String, u64)> {
         let models = self.models.read();
@@ -151,14 +170,27 @@ mod tests {
     }
 
     fn served(model: &str, version: u64) -> Arc<ServedVersion> {
+        let loaded: Arc<dyn LoadedModel> = Arc::new(Echo(ModelSignature {
+            inputs: vec![],
+            outputs: vec![],
+        }));
+        let queue = BatchQueue::start(
+            model,
+            version,
+            vec![loaded.clone()],
+            crate::batching::BatchConfig::default(),
+            Arc::new(crate::batching::NoObserver),
+        )
+        .unwrap();
         Arc::new(ServedVersion {
             model: model.into(),
             version,
             backend: BackendKind::Tract,
-            loaded: Arc::new(Echo(ModelSignature {
-                inputs: vec![],
-                outputs: vec![],
-            })),
+            execution_provider: "cpu".into(),
+            backend_note: None,
+            loaded,
+            queue,
+            warmup: std::time::Duration::ZERO,
             meta: VersionMeta::default(),
         })
     }

@@ -5,19 +5,17 @@
 //! optimisation. The signature shown to users is read from the ONNX graph itself, so the names
 //! people gave their dimensions survive.
 
-use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use tract_onnx::pb;
-use tract_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
-use tract_onnx::pb::type_proto::Value as TypeValue;
 use tract_onnx::prelude::{
-    tvec, DatumType, Framework, InferenceFact, InferenceModelExt, IntoRunnable, TDim, TValue,
+    DatumType, Framework, InferenceFact, InferenceModelExt, IntoRunnable, TDim, TValue,
     Tensor as TractTensor, TypedRunnableModel,
 };
 use tract_onnx::tract_hir::internal::{DimLike, IntoTValue};
 
+use crate::backend::{check_inputs, panic_text, smoke_test};
+use crate::onnx_graph::{declared_inputs, declared_output_names, graph, parse_model};
 use crate::{
     Backend, BackendKind, Dim, ElementType, LoadedModel, ModelSignature, ServingError, Tensor,
     TensorData, TensorSpec,
@@ -52,25 +50,12 @@ fn invalid(e: impl std::fmt::Display) -> ServingError {
 }
 
 fn load_tract(onnx: &[u8]) -> Result<TractModel, ServingError> {
-    if onnx.is_empty() {
-        return Err(ServingError::InvalidModel("the file is empty".into()));
-    }
-    let framework = tract_onnx::onnx();
-    let proto = framework
-        .proto_model_for_read(&mut &onnx[..])
-        .map_err(|e| ServingError::InvalidModel(format!("not an ONNX protobuf ({e})")))?;
-    let graph = proto
-        .graph
-        .as_ref()
-        .ok_or_else(|| ServingError::InvalidModel("the ONNX file has no graph".into()))?;
+    let proto = parse_model(onnx)?;
+    let graph = graph(&proto)?;
     let inputs = declared_inputs(graph)?;
-    let output_names: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
-    if output_names.is_empty() {
-        return Err(ServingError::InvalidModel(
-            "the graph declares no output".into(),
-        ));
-    }
+    let output_names = declared_output_names(graph)?;
 
+    let framework = tract_onnx::onnx();
     let mut model = framework.model_for_proto_model(&proto).map_err(invalid)?;
     for (ix, spec) in inputs.iter().enumerate() {
         let dims: Vec<TDim> = spec
@@ -122,77 +107,6 @@ fn load_tract(onnx: &[u8]) -> Result<TractModel, ServingError> {
     })
 }
 
-/// Graph inputs that are fed at run time (older exporters also list initializers as inputs).
-fn declared_inputs(graph: &pb::GraphProto) -> Result<Vec<TensorSpec>, ServingError> {
-    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let mut specs = Vec::new();
-    for input in graph
-        .input
-        .iter()
-        .filter(|i| !initializers.contains(i.name.as_str()))
-    {
-        let Some(TypeValue::TensorType(tensor)) =
-            input.r#type.as_ref().and_then(|t| t.value.as_ref())
-        else {
-            return Err(ServingError::UnsupportedModel(format!(
-                "input '{}' is not a tensor; maas feeds tensors only",
-                input.name
-            )));
-        };
-        let element_type = element_type_of_onnx(tensor.elem_type).ok_or_else(|| {
-            ServingError::UnsupportedModel(format!(
-                "input '{}' has ONNX element type {}, which maas cannot feed",
-                input.name, tensor.elem_type
-            ))
-        })?;
-        let dims = tensor
-            .shape
-            .as_ref()
-            .map(|s| s.dim.as_slice())
-            .unwrap_or_default();
-        let shape = dims
-            .iter()
-            .enumerate()
-            .map(|(axis, d)| match &d.value {
-                Some(DimValue::DimValue(n)) if *n > 0 => Dim::Fixed(*n as usize),
-                Some(DimValue::DimParam(p)) if is_symbol_name(p) => Dim::Symbolic(p.clone()),
-                _ if axis == 0 => Dim::Symbolic("N".into()),
-                _ => Dim::Symbolic(format!("d{axis}")),
-            })
-            .collect();
-        specs.push(TensorSpec {
-            name: input.name.clone(),
-            element_type,
-            shape,
-        });
-    }
-    if specs.is_empty() {
-        return Err(ServingError::InvalidModel(
-            "the graph declares no input".into(),
-        ));
-    }
-    Ok(specs)
-}
-
-fn is_symbol_name(p: &str) -> bool {
-    let mut chars = p.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-fn element_type_of_onnx(code: i32) -> Option<ElementType> {
-    use pb::tensor_proto::DataType;
-    match DataType::try_from(code).ok()? {
-        DataType::Float => Some(ElementType::Float32),
-        DataType::Double => Some(ElementType::Float64),
-        DataType::Int32 => Some(ElementType::Int32),
-        DataType::Int64 => Some(ElementType::Int64),
-        DataType::Bool => Some(ElementType::Bool),
-        DataType::String => Some(ElementType::String),
-        _ => None,
-    }
-}
-
 fn element_type_of_datum(dt: DatumType) -> Option<ElementType> {
     match dt {
         DatumType::F32 | DatumType::F16 => Some(ElementType::Float32),
@@ -218,65 +132,14 @@ fn datum_type(t: ElementType) -> DatumType {
     }
 }
 
-/// One run with a batch of one and zeros everywhere: a model that loads but cannot run is refused
-/// at deploy time rather than at its first request.
-fn smoke_test(model: &TractModel) -> Result<(), ServingError> {
-    let inputs = model
-        .signature
-        .inputs
-        .iter()
-        .map(|spec| {
-            let shape: Vec<usize> = spec
-                .shape
-                .iter()
-                .map(|d| match d {
-                    Dim::Fixed(n) => *n,
-                    Dim::Symbolic(_) => 1,
-                })
-                .collect();
-            let n: usize = shape.iter().product();
-            let data = match spec.element_type {
-                ElementType::Float32 => TensorData::Float32(vec![0.0; n]),
-                ElementType::Float64 => TensorData::Float64(vec![0.0; n]),
-                ElementType::Int32 => TensorData::Int32(vec![0; n]),
-                ElementType::Int64 => TensorData::Int64(vec![0; n]),
-                ElementType::Bool => TensorData::Bool(vec![false; n]),
-                ElementType::String => TensorData::String(vec![String::new(); n]),
-            };
-            Tensor { shape, data }
-        })
-        .collect();
-    model
-        .infer(inputs)
-        .map(|_| ())
-        .map_err(|e| ServingError::InvalidModel(format!("a test inference failed: {e}")))
-}
-
 impl LoadedModel for TractModel {
     fn signature(&self) -> &ModelSignature {
         &self.signature
     }
 
     fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ServingError> {
-        if inputs.len() != self.signature.inputs.len() {
-            return Err(ServingError::InvalidInput(format!(
-                "the model takes {} inputs, {} were given",
-                self.signature.inputs.len(),
-                inputs.len()
-            )));
-        }
-        let mut values = tvec![];
-        for (tensor, spec) in inputs.into_iter().zip(&self.signature.inputs) {
-            if tensor.data.element_type() != spec.element_type {
-                return Err(ServingError::InvalidInput(format!(
-                    "input '{}' takes {}, got {}",
-                    spec.name,
-                    spec.element_type.as_str(),
-                    tensor.data.element_type().as_str()
-                )));
-            }
-            values.push(to_tract(tensor)?);
-        }
+        check_inputs(&self.signature, &inputs)?;
+        let values = inputs.into_iter().map(to_tract).collect::<Result<_, _>>()?;
         let plan = &self.plan;
         let outputs = catch_unwind(AssertUnwindSafe(|| plan.run(values)))
             .map_err(|panic| ServingError::Inference(panic_text(&panic)))?
@@ -345,13 +208,4 @@ fn from_tract(t: &TractTensor) -> Result<Tensor, ServingError> {
         shape: t.shape().to_vec(),
         data,
     })
-}
-
-fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    let detail = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("no detail");
-    format!("the backend panicked: {detail}")
 }

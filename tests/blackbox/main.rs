@@ -13,4 +13,5 @@ mod drift_cli;
 mod errors;
 mod hotswap;
 mod ops;
+mod serving;
 mod v2;

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use maas_serving::StagedArtifact;
 
-use crate::api::{DeployForm, VersionInfo};
+use crate::api::{DeployForm, ServingOptions, VersionInfo};
 use crate::auth::{Authorized, Deploy};
 use crate::drift::{BaselineUpload, DriftSettings};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
@@ -16,8 +16,8 @@ use crate::server::AppState;
 
 /// Largest text field of the form (class names of a big classifier fit comfortably).
 const MAX_TEXT_FIELD: usize = 1024 * 1024;
-const FIELDS: &str = "model, model_url, version, class_names, feature_names, append, baseline, \
-                      training_data, baseline_size, label_column, drift";
+const FIELDS: &str = "model, model_url, version, class_names, feature_names, append, serving, \
+                      baseline, training_data, baseline_size, label_column, drift";
 /// The fields of a baseline update.
 const BASELINE_FIELDS: &str = "baseline, training_data, baseline_size, label_column, drift";
 
@@ -47,6 +47,7 @@ struct Form {
     class_names: Option<String>,
     feature_names: Option<String>,
     append: Option<String>,
+    serving: Option<String>,
     drift: DriftForm,
 }
 
@@ -203,6 +204,12 @@ pub async fn deploy(
             .transpose()?,
         source,
         drift: form.drift.into_upload()?,
+        serving: form
+            .serving
+            .as_deref()
+            .map(|t| parse_serving(&state, t))
+            .transpose()?
+            .unwrap_or_default(),
     };
     let record = state.models.deploy(request).await?;
     let default = state.models.model(&record.model).await?.default_version();
@@ -248,6 +255,7 @@ async fn read_form(
             "class_names" => &mut form.class_names,
             "feature_names" => &mut form.feature_names,
             "append" => &mut form.append,
+            "serving" => &mut form.serving,
             other => {
                 return Err(ApiError::new(
                     ErrorCode::InvalidArgument,
@@ -341,6 +349,20 @@ fn parse_bool(text: &str) -> Result<bool, ApiError> {
             format!("`append` must be true or false, got '{text}'"),
         )),
     }
+}
+
+/// The `serving` field: JSON serving options, checked against the limits before any load.
+fn parse_serving(state: &AppState, text: &str) -> Result<ServingOptions, ApiError> {
+    let options: ServingOptions = serde_json::from_str(text).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "`serving` must be JSON serving options, like {{\"backend\": \"auto\", \"max_batch_size\": 32}}: {e}"
+            ),
+        )
+    })?;
+    options.resolve(&state.settings.serving)?;
+    Ok(options)
 }
 
 fn parse_names(field: &str, text: &str) -> Result<Vec<String>, ApiError> {

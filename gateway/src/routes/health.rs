@@ -43,11 +43,13 @@ pub async fn ready(state: web::Data<AppState>) -> Result<web::Json<HealthStatus>
 pub async fn metrics(
     metrics: web::Data<Metrics>,
     auth: web::Data<Authenticator>,
+    state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     if auth.protect_metrics {
         authorize::<Read>(&req).await?;
     }
+    metrics.sample_queues(&state.models.served_versions());
     let text = metrics
         .render()
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;

@@ -1,6 +1,6 @@
 //! Predict against the default version or a given one.
 
-use actix_web::web;
+use actix_web::{web, HttpRequest};
 
 use crate::api::{PredictRequest, PredictResponse};
 use crate::auth::{Authorized, Predict};
@@ -8,12 +8,13 @@ use crate::error::{ApiError, ErrorBody};
 use crate::models::PredictInput;
 use crate::server::AppState;
 
-fn input(body: PredictRequest) -> PredictInput {
+fn input(body: PredictRequest, req: &HttpRequest) -> PredictInput {
     PredictInput {
         instances: body.instances,
         records: body.records,
         shape: body.shape,
         drift: body.drift,
+        client: crate::client::probe(req),
     }
 }
 
@@ -35,10 +36,11 @@ pub async fn predict_default(
     state: web::Data<AppState>,
     name: web::Path<String>,
     body: web::Json<PredictRequest>,
+    req: HttpRequest,
 ) -> Result<web::Json<PredictResponse>, ApiError> {
     let output = state
         .models
-        .predict(&name, None, input(body.into_inner()))
+        .predict(&name, None, input(body.into_inner(), &req))
         .await?;
     Ok(web::Json(output.into()))
 }
@@ -61,11 +63,12 @@ pub async fn predict_version(
     state: web::Data<AppState>,
     path: web::Path<(String, u64)>,
     body: web::Json<PredictRequest>,
+    req: HttpRequest,
 ) -> Result<web::Json<PredictResponse>, ApiError> {
     let (name, version) = path.into_inner();
     let output = state
         .models
-        .predict(&name, Some(version), input(body.into_inner()))
+        .predict(&name, Some(version), input(body.into_inner(), &req))
         .await?;
     Ok(web::Json(output.into()))
 }

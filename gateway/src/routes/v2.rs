@@ -427,6 +427,7 @@ async fn run_infer(
     version: Option<u64>,
     request: InferRequest,
     binary: &[u8],
+    req: &HttpRequest,
 ) -> Result<(InferResponse, Vec<u8>), V2Error> {
     let served = state.models.resolve(model, version).await?;
     let signature = served.loaded.signature();
@@ -507,7 +508,10 @@ async fn run_infer(
             return Err(invalid(format!("the model has no output '{unknown}'")));
         }
     }
-    let results = state.models.infer(&served, tensors).await?;
+    let results = state
+        .models
+        .infer(&served, tensors, crate::client::probe(req))
+        .await?;
     let mut outputs = Vec::new();
     let mut tail = Vec::new();
     for (spec, tensor) in signature.outputs.iter().zip(results) {
@@ -578,7 +582,7 @@ pub async fn infer(
 ) -> Result<HttpResponse, V2Error> {
     let body = read_body(payload, state.v2_limit()).await?;
     let (request, binary) = parse_request(&req, &body)?;
-    let (response, tail) = run_infer(&state, &name, None, request, &binary).await?;
+    let (response, tail) = run_infer(&state, &name, None, request, &binary, &req).await?;
     respond(response, tail)
 }
 
@@ -600,7 +604,7 @@ pub async fn infer_version(
     let version = parse_version(&version)?;
     let body = read_body(payload, state.v2_limit()).await?;
     let (request, binary) = parse_request(&req, &body)?;
-    let (response, tail) = run_infer(&state, &name, Some(version), request, &binary).await?;
+    let (response, tail) = run_infer(&state, &name, Some(version), request, &binary, &req).await?;
     respond(response, tail)
 }
 

@@ -1,0 +1,982 @@
+//! Dynamic batching: one bounded request queue per served version, drained by one thread per
+//! model instance.
+//!
+//! A request's rows wait in the queue until an instance is free. An instance takes the oldest
+//! request and, when the model has a dynamic batch axis, the requests behind it whose rows fit
+//! (same trailing shape, at most `max_batch_size` rows in all), waiting up to `max_queue_delay`
+//! for more to arrive. The default delay is zero: a lone request never waits for company, and
+//! batches form by themselves when requests arrive faster than one instance answers them.
+//! The joined tensors run once; the outputs are split back along axis 0.
+//!
+//! Backpressure is explicit: a full queue refuses at once ([`ServingError::QueueFull`]); a request
+//! that waited longer than `queue_timeout` is answered [`ServingError::QueueTimeout`] without
+//! running; a request whose caller went away (its receiver dropped) is skipped before compute.
+//! Every drop is reported to the [`BatchObserver`] with its reason.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::oneshot;
+
+use crate::{Dim, ElementType, LoadedModel, ModelSignature, ServingError, Tensor, TensorData};
+
+/// How a version's queue forms batches and pushes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Most rows run together; 1 turns batching off.
+    pub max_batch_size: usize,
+    /// How long the oldest request may wait for others to join it; zero never delays.
+    pub max_queue_delay: Duration,
+    /// Most requests waiting; one more is refused with [`ServingError::QueueFull`].
+    pub queue_capacity: usize,
+    /// Longest a request may wait before it is answered [`ServingError::QueueTimeout`].
+    pub queue_timeout: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_batch_size: 32,
+            max_queue_delay: Duration::ZERO,
+            queue_capacity: 1024,
+            queue_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a queued request was not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The queue was full when it arrived.
+    QueueFull,
+    /// It waited longer than the queue timeout.
+    Timeout,
+    /// Its caller stopped waiting for the answer.
+    ClientGone,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::Timeout => "timeout",
+            DropReason::ClientGone => "client_gone",
+        }
+    }
+}
+
+/// Receives what a queue does, for metrics. Called on queue and worker threads: keep it cheap.
+pub trait BatchObserver: Send + Sync {
+    /// The number of requests waiting changed.
+    fn queue_depth(&self, _depth: usize) {}
+    /// One run of the model finished: how many rows and requests it joined, how long it took.
+    fn batch_ran(&self, _rows: usize, _requests: usize, _compute: Duration) {}
+    /// A request was not run.
+    fn dropped(&self, _reason: DropReason) {}
+}
+
+/// An observer that records nothing.
+pub struct NoObserver;
+impl BatchObserver for NoObserver {}
+
+/// A request's answer and what it cost.
+#[derive(Debug)]
+pub struct Completion {
+    pub outputs: Vec<Tensor>,
+    /// Time from submission until its batch started.
+    pub queue_wait: Duration,
+    /// Time the model took for the whole batch it ran in.
+    pub compute: Duration,
+    /// Rows in that batch, this request's included.
+    pub batch_rows: usize,
+}
+
+type Reply = oneshot::Sender<Result<Completion, ServingError>>;
+
+/// Says whether the caller of a request is still connected (an HTTP server that does not cancel
+/// its handlers when a client leaves can look at the socket). Asked once, just before compute.
+pub type ClientProbe = Arc<dyn Fn() -> bool + Send + Sync>;
+
+struct Job {
+    inputs: Vec<Tensor>,
+    rows: usize,
+    enqueued: Instant,
+    reply: Reply,
+    client: Option<ClientProbe>,
+}
+
+impl Job {
+    /// Whether nobody waits for this answer any more.
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed() || self.client.as_ref().is_some_and(|alive| !alive())
+    }
+
+    /// Whether `other` can share a run with this job: same inputs with the same non-batch axes.
+    fn joins(&self, other: &Job) -> bool {
+        self.inputs.len() == other.inputs.len()
+            && self.inputs.iter().zip(&other.inputs).all(|(a, b)| {
+                a.shape.get(1..) == b.shape.get(1..)
+                    && a.data.element_type() == b.data.element_type()
+            })
+    }
+}
+
+struct State {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+struct Shared {
+    model: String,
+    version: u64,
+    config: BatchConfig,
+    /// Whether rows of different requests may share a run; cleared for good if a model's outputs
+    /// turn out not to follow its batch axis.
+    batchable: std::sync::atomic::AtomicBool,
+    state: Mutex<State>,
+    arrived: Condvar,
+    observer: Arc<dyn BatchObserver>,
+}
+
+/// The request queue of one served version and the instance threads that drain it. Dropping it
+/// lets the instances finish what is queued, then stop.
+pub struct BatchQueue {
+    shared: Arc<Shared>,
+    instances: usize,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for BatchQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchQueue")
+            .field("model", &self.shared.model)
+            .field("version", &self.shared.version)
+            .field("config", &self.shared.config)
+            .field("instances", &self.instances)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether rows of several requests can run together on a model with this signature: every input
+/// and every output has a symbolic axis 0.
+pub fn supports_batching(signature: &ModelSignature) -> bool {
+    signature.inputs.iter().all(|s| s.has_dynamic_batch())
+        && signature.outputs.iter().all(|s| s.has_dynamic_batch())
+}
+
+impl BatchQueue {
+    /// Start one thread per instance. `instances` must hold at least one loaded model; they are
+    /// loads of the same file.
+    pub fn start(
+        model: &str,
+        version: u64,
+        instances: Vec<Arc<dyn LoadedModel>>,
+        mut config: BatchConfig,
+        observer: Arc<dyn BatchObserver>,
+    ) -> Result<BatchQueue, ServingError> {
+        let Some(first) = instances.first() else {
+            return Err(ServingError::InvalidModel(
+                "a version needs at least one instance".into(),
+            ));
+        };
+        config.max_batch_size = config.max_batch_size.max(1);
+        config.queue_capacity = config.queue_capacity.max(1);
+        let batchable = config.max_batch_size > 1 && supports_batching(first.signature());
+        let shared = Arc::new(Shared {
+            model: model.to_owned(),
+            version,
+            config,
+            batchable: std::sync::atomic::AtomicBool::new(batchable),
+            state: Mutex::new(State {
+                jobs: VecDeque::new(),
+                closed: false,
+            }),
+            arrived: Condvar::new(),
+            observer,
+        });
+        let count = instances.len();
+        let mut workers = Vec::with_capacity(count);
+        for (ix, instance) in instances.into_iter().enumerate() {
+            let shared = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("maas-infer-{ix}"))
+                .spawn(move || run_instance(&shared, instance.as_ref()))?;
+            workers.push(handle);
+        }
+        Ok(BatchQueue {
+            shared,
+            instances: count,
+            workers,
+        })
+    }
+
+    /// Whether rows of different requests are joined.
+    pub fn is_batching(&self) -> bool {
+        self.shared
+            .batchable
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn config(&self) -> &BatchConfig {
+        &self.shared.config
+    }
+
+    pub fn instances(&self) -> usize {
+        self.instances
+    }
+
+    /// Requests waiting now.
+    pub fn depth(&self) -> usize {
+        self.shared.state.lock().jobs.len()
+    }
+
+    /// Queue a request (tensors in the model's input order). The receiver yields its answer; drop
+    /// it, or let `client` answer false, to withdraw the request.
+    pub fn submit(
+        &self,
+        inputs: Vec<Tensor>,
+        client: Option<ClientProbe>,
+    ) -> Result<oneshot::Receiver<Result<Completion, ServingError>>, ServingError> {
+        let rows = inputs
+            .first()
+            .and_then(|t| t.shape.first().copied())
+            .unwrap_or(1);
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            inputs,
+            rows,
+            enqueued: Instant::now(),
+            reply,
+            client,
+        };
+        let shared = &self.shared;
+        let depth = {
+            let mut state = shared.state.lock();
+            if state.closed {
+                return Err(ServingError::Stopped {
+                    model: shared.model.clone(),
+                    version: shared.version,
+                });
+            }
+            if state.jobs.len() >= shared.config.queue_capacity {
+                drop(state);
+                shared.observer.dropped(DropReason::QueueFull);
+                return Err(ServingError::QueueFull {
+                    model: shared.model.clone(),
+                    version: shared.version,
+                    capacity: shared.config.queue_capacity,
+                });
+            }
+            state.jobs.push_back(job);
+            state.jobs.len()
+        };
+        shared.arrived.notify_one();
+        shared.observer.queue_depth(depth);
+        Ok(answer)
+    }
+}
+
+impl Drop for BatchQueue {
+    fn drop(&mut self) {
+        self.shared.state.lock().closed = true;
+        self.shared.arrived.notify_all();
+        // Workers finish the requests already queued (their callers hold the version alive, so
+        // normally there are none) and exit; nothing here waits for them.
+        self.workers.clear();
+    }
+}
+
+/// The loop of one instance thread: take a batch, run it, answer, until the queue closes.
+fn run_instance(shared: &Shared, instance: &dyn LoadedModel) {
+    while let Some(batch) = next_batch(shared) {
+        run_batch(shared, instance, batch);
+    }
+}
+
+/// Wait for work and take the next batch; `None` once the queue is closed and empty.
+fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
+    let config = &shared.config;
+    let mut state = shared.state.lock();
+    loop {
+        discard_stale(shared, &mut state.jobs);
+        if !state.jobs.is_empty() {
+            let batchable = shared.batchable.load(std::sync::atomic::Ordering::Relaxed);
+            if batchable && !config.max_queue_delay.is_zero() && !state.closed {
+                let oldest = state.jobs.front().map(|j| j.enqueued);
+                if let Some(oldest) = oldest {
+                    let deadline = oldest + config.max_queue_delay;
+                    if joinable_rows(&state.jobs, config.max_batch_size) < config.max_batch_size
+                        && Instant::now() < deadline
+                    {
+                        // Wait for company, then look at the queue afresh: another instance
+                        // may have taken these requests meanwhile.
+                        shared.arrived.wait_until(&mut state, deadline);
+                        continue;
+                    }
+                }
+            }
+            let batch = take_batch(&mut state.jobs, batchable, config.max_batch_size);
+            let depth = state.jobs.len();
+            let more = !state.jobs.is_empty();
+            drop(state);
+            if more {
+                // Requests left behind (too many rows, or another shape) go to a free instance.
+                shared.arrived.notify_one();
+            }
+            shared.observer.queue_depth(depth);
+            return Some(batch);
+        }
+        if state.closed {
+            return None;
+        }
+        shared.arrived.wait(&mut state);
+    }
+}
+
+/// Answer and remove queued requests that must not run: their caller left, or they waited too
+/// long.
+fn discard_stale(shared: &Shared, jobs: &mut VecDeque<Job>) {
+    let now = Instant::now();
+    let timeout = shared.config.queue_timeout;
+    jobs.retain_mut(|job| {
+        if job.reply.is_closed() {
+            shared.observer.dropped(DropReason::ClientGone);
+            return false;
+        }
+        let waited = now.saturating_duration_since(job.enqueued);
+        if waited > timeout {
+            shared.observer.dropped(DropReason::Timeout);
+            let (reply, _) = oneshot::channel();
+            let reply = std::mem::replace(&mut job.reply, reply);
+            let _ = reply.send(Err(ServingError::QueueTimeout {
+                model: shared.model.clone(),
+                version: shared.version,
+                waited_ms: waited.as_millis() as u64,
+                limit_ms: timeout.as_millis() as u64,
+            }));
+            return false;
+        }
+        true
+    });
+}
+
+/// Rows that the oldest request and the ones behind it that fit would bring to one run.
+fn joinable_rows(jobs: &VecDeque<Job>, max_rows: usize) -> usize {
+    let Some(first) = jobs.front() else {
+        return 0;
+    };
+    let mut rows = first.rows;
+    for job in jobs.iter().skip(1) {
+        if rows >= max_rows {
+            break;
+        }
+        if first.joins(job) && rows + job.rows <= max_rows {
+            rows += job.rows;
+        }
+    }
+    rows
+}
+
+/// The oldest request, and, when batching, the requests behind it that fit.
+fn take_batch(jobs: &mut VecDeque<Job>, batchable: bool, max_rows: usize) -> Vec<Job> {
+    let Some(first) = jobs.pop_front() else {
+        return Vec::new();
+    };
+    let mut rows = first.rows;
+    let mut batch = vec![first];
+    if batchable {
+        let mut ix = 0;
+        while ix < jobs.len() && rows < max_rows {
+            if batch[0].joins(&jobs[ix]) && rows + jobs[ix].rows <= max_rows {
+                if let Some(job) = jobs.remove(ix) {
+                    rows += job.rows;
+                    batch.push(job);
+                    continue;
+                }
+            }
+            ix += 1;
+        }
+    }
+    batch
+}
+
+fn run_batch(shared: &Shared, instance: &dyn LoadedModel, mut batch: Vec<Job>) {
+    // The caller may have left between the take and now; a lone request whose caller is gone
+    // does not run at all.
+    batch.retain(|job| {
+        let gone = job.abandoned();
+        if gone {
+            shared.observer.dropped(DropReason::ClientGone);
+        }
+        !gone
+    });
+    if batch.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    if batch.len() == 1 {
+        let mut jobs = batch;
+        let Some(job) = jobs.pop() else { return };
+        let result = infer(instance, job.inputs);
+        let compute = started.elapsed();
+        shared.observer.batch_ran(job.rows, 1, compute);
+        let _ = job.reply.send(result.map(|outputs| Completion {
+            outputs,
+            queue_wait: started.saturating_duration_since(job.enqueued),
+            compute,
+            batch_rows: job.rows,
+        }));
+        return;
+    }
+
+    let rows: Vec<usize> = batch.iter().map(|j| j.rows).collect();
+    let total: usize = rows.iter().sum();
+    let mut replies = Vec::with_capacity(batch.len());
+    let mut parts: Vec<Vec<Tensor>> = Vec::with_capacity(batch.len());
+    for job in batch {
+        replies.push((job.reply, job.enqueued));
+        parts.push(job.inputs);
+    }
+    let joined = match join_inputs(&parts) {
+        Ok(joined) => joined,
+        Err(e) => {
+            for (reply, _) in replies {
+                let _ = reply.send(Err(ServingError::Inference(e.to_string())));
+            }
+            return;
+        }
+    };
+    let result = infer(instance, joined);
+    let compute = started.elapsed();
+    shared.observer.batch_ran(total, replies.len(), compute);
+    let split = result.and_then(|outputs| split_outputs(outputs, &rows));
+    match split {
+        Ok(per_request) => {
+            for ((reply, enqueued), (outputs, n)) in
+                replies.into_iter().zip(per_request.into_iter().zip(&rows))
+            {
+                let _ = reply.send(Ok(Completion {
+                    outputs,
+                    queue_wait: started.saturating_duration_since(enqueued),
+                    compute,
+                    batch_rows: total.max(*n),
+                }));
+            }
+        }
+        Err(ServingError::Inference(reason)) if reason.starts_with(SPLIT_FAILED) => {
+            // The model's outputs do not follow its batch axis after all: stop joining requests
+            // for this version and answer each of these on its own.
+            shared
+                .batchable
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                model = %shared.model,
+                version = shared.version,
+                reason = %reason,
+                "batching turned off for this version"
+            );
+            for ((reply, enqueued), inputs) in replies.into_iter().zip(parts) {
+                let started = Instant::now();
+                let result = infer(instance, inputs);
+                let compute = started.elapsed();
+                let n = result
+                    .as_ref()
+                    .ok()
+                    .and_then(|o| o.first())
+                    .and_then(|t| t.shape.first().copied())
+                    .unwrap_or(1);
+                shared.observer.batch_ran(n, 1, compute);
+                let _ = reply.send(result.map(|outputs| Completion {
+                    outputs,
+                    queue_wait: started.saturating_duration_since(enqueued),
+                    compute,
+                    batch_rows: n,
+                }));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for (reply, _) in replies {
+                let _ = reply.send(Err(ServingError::Inference(message.clone())));
+            }
+        }
+    }
+}
+
+fn infer(instance: &dyn LoadedModel, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ServingError> {
+    catch_unwind(AssertUnwindSafe(|| instance.infer(inputs))).unwrap_or_else(|_| {
+        Err(ServingError::Inference(
+            "the backend panicked while running the model".into(),
+        ))
+    })
+}
+
+const SPLIT_FAILED: &str = "cannot split a batched output";
+
+/// Join each input of several requests along axis 0.
+fn join_inputs(parts: &[Vec<Tensor>]) -> Result<Vec<Tensor>, ServingError> {
+    let Some(first) = parts.first() else {
+        return Ok(Vec::new());
+    };
+    (0..first.len())
+        .map(|ix| {
+            let tensors: Vec<&Tensor> = parts.iter().filter_map(|p| p.get(ix)).collect();
+            concat(&tensors)
+        })
+        .collect()
+}
+
+fn concat(tensors: &[&Tensor]) -> Result<Tensor, ServingError> {
+    let Some(first) = tensors.first() else {
+        return Err(ServingError::Inference("nothing to join".into()));
+    };
+    let mut shape = first.shape.clone();
+    let rows: usize = tensors
+        .iter()
+        .map(|t| t.shape.first().copied().unwrap_or(1))
+        .sum();
+    if let Some(axis0) = shape.first_mut() {
+        *axis0 = rows;
+    }
+    macro_rules! join {
+        ($variant:ident) => {{
+            let mut all = Vec::with_capacity(tensors.iter().map(|t| t.data.len()).sum());
+            for t in tensors {
+                match &t.data {
+                    TensorData::$variant(v) => all.extend_from_slice(v),
+                    _ => {
+                        return Err(ServingError::Inference(
+                            "requests of different element types were joined".into(),
+                        ))
+                    }
+                }
+            }
+            TensorData::$variant(all)
+        }};
+    }
+    let data = match first.data.element_type() {
+        ElementType::Float32 => join!(Float32),
+        ElementType::Float64 => join!(Float64),
+        ElementType::Int32 => join!(Int32),
+        ElementType::Int64 => join!(Int64),
+        ElementType::Bool => join!(Bool),
+        ElementType::String => join!(String),
+    };
+    Tensor::new(shape, data)
+}
+
+/// Cut every output back into the requests' rows, in order.
+fn split_outputs(outputs: Vec<Tensor>, rows: &[usize]) -> Result<Vec<Vec<Tensor>>, ServingError> {
+    let total: usize = rows.iter().sum();
+    let mut per_request: Vec<Vec<Tensor>> = rows.iter().map(|_| Vec::new()).collect();
+    for output in outputs {
+        if output.shape.first() != Some(&total) || total == 0 {
+            return Err(ServingError::Inference(format!(
+                "{SPLIT_FAILED}: its shape is {:?} for {total} rows",
+                output.shape
+            )));
+        }
+        let inner: usize = output.shape[1..].iter().product();
+        let mut start = 0;
+        for (slot, n) in per_request.iter_mut().zip(rows) {
+            let mut shape = output.shape.clone();
+            shape[0] = *n;
+            let range = start * inner..(start + n) * inner;
+            start += n;
+            slot.push(Tensor {
+                shape,
+                data: slice(&output.data, range),
+            });
+        }
+    }
+    Ok(per_request)
+}
+
+fn slice(data: &TensorData, range: std::ops::Range<usize>) -> TensorData {
+    match data {
+        TensorData::Float32(v) => TensorData::Float32(v[range].to_vec()),
+        TensorData::Float64(v) => TensorData::Float64(v[range].to_vec()),
+        TensorData::Int32(v) => TensorData::Int32(v[range].to_vec()),
+        TensorData::Int64(v) => TensorData::Int64(v[range].to_vec()),
+        TensorData::Bool(v) => TensorData::Bool(v[range].to_vec()),
+        TensorData::String(v) => TensorData::String(v[range].to_vec()),
+    }
+}
+
+/// Zeros shaped like the model's inputs with `rows` rows on every symbolic axis 0 (other symbolic
+/// axes get 1): what a warmup or smoke-test run feeds.
+pub fn zero_inputs(signature: &ModelSignature, rows: usize) -> Vec<Tensor> {
+    signature
+        .inputs
+        .iter()
+        .map(|spec| {
+            let shape: Vec<usize> = spec
+                .shape
+                .iter()
+                .enumerate()
+                .map(|(axis, d)| match d {
+                    Dim::Fixed(n) => *n,
+                    Dim::Symbolic(_) if axis == 0 => rows,
+                    Dim::Symbolic(_) => 1,
+                })
+                .collect();
+            let n: usize = shape.iter().product();
+            let data = match spec.element_type {
+                ElementType::Float32 => TensorData::Float32(vec![0.0; n]),
+                ElementType::Float64 => TensorData::Float64(vec![0.0; n]),
+                ElementType::Int32 => TensorData::Int32(vec![0; n]),
+                ElementType::Int64 => TensorData::Int64(vec![0; n]),
+                ElementType::Bool => TensorData::Bool(vec![false; n]),
+                ElementType::String => TensorData::String(vec![String::new(); n]),
+            };
+            Tensor { shape, data }
+        })
+        .collect()
+}
+
+/// Run every instance once at the largest batch it will see, so the first real request does not
+/// pay for lazy allocations and kernel selection. A failure means the version must not serve.
+pub fn warm_up(
+    instances: &[Arc<dyn LoadedModel>],
+    config: &BatchConfig,
+) -> Result<Duration, ServingError> {
+    let started = Instant::now();
+    for instance in instances {
+        let signature = instance.signature();
+        let rows = if supports_batching(signature) {
+            config.max_batch_size.max(1)
+        } else {
+            1
+        };
+        infer(instance.as_ref(), zero_inputs(signature, rows))
+            .map_err(|e| ServingError::InvalidModel(format!("the warmup inference failed: {e}")))?;
+    }
+    Ok(started.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TensorSpec;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+
+    /// Doubles its input and records the batch sizes it saw. With a gate, its first run signals
+    /// that it started and then holds until released, so tests can pile requests up behind it
+    /// without relying on timing.
+    struct Doubler {
+        signature: ModelSignature,
+        batches: Mutex<Vec<usize>>,
+        gate: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
+        active: AtomicUsize,
+        most_active: AtomicUsize,
+    }
+
+    struct Gate {
+        started: mpsc::Receiver<()>,
+        release: mpsc::Sender<()>,
+    }
+
+    impl Gate {
+        fn wait_started(&self) {
+            self.started.recv_timeout(Duration::from_secs(10)).unwrap();
+        }
+        fn open(self) {
+            self.release.send(()).unwrap();
+        }
+    }
+
+    fn doubler() -> Arc<Doubler> {
+        let spec = |name: &str| TensorSpec {
+            name: name.into(),
+            element_type: ElementType::Float32,
+            shape: vec![Dim::Symbolic("N".into()), Dim::Fixed(2)],
+        };
+        Arc::new(Doubler {
+            signature: ModelSignature {
+                inputs: vec![spec("x")],
+                outputs: vec![spec("y")],
+            },
+            batches: Mutex::new(Vec::new()),
+            gate: Mutex::new(None),
+            active: AtomicUsize::new(0),
+            most_active: AtomicUsize::new(0),
+        })
+    }
+
+    fn gated() -> (Arc<Doubler>, Gate) {
+        let model = doubler();
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        *model.gate.lock() = Some((started_tx, release_rx));
+        (model, Gate { started, release })
+    }
+
+    impl LoadedModel for Doubler {
+        fn signature(&self) -> &ModelSignature {
+            &self.signature
+        }
+        fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ServingError> {
+            let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_active.fetch_max(now, Ordering::SeqCst);
+            let gate = self.gate.lock().take();
+            if let Some((started, release)) = gate {
+                started.send(()).unwrap();
+                release.recv_timeout(Duration::from_secs(5)).unwrap();
+            }
+            let x = &inputs[0];
+            self.batches.lock().push(x.shape[0]);
+            let TensorData::Float32(v) = &x.data else {
+                panic!("not f32")
+            };
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            Ok(vec![Tensor {
+                shape: x.shape.clone(),
+                data: TensorData::Float32(v.iter().map(|a| a * 2.0).collect()),
+            }])
+        }
+    }
+
+    fn rows(values: &[[f32; 2]]) -> Vec<Tensor> {
+        vec![Tensor::new(
+            vec![values.len(), 2],
+            TensorData::Float32(values.iter().flatten().copied().collect()),
+        )
+        .unwrap()]
+    }
+
+    #[derive(Default)]
+    struct Counts {
+        dropped: Mutex<Vec<DropReason>>,
+    }
+    impl BatchObserver for Counts {
+        fn dropped(&self, reason: DropReason) {
+            self.dropped.lock().push(reason);
+        }
+    }
+
+    fn start(
+        instances: Vec<Arc<Doubler>>,
+        config: BatchConfig,
+        observer: Arc<dyn BatchObserver>,
+    ) -> BatchQueue {
+        let instances = instances
+            .into_iter()
+            .map(|m| m as Arc<dyn LoadedModel>)
+            .collect();
+        BatchQueue::start("m", 1, instances, config, observer).unwrap()
+    }
+
+    fn limit(max_batch_size: usize) -> BatchConfig {
+        BatchConfig {
+            max_batch_size,
+            ..BatchConfig::default()
+        }
+    }
+
+    fn wait(
+        rx: oneshot::Receiver<Result<Completion, ServingError>>,
+    ) -> Result<Completion, ServingError> {
+        rx.blocking_recv().unwrap()
+    }
+
+    #[test]
+    fn a_lone_request_runs_at_once_and_answers_its_own_rows() {
+        let model = doubler();
+        let queue = start(vec![model], BatchConfig::default(), Arc::new(NoObserver));
+        let done = wait(queue.submit(rows(&[[1.0, 2.0], [3.0, 4.0]]), None).unwrap()).unwrap();
+        assert_eq!(
+            done.outputs[0].data,
+            TensorData::Float32(vec![2.0, 4.0, 6.0, 8.0])
+        );
+        assert_eq!(done.batch_rows, 2);
+        assert!(queue.is_batching());
+    }
+
+    #[test]
+    fn queued_requests_are_joined_and_split_back_in_order() {
+        let (model, gate) = gated();
+        let queue = start(vec![model.clone()], limit(8), Arc::new(NoObserver));
+        let first = queue.submit(rows(&[[0.0, 0.0]]), None).unwrap();
+        gate.wait_started();
+        let sent: Vec<Vec<[f32; 2]>> = (0..5)
+            .map(|i| {
+                let x = i as f32;
+                [[x, x + 0.5], [x + 10.0, x + 10.5]][..(i % 2 + 1)].to_vec()
+            })
+            .collect();
+        let answers: Vec<_> = sent
+            .iter()
+            .map(|r| queue.submit(rows(r), None).unwrap())
+            .collect();
+        gate.open();
+        wait(first).unwrap();
+        for (sent, rx) in sent.iter().zip(answers) {
+            let done = wait(rx).unwrap();
+            let want: Vec<f32> = sent.iter().flatten().map(|v| v * 2.0).collect();
+            assert_eq!(done.outputs[0].data, TensorData::Float32(want));
+            assert_eq!(done.outputs[0].shape, vec![sent.len(), 2]);
+            assert_eq!(done.batch_rows, 7, "the five requests hold 1+2+1+2+1 rows");
+        }
+        assert_eq!(*model.batches.lock(), vec![1, 7]);
+    }
+
+    #[test]
+    fn batches_never_exceed_the_limit_and_off_means_one_request_per_run() {
+        for (max, want) in [(3, vec![1, 3, 2]), (1, vec![1, 1, 1, 1, 1, 1])] {
+            let (model, gate) = gated();
+            let queue = start(vec![model.clone()], limit(max), Arc::new(NoObserver));
+            let first = queue.submit(rows(&[[0.0, 0.0]]), None).unwrap();
+            gate.wait_started();
+            let rest: Vec<_> = (0..5)
+                .map(|_| queue.submit(rows(&[[1.0, 1.0]]), None).unwrap())
+                .collect();
+            gate.open();
+            wait(first).unwrap();
+            for rx in rest {
+                wait(rx).unwrap();
+            }
+            assert_eq!(*model.batches.lock(), want, "max_batch_size {max}");
+        }
+    }
+
+    #[test]
+    fn the_queue_delay_gathers_requests_that_arrive_apart() {
+        let model = doubler();
+        let config = BatchConfig {
+            max_batch_size: 2,
+            // Long enough that the second request always arrives within it; the batch is full at
+            // two rows, so the test never waits the whole delay.
+            max_queue_delay: Duration::from_secs(10),
+            ..BatchConfig::default()
+        };
+        let queue = start(vec![model.clone()], config, Arc::new(NoObserver));
+        let a = queue.submit(rows(&[[1.0, 1.0]]), None).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let b = queue.submit(rows(&[[2.0, 2.0]]), None).unwrap();
+        wait(a).unwrap();
+        wait(b).unwrap();
+        assert_eq!(*model.batches.lock(), vec![2]);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_a_long_wait_times_out() {
+        let (model, gate) = gated();
+        let counts = Arc::new(Counts::default());
+        let config = BatchConfig {
+            max_batch_size: 1,
+            queue_capacity: 2,
+            queue_timeout: Duration::from_millis(50),
+            ..BatchConfig::default()
+        };
+        let queue = start(vec![model.clone()], config, counts.clone());
+        let running = queue.submit(rows(&[[0.0, 0.0]]), None).unwrap();
+        gate.wait_started();
+        let late1 = queue.submit(rows(&[[1.0, 1.0]]), None).unwrap();
+        let late2 = queue.submit(rows(&[[1.0, 1.0]]), None).unwrap();
+        assert!(matches!(
+            queue.submit(rows(&[[1.0, 1.0]]), None),
+            Err(ServingError::QueueFull { capacity: 2, .. })
+        ));
+        std::thread::sleep(Duration::from_millis(80));
+        gate.open();
+        wait(running).unwrap();
+        for rx in [late1, late2] {
+            assert!(matches!(
+                wait(rx),
+                Err(ServingError::QueueTimeout { limit_ms: 50, .. })
+            ));
+        }
+        assert_eq!(
+            *model.batches.lock(),
+            vec![1],
+            "timed-out requests never ran"
+        );
+        assert_eq!(
+            *counts.dropped.lock(),
+            vec![
+                DropReason::QueueFull,
+                DropReason::Timeout,
+                DropReason::Timeout
+            ]
+        );
+    }
+
+    #[test]
+    fn requests_whose_caller_left_are_not_run() {
+        let (model, gate) = gated();
+        let counts = Arc::new(Counts::default());
+        let queue = start(vec![model.clone()], limit(1), counts.clone());
+        let running = queue.submit(rows(&[[0.0, 0.0]]), None).unwrap();
+        gate.wait_started();
+        drop(queue.submit(rows(&[[1.0, 1.0]]), None).unwrap());
+        let hung_up: ClientProbe = Arc::new(|| false);
+        let _unanswered = queue.submit(rows(&[[3.0, 3.0]]), Some(hung_up)).unwrap();
+        let kept = queue.submit(rows(&[[2.0, 2.0]]), None).unwrap();
+        gate.open();
+        wait(running).unwrap();
+        assert_eq!(
+            wait(kept).unwrap().outputs[0].data,
+            TensorData::Float32(vec![4.0, 4.0])
+        );
+        assert_eq!(
+            *model.batches.lock(),
+            vec![1, 1],
+            "the abandoned request never ran"
+        );
+        assert_eq!(
+            *counts.dropped.lock(),
+            vec![DropReason::ClientGone, DropReason::ClientGone]
+        );
+    }
+
+    #[test]
+    fn several_instances_run_at_the_same_time() {
+        // Two instance threads share one gated model: the first run holds until released, so the
+        // second request can only be answered by the other instance, running beside it.
+        let (model, gate) = gated();
+        let queue = start(
+            vec![model.clone(), model.clone()],
+            limit(1),
+            Arc::new(NoObserver),
+        );
+        let x = queue.submit(rows(&[[1.0, 1.0]]), None).unwrap();
+        gate.wait_started();
+        let y = queue.submit(rows(&[[2.0, 2.0]]), None).unwrap();
+        wait(y).unwrap();
+        gate.open();
+        wait(x).unwrap();
+        assert_eq!(model.most_active.load(Ordering::SeqCst), 2);
+        assert_eq!(queue.instances(), 2);
+    }
+
+    #[test]
+    fn a_model_without_a_batch_axis_is_never_batched() {
+        let model = doubler();
+        let mut fixed = model.signature.clone();
+        fixed.inputs[0].shape[0] = Dim::Fixed(1);
+        let model = Arc::new(Doubler {
+            signature: fixed,
+            batches: Mutex::new(Vec::new()),
+            gate: Mutex::new(None),
+            active: AtomicUsize::new(0),
+            most_active: AtomicUsize::new(0),
+        });
+        let queue = start(vec![model], BatchConfig::default(), Arc::new(NoObserver));
+        assert!(!queue.is_batching());
+        assert!(!start(vec![doubler()], limit(1), Arc::new(NoObserver)).is_batching());
+    }
+
+    #[test]
+    fn warm_up_runs_every_instance_at_the_largest_batch() {
+        let (a, b) = (doubler(), doubler());
+        let instances: Vec<Arc<dyn LoadedModel>> = vec![a.clone(), b.clone()];
+        warm_up(&instances, &limit(16)).unwrap();
+        assert_eq!(*a.batches.lock(), vec![16]);
+        assert_eq!(*b.batches.lock(), vec![16]);
+    }
+}
