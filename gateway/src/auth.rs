@@ -3,17 +3,23 @@
 //! signature (`Authorized<Predict>`), so a route cannot forget to check; the extractor also
 //! enforces an API key's model scope on every route with a `{name}` segment.
 //!
-//! Tokens and keys are checked against the store on every request, so a deleted user, a changed
-//! role or a revoked key takes effect at once on every replica sharing the store.
+//! Tokens and keys are checked against the store's users and keys. A record read from the store is
+//! trusted for `auth.cache_ttl_ms` (1 s by default; a store read per request would cost more than
+//! the inference of a small model): a deleted user, a changed role or a revoked key takes effect
+//! at once on the process that made the change, and within that delay on other replicas.
 
 pub mod jwt;
 pub mod limiter;
 pub mod passwords;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{web, FromRequest, HttpRequest};
@@ -21,6 +27,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::store::auth::{ApiKeyRecord, UserRecord};
 use crate::store::SqlStore;
 use jwt::JwtKeys;
 use limiter::LoginLimiter;
@@ -183,6 +190,77 @@ pub struct Authenticator {
     pub jwt: JwtKeys,
     pub limiter: LoginLimiter,
     pub protect_metrics: bool,
+    pub cache: CredentialCache,
+}
+
+/// Users and API keys recently read from the store, each trusted until its entry is `ttl` old.
+/// Only records that exist are kept; every change made through this process clears it.
+pub struct CredentialCache {
+    ttl: Duration,
+    users: Mutex<HashMap<String, (UserRecord, Instant)>>,
+    keys: Mutex<HashMap<String, (ApiKeyRecord, Instant)>>,
+}
+
+/// Entries kept at most per map; a full map is emptied rather than scanned.
+const CACHE_CAPACITY: usize = 10_000;
+
+impl CredentialCache {
+    pub fn new(ttl: Duration) -> Self {
+        CredentialCache {
+            ttl,
+            users: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forget everything: called after every user or key change.
+    pub fn clear(&self) {
+        self.users.lock().clear();
+        self.keys.lock().clear();
+    }
+
+    async fn user(&self, store: &SqlStore, name: &str) -> Result<Option<UserRecord>, ApiError> {
+        if let Some(hit) = fresh(&self.users, name, self.ttl) {
+            return Ok(Some(hit));
+        }
+        let found = store.user(name).await?;
+        if let Some(user) = &found {
+            remember(&self.users, name, user.clone(), self.ttl);
+        }
+        Ok(found)
+    }
+
+    async fn key(&self, store: &SqlStore, id: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
+        if let Some(hit) = fresh(&self.keys, id, self.ttl) {
+            return Ok(Some(hit));
+        }
+        let found = store.key(id).await?;
+        if let Some(key) = &found {
+            remember(&self.keys, id, key.clone(), self.ttl);
+        }
+        Ok(found)
+    }
+}
+
+fn fresh<T: Clone>(
+    map: &Mutex<HashMap<String, (T, Instant)>>,
+    id: &str,
+    ttl: Duration,
+) -> Option<T> {
+    let map = map.lock();
+    let (record, at) = map.get(id)?;
+    (at.elapsed() < ttl).then(|| record.clone())
+}
+
+fn remember<T>(map: &Mutex<HashMap<String, (T, Instant)>>, id: &str, record: T, ttl: Duration) {
+    if ttl.is_zero() {
+        return;
+    }
+    let mut map = map.lock();
+    if map.len() >= CACHE_CAPACITY {
+        map.clear();
+    }
+    map.insert(id.to_owned(), (record, Instant::now()));
 }
 
 impl Authenticator {
@@ -215,8 +293,8 @@ impl Authenticator {
             unauthorized("the token is invalid or expired; get a new one from POST /v1/auth/token")
         })?;
         let user = self
-            .store
-            .user(&claims.sub)
+            .cache
+            .user(&self.store, &claims.sub)
             .await?
             .ok_or_else(|| unauthorized("the token's user no longer exists"))?;
         Ok(Principal {
@@ -233,7 +311,7 @@ impl Authenticator {
         if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(invalid());
         }
-        let key = self.store.key(id).await?.ok_or_else(invalid)?;
+        let key = self.cache.key(&self.store, id).await?.ok_or_else(invalid)?;
         let matches: bool = secret_hash(secret)
             .as_bytes()
             .ct_eq(key.secret_sha256.as_bytes())
@@ -244,7 +322,11 @@ impl Authenticator {
         if !matches || key.revoked_at.is_some() || expired {
             return Err(invalid());
         }
-        let user = self.store.user(&key.username).await?.ok_or_else(invalid)?;
+        let user = self
+            .cache
+            .user(&self.store, &key.username)
+            .await?
+            .ok_or_else(invalid)?;
         Ok(Principal {
             username: user.username,
             // A key never holds more than its user holds now.

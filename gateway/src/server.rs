@@ -56,6 +56,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             Duration::from_secs(settings.auth.login_window_secs),
         ),
         protect_metrics: settings.auth.protect_metrics,
+        cache: crate::auth::CredentialCache::new(Duration::from_millis(settings.auth.cache_ttl_ms)),
     });
     let backends = Arc::new(Backends::new(&settings.serving.ort));
     let ort = match backends.ort_unavailable() {

@@ -190,6 +190,10 @@ pub struct AuthSettings {
     pub login_max_failures: u32,
     /// How long failures count, and how long a lockout lasts, in seconds.
     pub login_window_secs: u64,
+    /// How long a user or API key read from the store is trusted, in milliseconds (0: read on
+    /// every request). Changes made through this process take effect at once; changes made by
+    /// another replica or the offline CLI within this delay.
+    pub cache_ttl_ms: u64,
 }
 
 impl Default for AuthSettings {
@@ -206,6 +210,7 @@ impl Default for AuthSettings {
             protect_metrics: false,
             login_max_failures: 5,
             login_window_secs: 300,
+            cache_ttl_ms: 1000,
         }
     }
 }

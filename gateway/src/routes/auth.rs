@@ -206,6 +206,7 @@ pub async fn create_user(
     validate_username(&username)?;
     let hashed = hash(password).await?;
     let user = authn.store.create_user(&username, &hashed, role).await?;
+    authn.cache.clear();
     tracing::info!(username = %user.username, role = role.as_str(), "created user");
     Ok(HttpResponse::Created().json(UserInfo::from(&user)))
 }
@@ -234,6 +235,7 @@ pub async fn update_user(
         .store
         .update_user(&username, hashed.as_deref(), role)
         .await?;
+    authn.cache.clear();
     tracing::info!(username = %user.username, "updated user");
     Ok(web::Json(UserInfo::from(&user)))
 }
@@ -262,6 +264,7 @@ pub async fn delete_user(
 ) -> Result<HttpResponse, ApiError> {
     refuse_last_admin(&authn, &username).await?;
     authn.store.delete_user(&username).await?;
+    authn.cache.clear();
     tracing::info!(username = %username, "deleted user");
     Ok(HttpResponse::NoContent().finish())
 }
@@ -384,6 +387,7 @@ pub async fn create_key(
         revoked_at: None,
     };
     authn.store.create_key(&record).await?;
+    authn.cache.clear();
     tracing::info!(id = %record.id, username = %record.username, role = record.role.as_str(), "created API key");
     Ok(HttpResponse::Created().json(CreatedApiKey {
         key,
@@ -415,6 +419,7 @@ pub async fn revoke_key(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let key = authn.store.revoke_key(&id).await?;
+    authn.cache.clear();
     tracing::info!(id = %key.id, "revoked API key");
     Ok(HttpResponse::NoContent().finish())
 }
