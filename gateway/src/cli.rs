@@ -47,6 +47,12 @@ enum Command {
         /// Make this the only deployed version.
         #[arg(long)]
         exclusive: bool,
+        /// Backend: tract, ort-cpu, ort-cuda or auto (default: the server's).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Serving options as JSON, e.g. '{"instances": 2, "max_batch_size": 64}'.
+        #[arg(long)]
+        serving: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -346,6 +352,8 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             class_names,
             feature_names,
             exclusive,
+            backend,
+            serving,
             client,
         } => {
             let c = Client::new(&client)?;
@@ -371,6 +379,9 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             }
             if exclusive {
                 form = form.text("append", "false");
+            }
+            if let Some(options) = serving_options(serving.as_deref(), backend.as_deref())? {
+                form = form.text("serving", options);
             }
             print(
                 &c.send(
@@ -500,4 +511,21 @@ fn user(action: UserAction, args: StoreArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// The deploy's `serving` field from `--serving` JSON and the `--backend` shorthand.
+fn serving_options(json: Option<&str>, backend: Option<&str>) -> anyhow::Result<Option<String>> {
+    let mut options = match json {
+        Some(text) => serde_json::from_str::<serde_json::Value>(text)
+            .context("--serving must be a JSON object")?,
+        None if backend.is_none() => return Ok(None),
+        None => serde_json::json!({}),
+    };
+    let object = options
+        .as_object_mut()
+        .context("--serving must be a JSON object")?;
+    if let Some(backend) = backend {
+        object.insert("backend".into(), backend.into());
+    }
+    Ok(Some(options.to_string()))
 }

@@ -146,6 +146,10 @@ fn client_verbs_deploy_list_predict_roll_back_and_undeploy() {
             path_str(&logreg_v2),
             "--class-names",
             IRIS_CLASSES,
+            "--backend",
+            "tract",
+            "--serving",
+            r#"{"instances": 2}"#,
         ],
         &[("MAAS_URL", url), auth[0]],
         None,
@@ -153,6 +157,8 @@ fn client_verbs_deploy_list_predict_roll_back_and_undeploy() {
     .json();
     assert_eq!(v2["version"], 2);
     assert_eq!(v2["default"], true);
+    assert_eq!(v2["serving_options"]["backend"], "tract");
+    assert_eq!(v2["serving"]["instances"], 2);
 
     let models = maas(&["models", "--url", url]);
     models.ok();
