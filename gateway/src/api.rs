@@ -10,6 +10,7 @@ use maas_serving::{BackendChoice, ServedVersion};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::models::{LoadStatus, PredictOutput};
+use crate::service::{ServiceAction, ServiceState};
 use crate::settings::ServingSettings;
 use crate::store::{ModelRecord, VersionRecord, VersionState};
 
@@ -43,6 +44,100 @@ pub struct ServingOptions {
     /// Longest wait in the queue, in milliseconds (1 to 600,000); longer is answered 503.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_timeout_ms: Option<u64>,
+}
+
+impl ServingOptions {
+    /// These options with every field `patch` sets replaced.
+    pub fn patched(&self, patch: &ServingOptions) -> ServingOptions {
+        ServingOptions {
+            backend: patch.backend.or(self.backend),
+            instances: patch.instances.or(self.instances),
+            max_batch_size: patch.max_batch_size.or(self.max_batch_size),
+            max_queue_delay_us: patch.max_queue_delay_us.or(self.max_queue_delay_us),
+            queue_capacity: patch.queue_capacity.or(self.queue_capacity),
+            queue_timeout_ms: patch.queue_timeout_ms.or(self.queue_timeout_ms),
+        }
+    }
+}
+
+/// The body of a service action (optional; each action reads only its own fields).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// `deploy`: the version to serve (default: the newest kept).
+    pub version: Option<u64>,
+    /// `deploy`: keep the other deployed versions serving (default false: this one only).
+    pub append: Option<bool>,
+    /// `update`: serving options to change on every deployed version (fields not given keep
+    /// their value); the versions are loaded again and swapped in without a gap.
+    pub serving: Option<ServingOptions>,
+    /// `update`: drift settings for every deployed version that has a baseline.
+    pub drift: Option<crate::drift::DriftSettings>,
+}
+
+impl ActionRequest {
+    /// Refuse fields that belong to another action, and an `update` that changes nothing.
+    pub fn check_fits(&self, action: ServiceAction) -> Result<(), ApiError> {
+        let misplaced = |field: &str, belongs: &str| {
+            Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "`{field}` goes with the {belongs} action, not {}",
+                    action.as_str()
+                ),
+            ))
+        };
+        if action != ServiceAction::Deploy {
+            if self.version.is_some() {
+                return misplaced("version", "deploy");
+            }
+            if self.append.is_some() {
+                return misplaced("append", "deploy");
+            }
+        }
+        if action != ServiceAction::Update {
+            if self.serving.is_some() {
+                return misplaced("serving", "update");
+            }
+            if self.drift.is_some() {
+                return misplaced("drift", "update");
+            }
+        } else if self.serving.is_none() && self.drift.is_none() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "an update needs `serving` options, `drift` settings, or both",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A model's service state and the actions it allows now.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ServiceInfo {
+    #[schema(example = "iris")]
+    pub model: String,
+    pub state: ServiceState,
+    pub actions: Vec<ServiceAction>,
+}
+
+impl From<&ModelRecord> for ServiceInfo {
+    fn from(m: &ModelRecord) -> Self {
+        let state = ServiceState::of(m);
+        ServiceInfo {
+            model: m.name.clone(),
+            state,
+            actions: state.actions().to_vec(),
+        }
+    }
+}
+
+/// A model to create, with no version yet.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateModelRequest {
+    #[schema(example = "iris")]
+    pub name: String,
 }
 
 /// How a version is served once its options meet the server's defaults.
@@ -346,6 +441,8 @@ pub struct ModelInfo {
     pub name: String,
     /// The newest deployed version, which unversioned predicts run; null when none is deployed.
     pub default_version: Option<u64>,
+    /// The service state: `created`, `running`, `paused` or `finished`.
+    pub state: ServiceState,
     pub versions: Vec<VersionSummary>,
     pub created_at: String,
     pub updated_at: String,
@@ -356,6 +453,7 @@ impl From<&ModelRecord> for ModelInfo {
         ModelInfo {
             name: m.name.clone(),
             default_version: m.default_version(),
+            state: ServiceState::of(m),
             versions: m
                 .versions
                 .iter()

@@ -97,6 +97,43 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// A model's service: create it, show its state and actions, or run an action.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelAction {
+    /// Create NAME with no version yet.
+    Create { name: String },
+    /// Show NAME's service state and the actions it allows.
+    Actions { name: String },
+    /// Serve a kept version again (the newest unless --version), the only one unless --append.
+    Deploy {
+        name: String,
+        #[arg(long)]
+        version: Option<u64>,
+        #[arg(long)]
+        append: bool,
+    },
+    /// Change serving options (JSON) and/or drift settings (JSON) at run time.
+    Update {
+        name: String,
+        #[arg(long)]
+        serving: Option<String>,
+        #[arg(long)]
+        drift: Option<String>,
+    },
+    /// Refuse predicts (503 model_paused), keeping everything loaded.
+    Pause { name: String },
+    /// Answer predicts again.
+    Resume { name: String },
+    /// Undeploy every version, keeping the history.
+    Finish { name: String },
 }
 
 #[derive(Debug, Args)]
@@ -428,6 +465,61 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             let c = Client::new(&client)?;
             let path = format!("/v1/models/{name}/versions/{version}/undeploy");
             print(&c.send(c.request(Method::POST, &path)).await?)
+        }
+        Command::Model { action, client } => {
+            let c = Client::new(&client)?;
+            let json = |flag: &str, text: Option<String>| -> anyhow::Result<Option<Value>> {
+                text.map(|t| {
+                    serde_json::from_str(&t).with_context(|| format!("{flag} must be JSON"))
+                })
+                .transpose()
+            };
+            let (name, verb, body) = match action {
+                ModelAction::Create { name } => {
+                    let request = c
+                        .request(Method::POST, "/v1/models")
+                        .json(&serde_json::json!({ "name": name }));
+                    return print(&c.send(request).await?);
+                }
+                ModelAction::Actions { name } => {
+                    let path = format!("/v1/models/{name}/actions");
+                    return print(&c.send(c.request(Method::GET, &path)).await?);
+                }
+                ModelAction::Deploy {
+                    name,
+                    version,
+                    append,
+                } => (
+                    name,
+                    "deploy",
+                    serde_json::json!({ "version": version, "append": append }),
+                ),
+                ModelAction::Update {
+                    name,
+                    serving,
+                    drift,
+                } => (
+                    name,
+                    "update",
+                    serde_json::json!({
+                        "serving": json("--serving", serving)?,
+                        "drift": json("--drift", drift)?,
+                    }),
+                ),
+                ModelAction::Pause { name } => (name, "pause", serde_json::json!({})),
+                ModelAction::Resume { name } => (name, "resume", serde_json::json!({})),
+                ModelAction::Finish { name } => (name, "finish", serde_json::json!({})),
+            };
+            // Leave out what was not given, so the server's defaults apply.
+            let body: serde_json::Map<String, Value> = body
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let path = format!("/v1/models/{name}/actions/{verb}");
+            print(&c.send(c.request(Method::POST, &path).json(&body)).await?)
         }
     }
 }

@@ -44,6 +44,9 @@ pub enum ErrorCode {
     QueueFull,
     QueueTimeout,
     BackendUnavailable,
+    ModelExists,
+    ModelPaused,
+    InvalidAction,
 }
 
 impl ErrorCode {
@@ -80,6 +83,9 @@ impl ErrorCode {
             ErrorCode::QueueFull => "queue_full",
             ErrorCode::QueueTimeout => "queue_timeout",
             ErrorCode::BackendUnavailable => "backend_unavailable",
+            ErrorCode::ModelExists => "model_exists",
+            ErrorCode::ModelPaused => "model_paused",
+            ErrorCode::InvalidAction => "invalid_action",
         }
     }
 
@@ -108,6 +114,8 @@ impl ErrorCode {
             | ErrorCode::StorageUnavailable
             | ErrorCode::QueueTimeout => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::QueueFull => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::ModelPaused => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ModelExists | ErrorCode::InvalidAction => StatusCode::CONFLICT,
             ErrorCode::InferenceFailed | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
@@ -226,6 +234,7 @@ impl From<StoreError> for ApiError {
         let code = match &e {
             StoreError::VersionExists { .. } => ErrorCode::VersionExists,
             StoreError::ModelNotFound(_) => ErrorCode::ModelNotFound,
+            StoreError::ModelExists(_) => ErrorCode::ModelExists,
             StoreError::VersionNotFound { .. } => ErrorCode::VersionNotFound,
             StoreError::Database(_) => ErrorCode::StorageUnavailable,
             StoreError::Artifact(_) => ErrorCode::Internal,

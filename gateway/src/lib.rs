@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod request_id;
 pub mod routes;
 pub mod server;
+pub mod service;
 pub mod settings;
 pub mod store;
 

@@ -41,6 +41,7 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     instances: IntGaugeVec,
     dropped: IntCounterVec,
+    paused: IntGaugeVec,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
@@ -138,6 +139,13 @@ impl Metrics {
             ),
             &["model", "version", "reason"],
         )?;
+        let paused = IntGaugeVec::new(
+            Opts::new(
+                "maas_model_paused",
+                "1 while a model's service is paused (its predicts answer 503).",
+            ),
+            &["model"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "maas_build_info",
@@ -162,6 +170,7 @@ impl Metrics {
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(instances.clone()))?;
         registry.register(Box::new(dropped.clone()))?;
+        registry.register(Box::new(paused.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Metrics {
             registry,
@@ -179,7 +188,16 @@ impl Metrics {
             queue_depth,
             instances,
             dropped,
+            paused,
         })
+    }
+
+    /// Set the paused-model gauges (at scrape time).
+    pub fn sample_paused(&self, paused: &[String]) {
+        self.paused.reset();
+        for model in paused {
+            self.paused.with_label_values(&[model]).set(1);
+        }
     }
 
     /// What a version's queue reports into, with its label values resolved once.

@@ -6,7 +6,7 @@
 //! the registry. A failure before the commit leaves nothing behind; a crash after it is repaired
 //! by [`ModelService::reconcile`], which is also how replicas pick up each other's changes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,10 +19,11 @@ use maas_serving::{
 };
 use serde_json::{Map, Value};
 
-use crate::api::ServingOptions;
+use crate::api::{ActionRequest, ServingOptions};
 use crate::drift::{build_record, BaselineUpload, DriftResult, DriftService, VersionDrift};
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
+use crate::service::{ServiceAction, ServiceState};
 use crate::settings::ServingSettings;
 use crate::store::{ModelRecord, ModelStore, NewVersion, SqlStore, VersionRecord, VersionState};
 use maas_drift::DetectorConfig;
@@ -139,6 +140,8 @@ pub struct ModelService {
     write_lock: tokio::sync::Mutex<()>,
     /// Versions the store says are deployed but that failed to load here, with the reason.
     failed: parking_lot::Mutex<HashMap<(String, u64), String>>,
+    /// Models whose service is paused: their predicts are refused before any other work.
+    paused: parking_lot::RwLock<HashSet<String>>,
     ready: AtomicBool,
 }
 
@@ -186,6 +189,7 @@ impl ModelService {
             metrics,
             write_lock: tokio::sync::Mutex::new(()),
             failed: parking_lot::Mutex::new(HashMap::new()),
+            paused: parking_lot::RwLock::new(HashSet::new()),
             ready: AtomicBool::new(false),
         }
     }
@@ -320,6 +324,133 @@ impl ModelService {
         self.metrics.set_loaded(&self.registry.loaded());
     }
 
+    /// Names of the paused models, for the metrics scrape.
+    pub fn paused_models(&self) -> Vec<String> {
+        self.paused.read().iter().cloned().collect()
+    }
+
+    /// Record a model with no version yet.
+    pub async fn create_model(&self, name: &str) -> Result<ModelRecord, ApiError> {
+        validate_model_name(name)?;
+        self.store.create_model(name).await?;
+        tracing::info!(model = name, "created model");
+        self.model(name).await
+    }
+
+    /// Run one service action, refusing it with 409 when the model's state does not allow it.
+    pub async fn act(
+        &self,
+        name: &str,
+        action: ServiceAction,
+        request: ActionRequest,
+    ) -> Result<ModelRecord, ApiError> {
+        let model = self.model(name).await?;
+        let state = ServiceState::of(&model);
+        request.check_fits(action)?;
+        action.check(name, state)?;
+        match action {
+            ServiceAction::Pause | ServiceAction::Resume => {
+                let pause = action == ServiceAction::Pause;
+                let _guard = self.write_lock.lock().await;
+                self.store.set_paused(name, pause).await?;
+                if pause {
+                    self.paused.write().insert(name.to_owned());
+                } else {
+                    self.paused.write().remove(name);
+                }
+            }
+            ServiceAction::Finish => {
+                for v in model
+                    .versions
+                    .iter()
+                    .filter(|v| v.state == VersionState::Deployed)
+                {
+                    self.undeploy(name, v.version).await?;
+                }
+                let _guard = self.write_lock.lock().await;
+                self.store.set_paused(name, false).await?;
+                self.paused.write().remove(name);
+            }
+            ServiceAction::Deploy => {
+                let version = match request.version {
+                    Some(v) => v,
+                    None => model
+                        .versions
+                        .iter()
+                        .map(|v| v.version)
+                        .max()
+                        .ok_or_else(|| {
+                            ApiError::new(
+                                ErrorCode::InvalidAction,
+                                format!("model '{name}' has no version to deploy"),
+                            )
+                        })?,
+                };
+                self.redeploy(name, version, !request.append.unwrap_or(false))
+                    .await?;
+            }
+            ServiceAction::Update => self.update(&model, request).await?,
+        }
+        tracing::info!(model = name, action = action.as_str(), "service action");
+        self.model(name).await
+    }
+
+    /// The `update` action: new serving options (each deployed version is loaded again with
+    /// them and swapped in) and new drift settings (on every deployed version with a baseline).
+    async fn update(&self, model: &ModelRecord, request: ActionRequest) -> Result<(), ApiError> {
+        let deployed: Vec<&VersionRecord> = model
+            .versions
+            .iter()
+            .filter(|v| v.state == VersionState::Deployed)
+            .collect();
+        if let Some(settings) = &request.drift {
+            settings.validate()?;
+            let mut with_baseline = 0;
+            for v in &deployed {
+                if let Some(mut baseline) = self.store.baseline(&v.model, v.version).await? {
+                    baseline.settings = serde_json::to_string(settings)
+                        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+                    self.store
+                        .replace_baseline(&v.model, v.version, &baseline)
+                        .await?;
+                    self.drift.forget(&v.model, v.version);
+                    with_baseline += 1;
+                }
+            }
+            if with_baseline == 0 {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "no deployed version of '{}' has a drift baseline; send one with PUT /v1/models/{}/versions/{{v}}/baseline first",
+                        model.name, model.name
+                    ),
+                ));
+            }
+        }
+        if let Some(patch) = &request.serving {
+            // Check every version's new options before changing any of them.
+            let mut updated = Vec::with_capacity(deployed.len());
+            for v in &deployed {
+                let mut record = (*v).clone();
+                record.serving = record.serving.patched(patch);
+                record.serving.resolve(&self.defaults)?;
+                updated.push(record);
+            }
+            for record in updated {
+                let served = self.load_stored(&record).await?;
+                let _guard = self.write_lock.lock().await;
+                self.store
+                    .set_serving(&record.model, record.version, &record.serving)
+                    .await?;
+                if self.registry.contains(&record.model, record.version) {
+                    self.registry.insert(served);
+                }
+            }
+            self.publish_loaded();
+        }
+        Ok(())
+    }
+
     /// Every version loaded here, for the metrics scrape.
     pub fn served_versions(&self) -> Vec<Arc<ServedVersion>> {
         self.registry.all()
@@ -329,6 +460,8 @@ impl ModelService {
     /// write lock; a model being swapped keeps its old version until the new one is in.
     pub async fn reconcile(&self) -> Result<(), ApiError> {
         self.drift.refresh().await?;
+        let paused: HashSet<String> = self.store.paused_models().await?.into_iter().collect();
+        *self.paused.write() = paused;
         let missing: Vec<VersionRecord> = {
             let _guard = self.write_lock.lock().await;
             let desired = self.store.deployed().await?;
@@ -620,6 +753,12 @@ impl ModelService {
         model: &str,
         version: Option<u64>,
     ) -> Result<Arc<ServedVersion>, ApiError> {
+        if self.paused.read().contains(model) {
+            return Err(ApiError::new(
+                ErrorCode::ModelPaused,
+                format!("model '{model}' is paused; resume it with POST /v1/models/{model}/actions/resume"),
+            ));
+        }
         match self.registry.get(model, version) {
             Ok(served) => Ok(served),
             Err(_) => {

@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "serving options per version",
         include_str!("../../migrations/0004_serving.sql"),
     ),
+    (
+        5,
+        "paused models",
+        include_str!("../../migrations/0005_service.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +49,8 @@ pub enum StoreError {
     VersionExists { model: String, version: u64 },
     #[error("model '{0}' does not exist")]
     ModelNotFound(String),
+    #[error("model '{0}' already exists")]
+    ModelExists(String),
     #[error("model '{model}' has no version {version}")]
     VersionNotFound { model: String, version: u64 },
     #[error("the database failed: {0}")]
@@ -101,6 +108,8 @@ pub struct ModelRecord {
     pub name: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Paused by a service action: versions stay loaded, predicts are refused.
+    pub paused: bool,
     pub versions: Vec<VersionRecord>,
 }
 
@@ -278,6 +287,80 @@ impl SqlStore {
             .fetch_optional(executor)
             .await?;
         row.as_ref().map(version_from_row).transpose()
+    }
+
+    /// Record a model with no version yet (its service state is `created`).
+    pub async fn create_model(&self, name: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO models (name, last_version, deleted, created_at, updated_at) \
+             VALUES ($1, 0, 1, $2, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        // A deleted model's name may be used again (its version numbers are still never reused).
+        let revived = sqlx::query(
+            "UPDATE models SET deleted = 0, paused = 0, created_at = $1, updated_at = $1 \
+             WHERE name = $2 AND deleted = 1",
+        )
+        .bind(now)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        if revived.rows_affected() == 0 {
+            return Err(StoreError::ModelExists(name.to_owned()));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Pause or resume a model's service.
+    pub async fn set_paused(&self, name: &str, paused: bool) -> Result<(), StoreError> {
+        let updated = sqlx::query(
+            "UPDATE models SET paused = $1, updated_at = $2 WHERE name = $3 AND deleted = 0",
+        )
+        .bind(i64::from(paused))
+        .bind(now_ms())
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::ModelNotFound(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Names of the paused models.
+    pub async fn paused_models(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT name FROM models WHERE paused = 1 AND deleted = 0")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("name").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Change how a version is served (it must then be loaded again).
+    pub async fn set_serving(
+        &self,
+        model: &str,
+        version: u64,
+        options: &ServingOptions,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE model_versions SET serving = $1, updated_at = $2 \
+             WHERE model = $3 AND version = $4 AND state <> 'deleted'",
+        )
+        .bind(serving_to(options)?)
+        .bind(now_ms())
+        .bind(model)
+        .bind(to_i64(version))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn set_state(
@@ -528,7 +611,7 @@ impl ModelStore for SqlStore {
 
     async fn models(&self) -> Result<Vec<ModelRecord>, StoreError> {
         let models = sqlx::query(
-            "SELECT name, created_at, updated_at FROM models WHERE deleted = 0 ORDER BY name",
+            "SELECT name, created_at, updated_at, paused FROM models WHERE deleted = 0 ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -542,6 +625,7 @@ impl ModelStore for SqlStore {
                 name: row.try_get("name")?,
                 created_at: row.try_get("created_at")?,
                 updated_at: row.try_get("updated_at")?,
+                paused: row.try_get::<i64, _>("paused")? != 0,
                 versions: Vec::new(),
             });
         }
@@ -556,7 +640,7 @@ impl ModelStore for SqlStore {
 
     async fn model(&self, name: &str) -> Result<Option<ModelRecord>, StoreError> {
         let Some(row) = sqlx::query(
-            "SELECT name, created_at, updated_at FROM models WHERE name = $1 AND deleted = 0",
+            "SELECT name, created_at, updated_at, paused FROM models WHERE name = $1 AND deleted = 0",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -578,6 +662,7 @@ impl ModelStore for SqlStore {
             name: row.try_get("name")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
+            paused: row.try_get::<i64, _>("paused")? != 0,
             versions,
         }))
     }
@@ -621,7 +706,7 @@ impl ModelStore for SqlStore {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
-            "UPDATE models SET deleted = 1, updated_at = $1 WHERE name = $2 AND deleted = 0",
+            "UPDATE models SET deleted = 1, paused = 0, updated_at = $1 WHERE name = $2 AND deleted = 0",
         )
         .bind(now)
         .bind(model)

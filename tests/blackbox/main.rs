@@ -4,10 +4,12 @@
 
 mod common;
 
+mod actions;
 mod api;
 mod auth;
 mod cli;
 mod crash;
+mod deploy_files;
 mod drift;
 mod drift_cli;
 mod errors;

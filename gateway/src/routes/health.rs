@@ -50,6 +50,7 @@ pub async fn metrics(
         authorize::<Read>(&req).await?;
     }
     metrics.sample_queues(&state.models.served_versions());
+    metrics.sample_paused(&state.models.paused_models());
     let text = metrics
         .render()
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;

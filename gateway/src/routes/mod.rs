@@ -77,7 +77,13 @@ pub fn configure(
                 .route(web::post().to(auth::create_key)),
         )
         .service(resource("/v1/api-keys/{id}").route(web::delete().to(auth::revoke_key)))
-        .service(resource("/v1/models").route(web::get().to(models::list)))
+        .service(
+            resource("/v1/models")
+                .route(web::get().to(models::list))
+                .route(web::post().to(models::create)),
+        )
+        .service(resource("/v1/models/{name}/actions").route(web::get().to(models::actions)))
+        .service(resource("/v1/models/{name}/actions/{action}").route(web::post().to(models::act)))
         .service(
             resource("/v1/models/{name}")
                 .route(web::get().to(models::get))

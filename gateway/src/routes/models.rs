@@ -3,12 +3,13 @@
 use actix_web::{web, HttpResponse};
 
 use crate::api::{
-    DriftEvent, DriftEventList, DriftInfo, DriftQuery, ModelInfo, ModelList, RedeployRequest,
-    VersionInfo, VersionList,
+    ActionRequest, CreateModelRequest, DriftEvent, DriftEventList, DriftInfo, DriftQuery,
+    ModelInfo, ModelList, RedeployRequest, ServiceInfo, VersionInfo, VersionList,
 };
 use crate::auth::{Authorized, Deploy, Read};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::server::AppState;
+use crate::service::ServiceAction;
 use crate::store::VersionRecord;
 
 fn info(state: &AppState, record: &VersionRecord, default: Option<u64>) -> VersionInfo {
@@ -202,4 +203,65 @@ pub async fn delete_model(
 ) -> Result<HttpResponse, ApiError> {
     state.models.delete_model(&name).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Create a model with no version yet (service state `created`); upload versions to it next.
+#[utoipa::path(post, path = "/v1/models", security(("bearer" = ["deployer"])), tag = "models",
+    request_body = CreateModelRequest,
+    responses((status = 201, body = ModelInfo), (status = 409, description = "The model exists", body = ErrorBody),
+        (status = 422, description = "Invalid name", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role too narrow", body = ErrorBody)))]
+pub async fn create(
+    _auth: Authorized<Deploy>,
+    state: web::Data<AppState>,
+    body: web::Json<CreateModelRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let model = state.models.create_model(&body.name).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/v1/models/{}", model.name)))
+        .json(ModelInfo::from(&model)))
+}
+
+/// The model's service state and the actions it allows now.
+#[utoipa::path(get, path = "/v1/models/{name}/actions", security(("bearer" = ["viewer"])), tag = "actions",
+    params(("name" = String, Path, description = "Model name")),
+    responses((status = 200, body = ServiceInfo), (status = 404, body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
+pub async fn actions(
+    _auth: Authorized<Read>,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<web::Json<ServiceInfo>, ApiError> {
+    Ok(web::Json(ServiceInfo::from(
+        &state.models.model(&name).await?,
+    )))
+}
+
+/// Run a service action: `deploy` (serve a kept version again, the newest by default), `update`
+/// (serving options, drift settings), `pause` (predicts answer 503 `model_paused`), `resume`,
+/// `finish` (undeploy every version, keep the history). 409 when the state does not allow it.
+#[utoipa::path(post, path = "/v1/models/{name}/actions/{action}", security(("bearer" = ["deployer"])), tag = "actions",
+    params(("name" = String, Path, description = "Model name"), ("action" = String, Path, description = "deploy, update, pause, resume or finish")),
+    request_body(content = Option<ActionRequest>, description = "Optional; `version`/`append` for deploy, `serving`/`drift` for update"),
+    responses((status = 200, body = ServiceInfo), (status = 400, description = "Unknown action or malformed body", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "Not allowed in the model's state", body = ErrorBody),
+        (status = 422, description = "Invalid options", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
+pub async fn act(
+    _auth: Authorized<Deploy>,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<web::Json<ServiceInfo>, ApiError> {
+    let (name, action) = path.into_inner();
+    let action = ServiceAction::parse(&action)?;
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        ActionRequest::default()
+    } else {
+        serde_json::from_slice::<ActionRequest>(&body).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidJson,
+                format!("the action body must be a JSON object: {e}"),
+            )
+        })?
+    };
+    let model = state.models.act(&name, action, request).await?;
+    Ok(web::Json(ServiceInfo::from(&model)))
 }
