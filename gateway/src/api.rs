@@ -73,6 +73,9 @@ pub struct ActionRequest {
     pub serving: Option<ServingOptions>,
     /// `update`: drift settings for every deployed version that has a baseline.
     pub drift: Option<crate::drift::DriftSettings>,
+    /// `update`: save every predict of this model in the prediction log (a request's own
+    /// `"save"` overrides it).
+    pub log_predictions: Option<bool>,
 }
 
 impl ActionRequest {
@@ -102,10 +105,13 @@ impl ActionRequest {
             if self.drift.is_some() {
                 return misplaced("drift", "update");
             }
-        } else if self.serving.is_none() && self.drift.is_none() {
+            if self.log_predictions.is_some() {
+                return misplaced("log_predictions", "update");
+            }
+        } else if self.serving.is_none() && self.drift.is_none() && self.log_predictions.is_none() {
             return Err(ApiError::new(
                 ErrorCode::InvalidArgument,
-                "an update needs `serving` options, `drift` settings, or both",
+                "an update needs `serving` options, `drift` settings or `log_predictions`",
             ));
         }
         Ok(())
@@ -546,6 +552,9 @@ pub struct PredictRequest {
     /// deployed with drift enabled are checked without asking.
     #[schema(value_type = Option<Object>, example = json!({"detector": "adwin"}))]
     pub drift: Option<maas_drift::DetectorConfig>,
+    /// Save this predict in the prediction log (default: the model's setting, off unless an
+    /// `update` action turned it on).
+    pub save: Option<bool>,
 }
 
 /// A model's answer.

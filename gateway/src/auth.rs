@@ -364,6 +364,10 @@ pub async fn authorize<P: Permission>(req: &HttpRequest) -> Result<Principal, Ap
         .cloned()
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "authentication is not configured"))?;
     let principal = auth.authenticate(req).await?;
+    crate::audit::set_actor(match &principal.credential {
+        Credential::ApiKey(id) => format!("{} (key {id})", principal.username),
+        _ => principal.username.clone(),
+    });
     if principal.role < P::ROLE {
         return Err(ApiError::new(
             ErrorCode::Forbidden,

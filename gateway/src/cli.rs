@@ -221,9 +221,16 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let base = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| tracing_subscriber::EnvFilter::try_new(f).is_ok())
+        .or_else(|| {
+            tracing_subscriber::EnvFilter::try_new(&settings.log.level)
+                .is_ok()
+                .then(|| settings.log.level.clone())
+        })
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::new(&base);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -231,9 +238,25 @@ fn init_logging(settings: &Settings) {
         .with_ansi(ansi)
         // A closed stderr must not take the server down: drop log lines rather than panic.
         .log_internal_errors(false);
+    // The `debug` runtime setting swaps the filter while the server runs.
+    macro_rules! start {
+        ($builder:expr) => {{
+            let builder = $builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            crate::runtime::install_log_reload(
+                base.clone(),
+                Box::new(move |filter: &str| {
+                    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+                        .map_err(|e| e.to_string())?;
+                    handle.reload(filter).map_err(|e| e.to_string())
+                }),
+            );
+            builder.init();
+        }};
+    }
     match settings.log.format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => start!(builder),
+        LogFormat::Json => start!(builder.json()),
     }
 }
 

@@ -2,6 +2,7 @@
 //! crates together and adapts them to HTTP; the domain logic lives in `maas-serving`.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod client;
@@ -11,8 +12,10 @@ pub mod error;
 pub mod metrics;
 pub mod models;
 pub mod openapi;
+pub mod predictions;
 pub mod request_id;
 pub mod routes;
+pub mod runtime;
 pub mod server;
 pub mod service;
 pub mod settings;

@@ -42,6 +42,7 @@ pub struct Metrics {
     instances: IntGaugeVec,
     dropped: IntCounterVec,
     paused: IntGaugeVec,
+    prediction_log_dropped: IntCounter,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
@@ -146,6 +147,10 @@ impl Metrics {
             ),
             &["model"],
         )?;
+        let prediction_log_dropped = IntCounter::new(
+            "maas_prediction_log_dropped_total",
+            "Predictions not saved because the prediction log's queue was full.",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "maas_build_info",
@@ -171,6 +176,7 @@ impl Metrics {
         registry.register(Box::new(instances.clone()))?;
         registry.register(Box::new(dropped.clone()))?;
         registry.register(Box::new(paused.clone()))?;
+        registry.register(Box::new(prediction_log_dropped.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Metrics {
             registry,
@@ -189,7 +195,12 @@ impl Metrics {
             instances,
             dropped,
             paused,
+            prediction_log_dropped,
         })
+    }
+
+    pub fn observe_prediction_log_drop(&self) {
+        self.prediction_log_dropped.inc();
     }
 
     /// Set the paused-model gauges (at scrape time).

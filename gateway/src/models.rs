@@ -20,6 +20,7 @@ use maas_serving::{
 use serde_json::{Map, Value};
 
 use crate::api::{ActionRequest, ServingOptions};
+use crate::audit::Change;
 use crate::drift::{build_record, BaselineUpload, DriftResult, DriftService, VersionDrift};
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Metrics;
@@ -142,6 +143,8 @@ pub struct ModelService {
     failed: parking_lot::Mutex<HashMap<(String, u64), String>>,
     /// Models whose service is paused: their predicts are refused before any other work.
     paused: parking_lot::RwLock<HashSet<String>>,
+    /// Models whose predicts are saved in the prediction log by default.
+    logged: parking_lot::RwLock<HashSet<String>>,
     ready: AtomicBool,
 }
 
@@ -190,6 +193,7 @@ impl ModelService {
             write_lock: tokio::sync::Mutex::new(()),
             failed: parking_lot::Mutex::new(HashMap::new()),
             paused: parking_lot::RwLock::new(HashSet::new()),
+            logged: parking_lot::RwLock::new(HashSet::new()),
             ready: AtomicBool::new(false),
         }
     }
@@ -324,6 +328,16 @@ impl ModelService {
         self.metrics.set_loaded(&self.registry.loaded());
     }
 
+    /// The store, for reads that need no model logic.
+    pub fn store(&self) -> &SqlStore {
+        &self.store
+    }
+
+    /// Whether a model's predicts are saved by default.
+    pub fn logs_predictions(&self, model: &str) -> bool {
+        self.logged.read().contains(model)
+    }
+
     /// Names of the paused models, for the metrics scrape.
     pub fn paused_models(&self) -> Vec<String> {
         self.paused.read().iter().cloned().collect()
@@ -392,7 +406,19 @@ impl ModelService {
             ServiceAction::Update => self.update(&model, request).await?,
         }
         tracing::info!(model = name, action = action.as_str(), "service action");
-        self.model(name).await
+        let after = self.model(name).await?;
+        self.store
+            .record(
+                Change::new("action")
+                    .model(name)
+                    .details(serde_json::json!({
+                        "action": action.as_str(),
+                        "from": state.as_str(),
+                        "to": ServiceState::of(&after).as_str(),
+                    })),
+            )
+            .await?;
+        Ok(after)
     }
 
     /// The `update` action: new serving options (each deployed version is loaded again with
@@ -403,6 +429,14 @@ impl ModelService {
             .iter()
             .filter(|v| v.state == VersionState::Deployed)
             .collect();
+        if let Some(on) = request.log_predictions {
+            self.store.set_log_predictions(&model.name, on).await?;
+            if on {
+                self.logged.write().insert(model.name.clone());
+            } else {
+                self.logged.write().remove(&model.name);
+            }
+        }
         if let Some(settings) = &request.drift {
             settings.validate()?;
             let mut with_baseline = 0;
@@ -462,6 +496,8 @@ impl ModelService {
         self.drift.refresh().await?;
         let paused: HashSet<String> = self.store.paused_models().await?.into_iter().collect();
         *self.paused.write() = paused;
+        let logged: HashSet<String> = self.store.logged_models().await?.into_iter().collect();
+        *self.logged.write() = logged;
         let missing: Vec<VersionRecord> = {
             let _guard = self.write_lock.lock().await;
             let desired = self.store.deployed().await?;

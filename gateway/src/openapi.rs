@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::api;
 use crate::error::ErrorBody;
-use crate::routes::{auth, deploy, health, models, predict, v2};
+use crate::routes::{admin, auth, deploy, health, models, predict, v2};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,9 @@ use crate::routes::{auth, deploy, health, models, predict, v2};
     ),
     modifiers(&BearerScheme),
     paths(
+        admin::settings,
+        admin::update_settings,
+        admin::audit,
         auth::token,
         auth::me,
         auth::list_users,
@@ -46,6 +49,7 @@ use crate::routes::{auth, deploy, health, models, predict, v2};
         deploy::replace_baseline,
         predict::predict_default,
         predict::predict_version,
+        predict::saved,
         v2::live,
         v2::ready,
         v2::server_metadata,
@@ -74,6 +78,12 @@ use crate::routes::{auth, deploy, health, models, predict, v2};
         api::ServingInfo,
         api::ActionRequest,
         api::ServiceInfo,
+        crate::runtime::RuntimeSettings,
+        crate::runtime::SettingsPatch,
+        crate::audit::AuditEvent,
+        crate::audit::AuditPage,
+        crate::predictions::PredictionRecord,
+        crate::predictions::PredictionPage,
         api::CreateModelRequest,
         crate::service::ServiceState,
         crate::service::ServiceAction,

@@ -39,8 +39,19 @@ pub async fn middleware(
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let span = tracing::info_span!("request", request_id = %id);
     let header = HeaderValue::from_str(&id).ok();
+    let context = crate::audit::AuditContext {
+        actor: None,
+        client: req
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default(),
+        request_id: id.clone(),
+    };
     let mut response = REQUEST_ID
-        .scope(id, next.call(req).instrument(span))
+        .scope(
+            id,
+            crate::audit::scope(context, next.call(req)).instrument(span),
+        )
         .await?;
     if let Some(value) = header {
         response

@@ -29,6 +29,8 @@ impl AppState {
 /// What every handler can reach.
 pub struct AppState {
     pub models: ModelService,
+    /// Where saved predicts go.
+    pub predictions: crate::predictions::PredictionLog,
     pub settings: Settings,
     /// Client for `model_url` downloads.
     pub http: reqwest::Client,
@@ -48,6 +50,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         )
     })?;
     bootstrap_admin(&store).await?;
+    let runtime_settings = store.runtime_settings().await?;
+    routes::admin::apply(&store, runtime_settings);
+    let sync_store_handle = store.clone();
     let authenticator = web::Data::new(Authenticator {
         store: store.clone(),
         jwt: JwtKeys::load(&settings.auth, &settings.storage.data_dir)?,
@@ -90,6 +95,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(settings.serving.model_url_timeout_secs))
         .build()?;
     let state = web::Data::new(AppState {
+        predictions: crate::predictions::PredictionLog::start(
+            store.clone(),
+            metrics.clone(),
+            settings.predictions.clone(),
+        ),
         models: ModelService::new(
             store.clone(),
             artifacts,
@@ -160,12 +170,18 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("listening on {scheme}://{address}");
 
     let sync_state = state.clone();
+    let sync_store = sync_store_handle;
     let interval = Duration::from_millis(settings.serving.sync_interval_ms);
     let sync = actix_web::rt::spawn(async move {
         loop {
             tokio::time::sleep(interval).await;
             if let Err(e) = sync_state.models.reconcile().await {
                 tracing::warn!(error = %e, "could not sync with the store; will retry");
+            }
+            // Runtime settings changed on another replica take effect here too.
+            match sync_store.runtime_settings().await {
+                Ok(settings) => routes::admin::apply(&sync_store, settings),
+                Err(e) => tracing::warn!(error = %e, "could not read the runtime settings"),
             }
         }
     });

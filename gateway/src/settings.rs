@@ -22,6 +22,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub auth: AuthSettings,
     pub drift: DriftGatewaySettings,
+    pub predictions: crate::predictions::PredictionLogSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

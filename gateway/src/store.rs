@@ -13,6 +13,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 use crate::api::ServingOptions;
+use crate::audit::{AuditSwitch, Change};
 
 /// Migrations, in order. Each runs once, in its own transaction, and is recorded.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -40,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "paused models",
         include_str!("../../migrations/0005_service.sql"),
+    ),
+    (
+        6,
+        "audit trail and runtime settings",
+        include_str!("../../migrations/0006_audit_settings.sql"),
     ),
 ];
 
@@ -189,6 +195,7 @@ pub trait ModelStore: Send + Sync {
 pub struct SqlStore {
     pool: AnyPool,
     postgres: bool,
+    audit: AuditSwitch,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -205,6 +212,16 @@ const VERSION_COLUMNS: &str = "model, version, state, sha256, size_bytes, backen
 impl SqlStore {
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Whether changes are recorded in the audit trail (shared by every clone).
+    pub fn audit(&self) -> &AuditSwitch {
+        &self.audit
+    }
+
+    /// Record a change that has no store write of its own (a login, a service action).
+    pub async fn record(&self, change: Change<'_>) -> Result<(), StoreError> {
+        crate::audit::record(&self.pool, &self.audit, change).await
     }
 
     /// Connect, apply migrations, and tune SQLite for concurrent readers and one writer.
@@ -226,7 +243,11 @@ impl SqlStore {
             })
             .connect(url)
             .await?;
-        let store = SqlStore { pool, postgres };
+        let store = SqlStore {
+            pool,
+            postgres,
+            audit: AuditSwitch::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -313,23 +334,38 @@ impl SqlStore {
         if revived.rows_affected() == 0 {
             return Err(StoreError::ModelExists(name.to_owned()));
         }
+        crate::audit::record(
+            &mut *tx,
+            &self.audit,
+            Change::new("create_model").model(name),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Pause or resume a model's service.
     pub async fn set_paused(&self, name: &str, paused: bool) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
-            "UPDATE models SET paused = $1, updated_at = $2 WHERE name = $3 AND deleted = 0",
+            "UPDATE models SET paused = $1, updated_at = $2 WHERE name = $3 AND deleted = 0 \
+             AND paused <> $1",
         )
         .bind(i64::from(paused))
         .bind(now_ms())
         .bind(name)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
-            return Err(StoreError::ModelNotFound(name.to_owned()));
+            if !model_exists(&mut *tx, name).await? {
+                return Err(StoreError::ModelNotFound(name.to_owned()));
+            }
+            // Already in that state: nothing changed, nothing to record.
+            return Ok(());
         }
+        let kind = if paused { "pause" } else { "resume" };
+        crate::audit::record(&mut *tx, &self.audit, Change::new(kind).model(name)).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -350,6 +386,7 @@ impl SqlStore {
         version: u64,
         options: &ServingOptions,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE model_versions SET serving = $1, updated_at = $2 \
              WHERE model = $3 AND version = $4 AND state <> 'deleted'",
@@ -358,8 +395,19 @@ impl SqlStore {
         .bind(now_ms())
         .bind(model)
         .bind(to_i64(version))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        let details = serde_json::to_value(options).unwrap_or_default();
+        crate::audit::record(
+            &mut *tx,
+            &self.audit,
+            Change::new("serving_update")
+                .model(model)
+                .version(version)
+                .details(details),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -405,6 +453,19 @@ impl SqlStore {
                 model: model.into(),
                 version,
             })?;
+        let kind = match state {
+            VersionState::Deployed => "redeploy",
+            _ => "undeploy",
+        };
+        crate::audit::record(
+            &mut *tx,
+            &self.audit,
+            Change::new(kind)
+                .model(model)
+                .version(version)
+                .details(serde_json::json!({"exclusive": exclusive})),
+        )
+        .await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -605,6 +666,23 @@ impl ModelStore for SqlStore {
             .ok_or_else(|| {
                 StoreError::Corrupt("a version vanished inside its transaction".into())
             })?;
+        crate::audit::record(
+            &mut *tx,
+            &self.audit,
+            Change::new("deploy")
+                .model(&new.model)
+                .version(version)
+                .details(serde_json::json!({
+                    "source": new.source,
+                    "sha256": new.sha256,
+                    "size_bytes": new.size_bytes,
+                    "backend": new.backend,
+                    "append": new.append,
+                    "serving": new.serving,
+                    "baseline": new.drift.is_some(),
+                })),
+        )
+        .await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -698,6 +776,12 @@ impl ModelStore for SqlStore {
             return Err(missing_version(&mut *tx, model, version).await);
         }
         touch_model(&mut *tx, model, now).await?;
+        crate::audit::record(
+            &mut *tx,
+            &self.audit,
+            Change::new("delete_version").model(model).version(version),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -720,6 +804,12 @@ impl ModelStore for SqlStore {
             .bind(model)
             .execute(&mut *tx)
             .await?;
+        crate::audit::record(
+            &mut *tx,
+            &self.audit,
+            Change::new("delete_model").model(model),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -754,5 +844,65 @@ impl ModelStore for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.pool.execute("SELECT 1").await?;
         Ok(())
+    }
+}
+
+impl SqlStore {
+    /// The runtime settings as stored (defaults for those never set).
+    pub async fn runtime_settings(&self) -> Result<crate::runtime::RuntimeSettings, StoreError> {
+        let rows = sqlx::query("SELECT name, value FROM gateway_settings")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut settings = crate::runtime::RuntimeSettings::default();
+        for row in &rows {
+            let name: String = row.try_get("name")?;
+            let value: String = row.try_get("value")?;
+            let on = value == "true";
+            match name.as_str() {
+                "debug" => settings.debug = on,
+                "trace" => settings.trace = on,
+                _ => {}
+            }
+        }
+        Ok(settings)
+    }
+
+    /// Store new runtime settings. The change itself is always recorded, even when it turns
+    /// tracing off or while tracing is off.
+    pub async fn put_runtime_settings(
+        &self,
+        before: crate::runtime::RuntimeSettings,
+        after: crate::runtime::RuntimeSettings,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        for (name, on) in [("debug", after.debug), ("trace", after.trace)] {
+            sqlx::query(
+                "INSERT INTO gateway_settings (name, value, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET value = $2, updated_at = $3",
+            )
+            .bind(name)
+            .bind(if on { "true" } else { "false" })
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        crate::audit::record(
+            &mut *tx,
+            &AuditSwitch::default(),
+            Change::new("settings_change")
+                .details(serde_json::json!({"before": before, "after": after})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A page of the audit trail.
+    pub async fn audit_events(
+        &self,
+        filter: &crate::audit::AuditFilter,
+    ) -> Result<(Vec<crate::audit::AuditEvent>, u64), StoreError> {
+        crate::audit::query(&self.pool, filter).await
     }
 }

@@ -6,8 +6,10 @@ mod common;
 
 mod actions;
 mod api;
+mod audit;
 mod auth;
 mod cli;
+mod console;
 mod crash;
 mod deploy_files;
 mod drift;
@@ -15,5 +17,6 @@ mod drift_cli;
 mod errors;
 mod hotswap;
 mod ops;
+mod predictions;
 mod serving;
 mod v2;

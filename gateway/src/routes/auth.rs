@@ -93,6 +93,16 @@ pub async fn token(
                 format!("signing the token failed: {e}"),
             )
         })?;
+    crate::audit::set_actor(user.username.clone());
+    auth.store
+        .record(
+            crate::audit::Change::new("token_issued").details(serde_json::json!({
+                "username": user.username,
+                "role": user.role.as_str(),
+                "expires_in": auth.jwt.ttl_secs(),
+            })),
+        )
+        .await?;
     tracing::info!(username = %user.username, "issued a token");
     Ok(web::Json(TokenResponse {
         access_token,

@@ -1,6 +1,7 @@
 //! HTTP routes. Handlers are adapters: extract, call one service function, map the result.
 //! Each route is one resource with its methods, so a wrong method gets a JSON 405.
 
+pub mod admin;
 pub mod auth;
 pub mod deploy;
 pub mod health;
@@ -59,6 +60,12 @@ pub fn configure(
                         .route(web::post().to(v2::infer_version)),
                 ),
         )
+        .service(
+            resource("/v1/settings")
+                .route(web::get().to(admin::settings))
+                .route(web::patch().to(admin::update_settings)),
+        )
+        .service(resource("/v1/audit").route(web::get().to(admin::audit)))
         .service(resource("/v1/auth/token").route(web::post().to(auth::token)))
         .service(resource("/v1/auth/me").route(web::get().to(auth::me)))
         .service(
@@ -83,6 +90,10 @@ pub fn configure(
                 .route(web::post().to(models::create)),
         )
         .service(resource("/v1/models/{name}/actions").route(web::get().to(models::actions)))
+        .service(
+            resource("/v1/models/{name}/versions/{version}/predictions")
+                .route(web::get().to(predict::saved)),
+        )
         .service(resource("/v1/models/{name}/actions/{action}").route(web::post().to(models::act)))
         .service(
             resource("/v1/models/{name}")

@@ -1,21 +1,63 @@
 //! Predict against the default version or a given one.
 
-use actix_web::{web, HttpRequest};
+use std::time::Instant;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
 
 use crate::api::{PredictRequest, PredictResponse};
-use crate::auth::{Authorized, Predict};
-use crate::error::{ApiError, ErrorBody};
+use crate::auth::{Authorized, Deploy, Predict, Principal};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::models::PredictInput;
+use crate::predictions::{Pending, PredictionPage, PredictionQuery};
 use crate::server::AppState;
 
-fn input(body: PredictRequest, req: &HttpRequest) -> PredictInput {
-    PredictInput {
+/// Run a predict and, when asked (`"save"`, or the model's default), hand it to the prediction
+/// log: one queue insert, after the answer is ready.
+async fn run(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+    version: Option<u64>,
+    body: PredictRequest,
+    req: &HttpRequest,
+) -> Result<PredictResponse, ApiError> {
+    let started = Instant::now();
+    let save = body
+        .save
+        .unwrap_or_else(|| state.models.logs_predictions(name));
+    let inputs = save.then(
+        || json!({"instances": body.instances, "records": body.records, "shape": body.shape}),
+    );
+    let input = PredictInput {
         instances: body.instances,
         records: body.records,
         shape: body.shape,
         drift: body.drift,
         client: crate::client::probe(req),
+    };
+    let response = PredictResponse::from(state.models.predict(name, version, input).await?);
+    if let Some(inputs) = inputs {
+        state.predictions.log(Pending {
+            model: response.model.clone(),
+            version: response.version,
+            at_us: chrono::Utc::now().timestamp_micros(),
+            actor: principal.username.clone(),
+            request_id: crate::request_id::current(),
+            latency_us: started.elapsed().as_micros() as u64,
+            inputs,
+            outputs: json!({
+                "predictions": response.predictions,
+                "probabilities": response.probabilities,
+                "outputs": response.outputs,
+            }),
+            drift: response
+                .drift
+                .as_ref()
+                .map(|d| json!({"detector": d.detector, "features": d.features, "deviation": d.deviation})),
+        });
     }
+    Ok(response)
 }
 
 /// Predict with the default version (the newest deployed).
@@ -32,17 +74,22 @@ fn input(body: PredictRequest, req: &HttpRequest) -> PredictInput {
         (status = 422, description = "Input does not fit the model", body = ErrorBody),
         (status = 503, description = "Deployed but not loaded here yet", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn predict_default(
-    _auth: Authorized<Predict>,
+    auth: Authorized<Predict>,
     state: web::Data<AppState>,
     name: web::Path<String>,
     body: web::Json<PredictRequest>,
     req: HttpRequest,
 ) -> Result<web::Json<PredictResponse>, ApiError> {
-    let output = state
-        .models
-        .predict(&name, None, input(body.into_inner(), &req))
-        .await?;
-    Ok(web::Json(output.into()))
+    let response = run(
+        &state,
+        &auth.principal,
+        &name,
+        None,
+        body.into_inner(),
+        &req,
+    )
+    .await?;
+    Ok(web::Json(response))
 }
 
 /// Predict with one version.
@@ -59,16 +106,107 @@ pub async fn predict_default(
         (status = 422, description = "Input does not fit the model", body = ErrorBody),
         (status = 503, description = "Deployed but not loaded here yet", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn predict_version(
-    _auth: Authorized<Predict>,
+    auth: Authorized<Predict>,
     state: web::Data<AppState>,
     path: web::Path<(String, u64)>,
     body: web::Json<PredictRequest>,
     req: HttpRequest,
 ) -> Result<web::Json<PredictResponse>, ApiError> {
     let (name, version) = path.into_inner();
-    let output = state
+    let response = run(
+        &state,
+        &auth.principal,
+        &name,
+        Some(version),
+        body.into_inner(),
+        &req,
+    )
+    .await?;
+    Ok(web::Json(response))
+}
+
+fn instant_us(name: &str, text: &str) -> Result<i64, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("`{name}` must be an RFC 3339 time like 2026-11-24T10:00:00Z: {e}"),
+            )
+        })
+}
+
+/// Saved predictions of one version, newest first: inputs, outputs, caller, latency and drift
+/// flags. `since`/`until` (RFC 3339) filter by time; `limit` (default 100, at most 1000) and
+/// `offset` page; `format=csv` exports every match (up to 100,000).
+#[utoipa::path(get, path = "/v1/models/{name}/versions/{version}/predictions", security(("bearer" = ["deployer"])), tag = "predict",
+    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Version number"), PredictionQuery),
+    responses((status = 200, body = PredictionPage, description = "JSON, or CSV with format=csv"),
+        (status = 400, description = "Unknown query parameter", body = ErrorBody), (status = 404, description = "Unknown model or version", body = ErrorBody),
+        (status = 422, description = "Bad time, limit or format", body = ErrorBody),
+        (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
+pub async fn saved(
+    _auth: Authorized<Deploy>,
+    state: web::Data<AppState>,
+    path: web::Path<(String, u64)>,
+    query: web::Query<PredictionQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, version) = path.into_inner();
+    state.models.version(&name, version).await?;
+    let query = query.into_inner();
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("`format` is json or csv, not '{other}'"),
+            ))
+        }
+    };
+    let limit = match query.limit {
+        Some(n) if !csv && !(1..=1000).contains(&n) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("`limit` must be between 1 and 1000, got {n}"),
+            ))
+        }
+        Some(n) => n.clamp(1, 100_000),
+        None if csv => 100_000,
+        None => 100,
+    };
+    let since = query
+        .since
+        .as_deref()
+        .map(|t| instant_us("since", t))
+        .transpose()?;
+    let until = query
+        .until
+        .as_deref()
+        .map(|t| instant_us("until", t))
+        .transpose()?;
+    let (predictions, total) = state
         .models
-        .predict(&name, Some(version), input(body.into_inner(), &req))
+        .store()
+        .predictions(
+            &name,
+            version,
+            since,
+            until,
+            limit,
+            query.offset.unwrap_or(0),
+        )
         .await?;
-    Ok(web::Json(output.into()))
+    if csv {
+        let text = crate::predictions::to_csv(&predictions)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((
+                "Content-Disposition",
+                format!("attachment; filename=\"{name}-v{version}-predictions.csv\""),
+            ))
+            .body(text));
+    }
+    Ok(HttpResponse::Ok().json(PredictionPage { predictions, total }))
 }

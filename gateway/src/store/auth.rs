@@ -3,7 +3,10 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use serde_json::json;
+
 use super::{now_ms, SqlStore, StoreError};
+use crate::audit::{self, Change};
 use crate::auth::Role;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +104,7 @@ impl SqlStore {
         role: Role,
     ) -> Result<UserRecord, StoreError> {
         let now = now_ms();
+        let mut tx = self.pool().begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO users (username, password_hash, role, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
              ON CONFLICT (username) DO NOTHING",
@@ -109,11 +113,19 @@ impl SqlStore {
         .bind(password_hash)
         .bind(role.as_str())
         .bind(now)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(StoreError::UserExists(username.into()));
         }
+        audit::record(
+            &mut *tx,
+            self.audit(),
+            Change::new("user_created")
+                .details(json!({"username": username, "role": role.as_str()})),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(UserRecord {
             username: username.into(),
             password_hash: password_hash.into(),
@@ -158,6 +170,16 @@ impl SqlStore {
             .bind(username)
             .fetch_one(&mut *tx)
             .await?;
+        audit::record(
+            &mut *tx,
+            self.audit(),
+            Change::new("user_updated").details(json!({
+                "username": username,
+                "password_changed": password_hash.is_some(),
+                "role": role.map(Role::as_str),
+            })),
+        )
+        .await?;
         tx.commit().await?;
         user_from_row(&row)
     }
@@ -180,6 +202,12 @@ impl SqlStore {
         .bind(username)
         .execute(&mut *tx)
         .await?;
+        audit::record(
+            &mut *tx,
+            self.audit(),
+            Change::new("user_deleted").details(json!({"username": username})),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -192,6 +220,7 @@ impl SqlStore {
         let sql = format!(
             "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)"
         );
+        let mut tx = self.pool().begin().await?;
         sqlx::query(&sql)
             .bind(&key.id)
             .bind(&key.username)
@@ -201,8 +230,21 @@ impl SqlStore {
             .bind(patterns)
             .bind(key.expires_at)
             .bind(key.created_at)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        audit::record(
+            &mut *tx,
+            self.audit(),
+            Change::new("key_created").details(json!({
+                "id": key.id,
+                "username": key.username,
+                "role": key.role.as_str(),
+                "models": key.model_patterns,
+                "expires_at": key.expires_at,
+            })),
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -226,11 +268,22 @@ impl SqlStore {
     }
 
     pub async fn revoke_key(&self, id: &str) -> Result<ApiKeyRecord, StoreError> {
-        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now_ms())
-            .bind(id)
-            .execute(self.pool())
+        let mut tx = self.pool().begin().await?;
+        let revoked =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now_ms())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        if revoked.rows_affected() > 0 {
+            audit::record(
+                &mut *tx,
+                self.audit(),
+                Change::new("key_revoked").details(json!({"id": id})),
+            )
             .await?;
+        }
+        tx.commit().await?;
         self.key(id)
             .await?
             .ok_or_else(|| StoreError::KeyNotFound(id.into()))

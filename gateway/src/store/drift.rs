@@ -4,6 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Executor, Row};
 
 use super::{now_ms, SqlStore, StoreError};
+use crate::audit::{self, Change};
 
 /// A version's baseline as stored: JSON texts, decoded by the drift service.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,7 +92,21 @@ impl SqlStore {
         version: u64,
         record: &DriftRecord,
     ) -> Result<(), StoreError> {
-        put_baseline(self.pool(), model, version, record, now_ms()).await
+        let mut tx = self.pool().begin().await?;
+        put_baseline(&mut *tx, model, version, record, now_ms()).await?;
+        let settings: serde_json::Value =
+            serde_json::from_str(&record.settings).unwrap_or_default();
+        audit::record(
+            &mut *tx,
+            self.audit(),
+            Change::new("baseline_update")
+                .model(model)
+                .version(version)
+                .details(serde_json::json!({"source": record.source, "settings": settings})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn baseline(
@@ -152,6 +167,23 @@ impl SqlStore {
             .bind(&e.request_id)
             .bind(e.created_at)
             .execute(&mut *tx)
+            .await?;
+            let rows: serde_json::Value = serde_json::from_str(&e.rows).unwrap_or_default();
+            audit::record(
+                &mut *tx,
+                self.audit(),
+                Change::new("drift_event")
+                    .model(&e.model)
+                    .version(e.version)
+                    .details(serde_json::json!({
+                        "feature": e.feature,
+                        "detector": e.detector,
+                        "kind": e.kind,
+                        "mode": e.mode,
+                        "rows": rows,
+                        "request_id": e.request_id,
+                    })),
+            )
             .await?;
         }
         tx.commit().await?;

@@ -1,0 +1,127 @@
+//! Gateway administration: runtime settings and the audit trail.
+
+use actix_web::{web, HttpResponse};
+
+use crate::audit::{AuditFilter, AuditPage, AuditQuery};
+use crate::auth::{Admin, Authenticator, Authorized};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::runtime::{self, RuntimeSettings, SettingsPatch};
+
+/// The runtime settings: debug logging and tracing (the audit trail).
+#[utoipa::path(get, path = "/v1/settings", security(("bearer" = ["admin"])), tag = "admin",
+    responses((status = 200, body = RuntimeSettings), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Not an admin", body = ErrorBody)))]
+pub async fn settings(
+    _auth: Authorized<Admin>,
+    authn: web::Data<Authenticator>,
+) -> Result<web::Json<RuntimeSettings>, ApiError> {
+    Ok(web::Json(authn.store.runtime_settings().await?))
+}
+
+/// Change runtime settings (`{"debug": true}`, `{"trace": false}`); they apply at once here,
+/// on other replicas within `serving.sync_interval_ms`, and survive restarts. The change is
+/// recorded in the audit trail even when it turns tracing off.
+#[utoipa::path(patch, path = "/v1/settings", security(("bearer" = ["admin"])), tag = "admin",
+    request_body = SettingsPatch,
+    responses((status = 200, body = RuntimeSettings), (status = 400, description = "Malformed JSON or unknown field", body = ErrorBody),
+        (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Not an admin", body = ErrorBody)))]
+pub async fn update_settings(
+    _auth: Authorized<Admin>,
+    authn: web::Data<Authenticator>,
+    body: web::Json<SettingsPatch>,
+) -> Result<web::Json<RuntimeSettings>, ApiError> {
+    let before = authn.store.runtime_settings().await?;
+    let after = before.patched(&body);
+    authn.store.put_runtime_settings(before, after).await?;
+    apply(&authn.store, after);
+    tracing::info!(
+        debug = after.debug,
+        trace = after.trace,
+        "runtime settings changed"
+    );
+    Ok(web::Json(after))
+}
+
+/// Make runtime settings take effect on this process.
+pub fn apply(store: &crate::store::SqlStore, settings: RuntimeSettings) {
+    runtime::apply_debug(settings.debug);
+    store.audit().set(settings.trace);
+}
+
+fn instant_us(name: &str, text: &str) -> Result<i64, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("`{name}` must be an RFC 3339 time like 2026-11-24T10:00:00Z: {e}"),
+            )
+        })
+}
+
+/// The audit trail, newest first: every change with its time, actor, client address, request
+/// id, model and version, and details. Filters: `actor`, `model`, `kind`, `since`, `until`
+/// (RFC 3339); pages with `limit` (default 100, at most 1000) and `offset`; `format=csv`
+/// exports every matching event (up to 100,000) as CSV.
+#[utoipa::path(get, path = "/v1/audit", security(("bearer" = ["admin"])), tag = "admin",
+    params(AuditQuery),
+    responses((status = 200, body = AuditPage, description = "JSON, or CSV with format=csv"),
+        (status = 400, description = "Unknown query parameter", body = ErrorBody), (status = 422, description = "Bad time or limit", body = ErrorBody),
+        (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Not an admin", body = ErrorBody)))]
+pub async fn audit(
+    _auth: Authorized<Admin>,
+    authn: web::Data<Authenticator>,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("`format` is json or csv, not '{other}'"),
+            ))
+        }
+    };
+    let limit = match (query.limit, csv) {
+        (Some(n), _) if !(1..=1000).contains(&n) && !csv => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("`limit` must be between 1 and 1000, got {n}"),
+            ))
+        }
+        (Some(n), _) => n.clamp(1, 100_000),
+        (None, true) => 100_000,
+        (None, false) => 100,
+    };
+    let filter = AuditFilter {
+        actor: query.actor,
+        model: query.model,
+        kind: query.kind,
+        since_us: query
+            .since
+            .as_deref()
+            .map(|t| instant_us("since", t))
+            .transpose()?,
+        until_us: query
+            .until
+            .as_deref()
+            .map(|t| instant_us("until", t))
+            .transpose()?,
+        limit,
+        offset: query.offset.unwrap_or(0),
+    };
+    let (events, total) = authn.store.audit_events(&filter).await?;
+    if csv {
+        let text = crate::audit::to_csv(&events)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((
+                "Content-Disposition",
+                "attachment; filename=\"maas-audit.csv\"",
+            ))
+            .body(text));
+    }
+    Ok(HttpResponse::Ok().json(AuditPage { events, total }))
+}

@@ -1,0 +1,68 @@
+//! Gateway parameters that change at run time (`GET/PATCH /v1/settings`), kept in the store so
+//! they survive restarts and reach every replica: `debug` (the seed's DEBUG_ENABLED: debug-level
+//! logs for maas itself) and `trace` (TRACE_ENABLED: record every change in the audit trail).
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Swaps the log filter; installed once by the CLI when logging starts.
+type Reload = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+static RELOAD: OnceLock<(String, Reload)> = OnceLock::new();
+
+/// Remember how to change the log filter, and the configured filter debug mode adds to.
+pub fn install_log_reload(base: String, reload: Reload) {
+    let _ = RELOAD.set((base, reload));
+}
+
+/// Turn debug logging for maas's own crates on or off.
+pub fn apply_debug(on: bool) {
+    let Some((base, reload)) = RELOAD.get() else {
+        return;
+    };
+    let filter = if on {
+        format!("{base},maas=debug,maas_gateway=debug,maas_serving=debug,maas_drift=debug")
+    } else {
+        base.clone()
+    };
+    if let Err(e) = reload(&filter) {
+        tracing::warn!(error = %e, "could not change the log filter");
+    }
+}
+
+/// The runtime settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RuntimeSettings {
+    /// Debug-level logs for maas itself.
+    pub debug: bool,
+    /// Record every change in the audit trail (`GET /v1/audit`).
+    pub trace: bool,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        RuntimeSettings {
+            debug: false,
+            trace: true,
+        }
+    }
+}
+
+/// A change to the runtime settings; fields left out keep their value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    pub debug: Option<bool>,
+    pub trace: Option<bool>,
+}
+
+impl RuntimeSettings {
+    pub fn patched(self, patch: &SettingsPatch) -> RuntimeSettings {
+        RuntimeSettings {
+            debug: patch.debug.unwrap_or(self.debug),
+            trace: patch.trace.unwrap_or(self.trace),
+        }
+    }
+}
