@@ -20,6 +20,68 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// RFC 3339 with microseconds, for stored microsecond times.
+pub fn rfc3339_us(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .unwrap_or_default()
+}
+
+/// The common query of listing routes (audit trail, prediction log): a time window, a page,
+/// and JSON or CSV.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub csv: bool,
+    pub limit: u32,
+    pub offset: u32,
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+}
+
+impl Listing {
+    /// JSON pages hold 1 to 1000 (default 100); a CSV export every match up to 100,000.
+    pub fn parse(
+        format: Option<&str>,
+        limit: Option<u32>,
+        offset: Option<u32>,
+        since: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Listing, ApiError> {
+        let invalid = |message: String| ApiError::new(ErrorCode::InvalidArgument, message);
+        let csv = match format {
+            None | Some("json") => false,
+            Some("csv") => true,
+            Some(other) => return Err(invalid(format!("`format` is json or csv, not '{other}'"))),
+        };
+        let limit = match limit {
+            Some(n) if !csv && !(1..=1000).contains(&n) => {
+                return Err(invalid(format!(
+                    "`limit` must be between 1 and 1000, got {n}"
+                )))
+            }
+            Some(n) => n.clamp(1, 100_000),
+            None if csv => 100_000,
+            None => 100,
+        };
+        let instant = |name: &str, text: &str| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map(|t| t.timestamp_micros())
+                .map_err(|e| {
+                    invalid(format!(
+                        "`{name}` must be an RFC 3339 time like 2026-11-24T10:00:00Z: {e}"
+                    ))
+                })
+        };
+        Ok(Listing {
+            csv,
+            limit,
+            offset: offset.unwrap_or(0),
+            since_us: since.map(|t| instant("since", t)).transpose()?,
+            until_us: until.map(|t| instant("until", t)).transpose()?,
+        })
+    }
+}
+
 /// How one version is served, as a deploy asks for it (field `serving`, JSON). Every field is
 /// optional; a missing one takes the server's `[serving]` default when the version loads.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

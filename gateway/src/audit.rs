@@ -283,7 +283,7 @@ pub async fn query(
         let details: String = row.try_get("details")?;
         events.push(AuditEvent {
             id: row.try_get("id")?,
-            at: rfc3339_us(row.try_get("at")?),
+            at: crate::api::rfc3339_us(row.try_get("at")?),
             actor: row.try_get("actor")?,
             client: row.try_get("client")?,
             request_id: row.try_get("request_id")?,
@@ -296,12 +296,6 @@ pub async fn query(
         });
     }
     Ok((events, total.max(0) as u64))
-}
-
-fn rfc3339_us(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-        .unwrap_or_default()
 }
 
 /// The events as CSV, one row each, details as JSON text.

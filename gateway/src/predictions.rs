@@ -162,12 +162,6 @@ async fn write_loop(
     }
 }
 
-fn rfc3339_us(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-        .unwrap_or_default()
-}
-
 fn parse_json(text: Option<String>) -> Option<Value> {
     text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)))
 }
@@ -284,7 +278,7 @@ impl SqlStore {
                 id: row.try_get("id")?,
                 model: row.try_get("model")?,
                 version: row.try_get::<i64, _>("version")?.max(0) as u64,
-                at: rfc3339_us(row.try_get("at")?),
+                at: crate::api::rfc3339_us(row.try_get("at")?),
                 actor: row.try_get("actor")?,
                 request_id: row.try_get("request_id")?,
                 latency_us: row.try_get::<i64, _>("latency_us")?.max(0) as u64,

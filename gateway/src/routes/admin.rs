@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 
+use crate::api::Listing;
 use crate::audit::{AuditFilter, AuditPage, AuditQuery};
 use crate::auth::{Admin, Authenticator, Authorized};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
@@ -47,17 +48,6 @@ pub fn apply(store: &crate::store::SqlStore, settings: RuntimeSettings) {
     store.audit().set(settings.trace);
 }
 
-fn instant_us(name: &str, text: &str) -> Result<i64, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp_micros())
-        .map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidArgument,
-                format!("`{name}` must be an RFC 3339 time like 2026-11-24T10:00:00Z: {e}"),
-            )
-        })
-}
-
 /// The audit trail, newest first: every change with its time, actor, client address, request
 /// id, model and version, and details. Filters: `actor`, `model`, `kind`, `since`, `until`
 /// (RFC 3339); pages with `limit` (default 100, at most 1000) and `offset`; `format=csv`
@@ -73,55 +63,27 @@ pub async fn audit(
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
-    let csv = match query.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(other) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidArgument,
-                format!("`format` is json or csv, not '{other}'"),
-            ))
-        }
-    };
-    let limit = match (query.limit, csv) {
-        (Some(n), _) if !(1..=1000).contains(&n) && !csv => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidArgument,
-                format!("`limit` must be between 1 and 1000, got {n}"),
-            ))
-        }
-        (Some(n), _) => n.clamp(1, 100_000),
-        (None, true) => 100_000,
-        (None, false) => 100,
-    };
+    let listing = Listing::parse(
+        query.format.as_deref(),
+        query.limit,
+        query.offset,
+        query.since.as_deref(),
+        query.until.as_deref(),
+    )?;
     let filter = AuditFilter {
         actor: query.actor,
         model: query.model,
         kind: query.kind,
-        since_us: query
-            .since
-            .as_deref()
-            .map(|t| instant_us("since", t))
-            .transpose()?,
-        until_us: query
-            .until
-            .as_deref()
-            .map(|t| instant_us("until", t))
-            .transpose()?,
-        limit,
-        offset: query.offset.unwrap_or(0),
+        since_us: listing.since_us,
+        until_us: listing.until_us,
+        limit: listing.limit,
+        offset: listing.offset,
     };
     let (events, total) = authn.store.audit_events(&filter).await?;
-    if csv {
+    if listing.csv {
         let text = crate::audit::to_csv(&events)
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-        return Ok(HttpResponse::Ok()
-            .content_type("text/csv; charset=utf-8")
-            .insert_header((
-                "Content-Disposition",
-                "attachment; filename=\"maas-audit.csv\"",
-            ))
-            .body(text));
+        return Ok(super::csv_attachment(text, "maas-audit.csv"));
     }
     Ok(HttpResponse::Ok().json(AuditPage { events, total }))
 }

@@ -163,3 +163,14 @@ impl actix_web::Responder for ApiError {
         actix_web::ResponseError::error_response(&self)
     }
 }
+
+/// A CSV export, offered as a download.
+pub fn csv_attachment(text: String, file_name: &str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{file_name}\""),
+        ))
+        .body(text)
+}

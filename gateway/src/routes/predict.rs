@@ -5,7 +5,7 @@ use std::time::Instant;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use crate::api::{PredictRequest, PredictResponse};
+use crate::api::{Listing, PredictRequest, PredictResponse};
 use crate::auth::{Authorized, Deploy, Predict, Principal};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::models::PredictInput;
@@ -125,17 +125,6 @@ pub async fn predict_version(
     Ok(web::Json(response))
 }
 
-fn instant_us(name: &str, text: &str) -> Result<i64, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp_micros())
-        .map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidArgument,
-                format!("`{name}` must be an RFC 3339 time like 2026-11-24T10:00:00Z: {e}"),
-            )
-        })
-}
-
 /// Saved predictions of one version, newest first: inputs, outputs, caller, latency and drift
 /// flags. `since`/`until` (RFC 3339) filter by time; `limit` (default 100, at most 1000) and
 /// `offset` page; `format=csv` exports every match (up to 100,000).
@@ -154,59 +143,30 @@ pub async fn saved(
     let (name, version) = path.into_inner();
     state.models.version(&name, version).await?;
     let query = query.into_inner();
-    let csv = match query.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(other) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidArgument,
-                format!("`format` is json or csv, not '{other}'"),
-            ))
-        }
-    };
-    let limit = match query.limit {
-        Some(n) if !csv && !(1..=1000).contains(&n) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidArgument,
-                format!("`limit` must be between 1 and 1000, got {n}"),
-            ))
-        }
-        Some(n) => n.clamp(1, 100_000),
-        None if csv => 100_000,
-        None => 100,
-    };
-    let since = query
-        .since
-        .as_deref()
-        .map(|t| instant_us("since", t))
-        .transpose()?;
-    let until = query
-        .until
-        .as_deref()
-        .map(|t| instant_us("until", t))
-        .transpose()?;
+    let listing = Listing::parse(
+        query.format.as_deref(),
+        query.limit,
+        query.offset,
+        query.since.as_deref(),
+        query.until.as_deref(),
+    )?;
     let (predictions, total) = state
         .models
         .store()
         .predictions(
             &name,
             version,
-            since,
-            until,
-            limit,
-            query.offset.unwrap_or(0),
+            listing.since_us,
+            listing.until_us,
+            listing.limit,
+            listing.offset,
         )
         .await?;
-    if csv {
+    if listing.csv {
         let text = crate::predictions::to_csv(&predictions)
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-        return Ok(HttpResponse::Ok()
-            .content_type("text/csv; charset=utf-8")
-            .insert_header((
-                "Content-Disposition",
-                format!("attachment; filename=\"{name}-v{version}-predictions.csv\""),
-            ))
-            .body(text));
+        let file = format!("{name}-v{version}-predictions.csv");
+        return Ok(super::csv_attachment(text, &file));
     }
     Ok(HttpResponse::Ok().json(PredictionPage { predictions, total }))
 }
