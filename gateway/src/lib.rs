@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod console;
 pub mod drift;
 pub mod drift_cli;
 pub mod error;

@@ -150,6 +150,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             .wrap(from_fn(request_id::middleware))
             .configure(|cfg| routes::configure(cfg, predict_json, v2_limit))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document()))
+            .configure(crate::console::configure)
             .default_service(web::to(routes::not_found))
     })
     .on_connect(crate::client::on_connect);

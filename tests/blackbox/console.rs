@@ -108,9 +108,8 @@ fn the_console_works_in_a_real_browser() {
         .canonicalize()
         .unwrap();
     let console_dir = root.join("tests/console");
-    let chromium = PathBuf::from(
-        std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned()),
-    );
+    let chromium =
+        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned()));
     let missing = browser_missing(&console_dir, &chromium);
     if !missing.is_empty() {
         let what = missing.join(", ");
