@@ -40,7 +40,8 @@ pub fn set_actor(actor: String) {
     let _ = CONTEXT.try_with(|c| c.lock().actor = Some(actor));
 }
 
-fn current() -> AuditContext {
+/// The current request's context (empty outside a request), to carry into spawned work.
+pub fn current() -> AuditContext {
     CONTEXT.try_with(|c| c.lock().clone()).unwrap_or_default()
 }
 

@@ -666,14 +666,17 @@ impl DriftService {
             .clone()
             .or_else(|| self.global_webhook.clone());
         let service = self.clone();
-        actix_web::rt::spawn(async move {
+        // Off the request's path, but still on its behalf: its audit records name the caller,
+        // the client and the request that scored the drifted rows.
+        let context = crate::audit::current();
+        actix_web::rt::spawn(crate::audit::scope(context, async move {
             if let Err(e) = service.store.insert_drift_events(&events).await {
                 tracing::error!(error = %e, "could not store drift events");
             }
             if let Some(url) = webhook {
                 service.notify(&url, &payload).await;
             }
-        });
+        }));
     }
 
     async fn notify(&self, url: &str, payload: &serde_json::Value) {

@@ -831,7 +831,7 @@ impl ModelService {
 
     /// Whether a model (or one version) is loaded and answering here.
     pub fn is_serving(&self, model: &str, version: Option<u64>) -> bool {
-        self.registry.get(model, version).is_ok()
+        !self.paused.read().contains(model) && self.registry.get(model, version).is_ok()
     }
 
     pub async fn predict(

@@ -89,6 +89,9 @@ on_both_stores!(a_model_goes_through_its_service_states, |store: &Store| {
         .unwrap()
         .contains("paused"));
     assert_eq!(server.get_json("/v1/models/iris/versions/1")["ready"], true);
+    // Loaded, but not ready for the Open Inference Protocol: it answers no inference.
+    assert_eq!(server.get("/v2/models/iris/ready").status(), 503);
+    assert_eq!(server.get("/v2/models/iris/versions/1/ready").status(), 503);
     assert_eq!(server.get_json("/v1/models/iris")["state"], "paused");
     let refused = assert_error(
         act(&server, "iris", "pause", &json!({})),
@@ -114,6 +117,7 @@ on_both_stores!(a_model_goes_through_its_service_states, |store: &Store| {
         act_ok(&server, "iris", "resume", &json!({}))["state"],
         "running"
     );
+    assert_eq!(server.get("/v2/models/iris/ready").status(), 200);
     assert_eq!(
         server.predict_ok("iris", None, &row())["predictions"],
         json!([0])

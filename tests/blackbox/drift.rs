@@ -180,6 +180,17 @@ on_both_stores!(
             &event["rows"],
             &shifted["drift"]["features"]["petal_length"]
         );
+        // The audit trail names the request and the caller that scored the drifted rows.
+        let audited = server.get_json("/v1/audit?kind=drift_event&model=iris");
+        let entry = audited["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["details"]["feature"] == "petal_length" && e["details"]["kind"] == "drift")
+            .unwrap_or_else(|| panic!("no audited drift event: {audited}"));
+        assert_eq!(entry["request_id"], "drift-test-1", "{entry}");
+        assert_eq!(entry["actor"], "admin", "{entry}");
+        assert_eq!(entry["version"], 1);
         assert!(events
             .iter()
             .filter(|e| e["kind"] == "drift")
