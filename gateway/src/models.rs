@@ -429,29 +429,19 @@ impl ModelService {
             .iter()
             .filter(|v| v.state == VersionState::Deployed)
             .collect();
-        if let Some(on) = request.log_predictions {
-            self.store.set_log_predictions(&model.name, on).await?;
-            if on {
-                self.logged.write().insert(model.name.clone());
-            } else {
-                self.logged.write().remove(&model.name);
-            }
-        }
+        // First everything that can fail: nothing changes unless all of the update can.
+        let mut baselines = Vec::new();
         if let Some(settings) = &request.drift {
             settings.validate()?;
-            let mut with_baseline = 0;
+            let text = serde_json::to_string(settings)
+                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
             for v in &deployed {
                 if let Some(mut baseline) = self.store.baseline(&v.model, v.version).await? {
-                    baseline.settings = serde_json::to_string(settings)
-                        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-                    self.store
-                        .replace_baseline(&v.model, v.version, &baseline)
-                        .await?;
-                    self.drift.forget(&v.model, v.version);
-                    with_baseline += 1;
+                    baseline.settings = text.clone();
+                    baselines.push((v.version, baseline));
                 }
             }
-            if with_baseline == 0 {
+            if baselines.is_empty() {
                 return Err(ApiError::new(
                     ErrorCode::InvalidArgument,
                     format!(
@@ -461,17 +451,33 @@ impl ModelService {
                 ));
             }
         }
+        let mut reloaded = Vec::new();
         if let Some(patch) = &request.serving {
-            // Check every version's new options before changing any of them.
-            let mut updated = Vec::with_capacity(deployed.len());
             for v in &deployed {
                 let mut record = (*v).clone();
                 record.serving = record.serving.patched(patch);
                 record.serving.resolve(&self.defaults)?;
-                updated.push(record);
-            }
-            for record in updated {
                 let served = self.load_stored(&record).await?;
+                reloaded.push((record, served));
+            }
+        }
+
+        if let Some(on) = request.log_predictions {
+            self.store.set_log_predictions(&model.name, on).await?;
+            if on {
+                self.logged.write().insert(model.name.clone());
+            } else {
+                self.logged.write().remove(&model.name);
+            }
+        }
+        for (version, baseline) in baselines {
+            self.store
+                .replace_baseline(&model.name, version, &baseline)
+                .await?;
+            self.drift.forget(&model.name, version);
+        }
+        if !reloaded.is_empty() {
+            for (record, served) in reloaded {
                 let _guard = self.write_lock.lock().await;
                 self.store
                     .set_serving(&record.model, record.version, &record.serving)

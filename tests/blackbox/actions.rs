@@ -176,15 +176,20 @@ on_both_stores!(a_model_goes_through_its_service_states, |store: &Store| {
         422,
         "invalid_argument",
     );
+    // All of an update or nothing: no baseline for drift, so logging is not turned on either.
     assert_error(
         act(
             &server,
             "iris",
             "update",
-            &json!({"drift": {"enabled": true}}),
+            &json!({"drift": {"enabled": true}, "log_predictions": true}),
         ),
         422,
         "invalid_argument",
+    );
+    assert_eq!(
+        server.get_json("/v1/audit?model=iris&kind=logging_update")["total"],
+        0
     );
     assert_error(
         act(&server, "iris", "update", &json!({"nope": 1})),
