@@ -22,7 +22,8 @@ use crate::store::StoreError;
 #[derive(Debug, Clone, Default)]
 pub struct AuditContext {
     pub actor: Option<String>,
-    pub client: String,
+    /// Formatted only when a change is recorded, not on every request.
+    pub client: Option<std::net::IpAddr>,
     pub request_id: String,
 }
 
@@ -137,7 +138,7 @@ where
     .bind(uuid::Uuid::new_v4().simple().to_string())
     .bind(clock_us())
     .bind(context.actor.unwrap_or_else(|| "maas".to_owned()))
-    .bind(context.client)
+    .bind(context.client.map(|a| a.to_string()).unwrap_or_default())
     .bind(context.request_id)
     .bind(change.kind)
     .bind(change.model)

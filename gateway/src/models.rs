@@ -795,7 +795,7 @@ impl ModelService {
         model: &str,
         version: Option<u64>,
     ) -> Result<Arc<ServedVersion>, ApiError> {
-        if self.paused.read().contains(model) {
+        if self.is_paused(model) {
             return Err(ApiError::new(
                 ErrorCode::ModelPaused,
                 format!("model '{model}' is paused; resume it with POST /v1/models/{model}/actions/resume"),
@@ -837,7 +837,11 @@ impl ModelService {
 
     /// Whether a model (or one version) is loaded and answering here.
     pub fn is_serving(&self, model: &str, version: Option<u64>) -> bool {
-        !self.paused.read().contains(model) && self.registry.get(model, version).is_ok()
+        !self.is_paused(model) && self.registry.get(model, version).is_ok()
+    }
+
+    pub fn is_paused(&self, model: &str) -> bool {
+        self.paused.read().contains(model)
     }
 
     pub async fn predict(

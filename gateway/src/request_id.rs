@@ -41,10 +41,7 @@ pub async fn middleware(
     let header = HeaderValue::from_str(&id).ok();
     let context = crate::audit::AuditContext {
         actor: None,
-        client: req
-            .peer_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default(),
+        client: req.peer_addr().map(|a| a.ip()),
         request_id: id.clone(),
     };
     let mut response = REQUEST_ID

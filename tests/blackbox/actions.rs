@@ -2,7 +2,6 @@
 //! CLI, 409 on invalid transitions, pause surviving restarts and reaching other replicas.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -23,17 +22,6 @@ fn act_ok(server: &Server, model: &str, action: &str, body: &Value) -> Value {
 
 fn row() -> Value {
     json!({"instances": [[5.1, 3.5, 1.4, 0.2]]})
-}
-
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 on_both_stores!(a_model_goes_through_its_service_states, |store: &Store| {

@@ -47,13 +47,7 @@ on_both_stores!(
         );
         let dora = as_user(&server, "dora", "dora-password-1", "req-dora-1");
         let form = reqwest::blocking::multipart::Form::new()
-            .part(
-                "model",
-                reqwest::blocking::multipart::Part::bytes(
-                    std::fs::read(fixture("iris_logreg.onnx")).unwrap(),
-                )
-                .file_name("iris.onnx"),
-            )
+            .part("model", fixture_part("iris_logreg.onnx"))
             .text("serving", r#"{"max_batch_size": 8}"#);
         let r = dora
             .post(format!("{}/v1/models/iris/versions", server.url))
@@ -116,7 +110,7 @@ on_both_stores!(
         let deploy = &page["events"][7];
         assert_eq!(deploy["version"], 1);
         assert_eq!(deploy["details"]["serving"]["max_batch_size"], 8);
-        assert_eq!(deploy["details"]["source"], "upload:iris.onnx");
+        assert_eq!(deploy["details"]["source"], "upload:iris_logreg.onnx");
         assert_eq!(
             page["events"][2]["details"]["instances"], 2,
             "the update's options: {page}"
@@ -267,13 +261,8 @@ on_both_stores!(
 fn every_log_line_of_a_request_carries_its_id() {
     let store = Store::new(StoreKind::Sqlite).unwrap();
     let mut server = Server::start(&store);
-    let form = reqwest::blocking::multipart::Form::new().part(
-        "model",
-        reqwest::blocking::multipart::Part::bytes(
-            std::fs::read(fixture("iris_logreg.onnx")).unwrap(),
-        )
-        .file_name("iris.onnx"),
-    );
+    let form =
+        reqwest::blocking::multipart::Form::new().part("model", fixture_part("iris_logreg.onnx"));
     let r = server
         .client
         .post(format!("{}/v1/models/iris/versions", server.url))

@@ -19,6 +19,23 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A fixture file as a multipart file part, named after the file.
+pub fn fixture_part(name: &str) -> multipart::Part {
+    multipart::Part::bytes(std::fs::read(fixture(name)).unwrap()).file_name(name.to_owned())
+}
+
+/// Poll `check` every 50 ms until it holds; fail after 15 s naming `what`.
+pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
 pub fn expected() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture("expected.json")).unwrap()).unwrap()
 }
@@ -365,6 +382,15 @@ impl Server {
         for (k, v) in fields {
             form = form.text(k.to_string(), v.to_string());
         }
+        self.client
+            .post(format!("{}/v1/models/{model}/versions", self.url))
+            .multipart(form)
+            .send()
+            .unwrap()
+    }
+
+    /// Deploy with a form of the caller's making (file parts beside the model), raw response.
+    pub fn deploy_multipart(&self, model: &str, form: multipart::Form) -> Response {
         self.client
             .post(format!("{}/v1/models/{model}/versions", self.url))
             .multipart(form)

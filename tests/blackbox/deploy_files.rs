@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::multipart::{Form, Part};
+use reqwest::blocking::multipart::Form;
 use serde_json::Value;
 
 use crate::common::*;
@@ -395,25 +395,13 @@ fn every_metric_in_the_rules_and_dashboard_is_exported() {
     let store = Store::new(StoreKind::Sqlite).unwrap();
     let server = Server::start(&store);
     let form = Form::new()
-        .part(
-            "model",
-            Part::bytes(std::fs::read(fixture("iris_logreg.onnx")).unwrap()).file_name("iris.onnx"),
-        )
-        .part(
-            "training_data",
-            Part::bytes(std::fs::read(fixture("iris_train.csv")).unwrap())
-                .file_name("iris_train.csv"),
-        )
+        .part("model", fixture_part("iris_logreg.onnx"))
+        .part("training_data", fixture_part("iris_train.csv"))
         .text("class_names", IRIS_CLASSES)
         .text("feature_names", IRIS_FEATURES)
         .text("label_column", "species")
         .text("baseline_size", "50");
-    let r = server
-        .client
-        .post(format!("{}/v1/models/iris/versions", server.url))
-        .multipart(form)
-        .send()
-        .unwrap();
+    let r = server.deploy_multipart("iris", form);
     assert_eq!(r.status(), 201, "{}", r.text().unwrap());
     server.predict_ok(
         "iris",

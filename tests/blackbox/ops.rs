@@ -1,7 +1,6 @@
 //! Health, metrics, the OpenAPI document, Swagger UI, and replicas sharing one store.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -155,17 +154,6 @@ fn metrics_count_requests_by_route_and_predictions_by_model() {
         out.status.success() && report.trim().is_empty(),
         "promtool check metrics:\n{report}"
     );
-}
-
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 on_both_stores!(

@@ -33,28 +33,11 @@ on_both_stores!(
     |store: &Store| {
         let server = Server::start(store);
         let form = reqwest::blocking::multipart::Form::new()
-            .part(
-                "model",
-                reqwest::blocking::multipart::Part::bytes(
-                    std::fs::read(fixture("iris_logreg.onnx")).unwrap(),
-                )
-                .file_name("iris.onnx"),
-            )
-            .part(
-                "training_data",
-                reqwest::blocking::multipart::Part::bytes(
-                    std::fs::read(fixture("iris_train.csv")).unwrap(),
-                )
-                .file_name("iris_train.csv"),
-            )
+            .part("model", fixture_part("iris_logreg.onnx"))
+            .part("training_data", fixture_part("iris_train.csv"))
             .text("label_column", "species")
             .text("class_names", IRIS_CLASSES);
-        let r = server
-            .client
-            .post(format!("{}/v1/models/iris/versions", server.url))
-            .multipart(form)
-            .send()
-            .unwrap();
+        let r = server.deploy_multipart("iris", form);
         assert_eq!(r.status(), 201, "{}", r.text().unwrap());
         let row = json!([5.1, 3.5, 1.4, 0.2]);
         // Not saved by default.

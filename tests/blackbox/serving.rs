@@ -518,9 +518,8 @@ fn a_new_version_serves_only_after_its_warmup() {
         let client = server.client.clone();
         let url = format!("{}/v1/models/iris/versions", server.url);
         let deploying = scope.spawn(move || {
-            let file = std::fs::read(fixture("iris_logreg_v2.onnx")).unwrap();
             let form = multipart::Form::new()
-                .part("model", multipart::Part::bytes(file).file_name("v2.onnx"))
+                .part("model", fixture_part("iris_logreg_v2.onnx"))
                 .text("append", "false");
             let r = client.post(url).multipart(form).send().unwrap();
             assert_eq!(r.status(), 201);

@@ -388,7 +388,7 @@ async fn readiness(
     state.models.model(model).await?;
     if state.models.is_serving(model, version) {
         Ok(HttpResponse::Ok().finish())
-    } else if state.models.paused_models().iter().any(|m| m == model) {
+    } else if state.models.is_paused(model) {
         Err(V2Error(ApiError::new(
             ErrorCode::ModelPaused,
             format!("model '{model}' is not ready: it is paused"),
