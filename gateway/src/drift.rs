@@ -122,22 +122,46 @@ impl BaselineUpload {
 /// A CSV's header (when it has one) and its rows.
 type Csv = (Option<Vec<String>>, Vec<Vec<f64>>);
 
-fn parse_csv(bytes: &[u8], what: &str) -> Result<Csv, ApiError> {
+/// With `label`, the first row must be the header and names the label column, which is left
+/// out before any number is read (labels are often class names).
+fn parse_csv(bytes: &[u8], what: &str, label: Option<&str>) -> Result<Csv, ApiError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(bytes);
-    let mut header = None;
+    let mut header: Option<Vec<String>> = None;
+    let mut label_at: Option<usize> = None;
     let mut rows = Vec::new();
     for (ix, record) in reader.records().enumerate() {
         let record = record.map_err(|e| invalid(format!("{what} is not valid CSV: {e}")))?;
         if record.iter().all(str::is_empty) {
             continue;
         }
+        if let (Some(label), true) = (label, header.is_none() && rows.is_empty()) {
+            let names: Vec<String> = record.iter().map(str::to_owned).collect();
+            let at = names.iter().position(|n| n == label).ok_or_else(|| {
+                if names.iter().all(|n| n.parse::<f64>().is_ok()) {
+                    invalid("`label_column` needs a CSV with a header row")
+                } else {
+                    invalid(format!("{what} has no column '{label}'"))
+                }
+            })?;
+            label_at = Some(at);
+            header = Some(
+                names
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != at)
+                    .map(|(_, n)| n)
+                    .collect(),
+            );
+            continue;
+        }
         let parsed: Result<Vec<f64>, usize> = record
             .iter()
             .enumerate()
+            .filter(|(col, _)| Some(*col) != label_at)
             .map(|(col, cell)| {
                 cell.parse::<f64>()
                     .ok()
@@ -225,7 +249,7 @@ pub fn build_record(
     let settings = upload.settings.unwrap_or_default();
     settings.validate()?;
     let features = feature_count(signature)?;
-    let (header, mut rows) = parse_csv(&bytes, what)?;
+    let (header, mut rows) = parse_csv(&bytes, what, upload.label_column.as_deref())?;
     let width = rows[0].len();
     if let Some((line, _)) = rows.iter().enumerate().find(|(_, r)| r.len() != width) {
         return Err(invalid(format!(
@@ -233,21 +257,6 @@ pub fn build_record(
             line + 1
         )));
     }
-    let mut header = header;
-    if let Some(label) = &upload.label_column {
-        let names = header
-            .as_mut()
-            .ok_or_else(|| invalid("`label_column` needs a CSV with a header row"))?;
-        let at = names
-            .iter()
-            .position(|n| n == label)
-            .ok_or_else(|| invalid(format!("{what} has no column '{label}'")))?;
-        names.remove(at);
-        for row in &mut rows {
-            row.remove(at);
-        }
-    }
-    let width = rows[0].len();
     if let Some(n) = features {
         if n != width {
             return Err(invalid(format!(

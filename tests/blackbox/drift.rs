@@ -493,3 +493,46 @@ fn baselines_are_checked_replaced_and_required() {
         50
     );
 }
+
+#[test]
+fn training_data_may_name_its_classes_in_the_label_column() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    let names = ["setosa", "versicolor", "virginica"];
+    let mut text = String::from("sepal_length,sepal_width,petal_length,petal_width,species\n");
+    for (i, row) in iris_like(90, 0, 0.0).iter().enumerate() {
+        text.push_str(&format!(
+            "{},{},{},{},{}\n",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            names[i % 3]
+        ));
+    }
+    let r = deploy_with(
+        &server,
+        "iris",
+        vec![("training_data", csv_part(text.clone()))],
+        &[("label_column", "species"), ("baseline_size", "20")],
+    );
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    let meta = server.get_json("/v1/models/iris/versions/1");
+    assert_eq!(meta["drift"]["baseline_rows"], 20);
+    assert_eq!(
+        meta["drift"]["columns"],
+        json!(["sepal_length", "sepal_width", "petal_length", "petal_width"])
+    );
+    // Without naming the label column, the class names are an error that says where.
+    let r = deploy_with(
+        &server,
+        "iris",
+        vec![("training_data", csv_part(text))],
+        &[],
+    );
+    let body = assert_error(r, 422, "invalid_argument");
+    assert!(
+        body["message"].as_str().unwrap().contains("'setosa'"),
+        "{body}"
+    );
+}
