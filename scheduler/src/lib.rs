@@ -1,4 +1,16 @@
-//! The training scheduler: workflows as DAGs of tasks, job and task state machines, executors.
+//! The training scheduler: workflows as DAGs of tasks, job and task state machines, the task
+//! process, executors (local processes, Slurm) and the built-in ML tasks that train models and
+//! export them as ONNX.
 //!
-//! It writes model versions through the same registry API a user calls. The scheduler arrives
-//! with issue #7; this crate holds the seam so the workspace keeps the layout of shared/DESIGN.md.
+//! It knows nothing of HTTP or SQL: the gateway keeps jobs in its store, claims ready tasks,
+//! hands each attempt to an executor, and deploys through the same registry a user calls.
+
+pub mod local;
+pub mod ml;
+pub mod runner;
+pub mod slurm;
+pub mod state;
+pub mod workflow;
+
+pub use state::{JobAction, JobState, TaskState};
+pub use workflow::{ExecutorKind, OnTaskError, Priority, TaskSpec, Workflow, WorkflowError};

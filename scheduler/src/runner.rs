@@ -1,0 +1,295 @@
+//! The task process: what `maas task exec DIR` runs, on this machine or on a Slurm node. The
+//! scheduler writes `task.json` into the attempt's folder; this runs the task there and writes
+//! `result.json` (exported variables, metrics, or the error). The process's stdout and stderr
+//! are the task's logs.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::workflow::{valid_variable_name, ScriptLanguage, SCRIPT};
+
+pub const TASK_FILE: &str = "task.json";
+pub const RESULT_FILE: &str = "result.json";
+pub const STDOUT_FILE: &str = "stdout.log";
+pub const STDERR_FILE: &str = "stderr.log";
+pub const EXPORTS_FILE: &str = "exports.env";
+pub const METRICS_FILE: &str = "metrics.json";
+pub const ARTIFACTS_DIR: &str = "artifacts";
+
+/// What one attempt of a task is asked to do (variables already substituted).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskFile {
+    pub job_id: String,
+    pub task: String,
+    pub attempt: u32,
+    pub kind: String,
+    #[serde(default)]
+    pub script: Option<String>,
+    #[serde(default)]
+    pub language: ScriptLanguage,
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Every variable visible to the task; script tasks get them in their environment.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// The Python interpreter for Python scripts.
+    #[serde(default = "default_python")]
+    pub python: String,
+}
+
+fn default_python() -> String {
+    "python3".to_owned()
+}
+
+/// What an attempt produced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub ok: bool,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    #[serde(default)]
+    pub metrics: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl TaskResult {
+    pub fn failed(error: impl Into<String>) -> TaskResult {
+        TaskResult {
+            ok: false,
+            error: Some(error.into()),
+            ..TaskResult::default()
+        }
+    }
+
+    /// Read the result an attempt left in its folder, if any.
+    pub fn read(dir: &Path) -> Option<TaskResult> {
+        let text = std::fs::read_to_string(dir.join(RESULT_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// Write `task.json` into `dir` (created, with `artifacts/`).
+pub fn prepare(dir: &Path, task: &TaskFile) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir.join(ARTIFACTS_DIR))?;
+    let text = serde_json::to_vec_pretty(task).map_err(std::io::Error::other)?;
+    write_atomically(&dir.join(TASK_FILE), &text)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(tmp, path)
+}
+
+/// Run the task whose `task.json` is in `dir`; returns the process exit code.
+pub fn exec(dir: &Path) -> i32 {
+    let result = match std::fs::read_to_string(dir.join(TASK_FILE))
+        .map_err(|e| format!("cannot read {}: {e}", dir.join(TASK_FILE).display()))
+        .and_then(|t| {
+            serde_json::from_str::<TaskFile>(&t)
+                .map_err(|e| format!("task.json is unreadable: {e}"))
+        }) {
+        Ok(task) => run(dir, &task),
+        Err(e) => TaskResult::failed(e),
+    };
+    if let Some(error) = &result.error {
+        eprintln!("maas: task failed: {error}");
+    }
+    let code = if result.ok { 0 } else { 1 };
+    match serde_json::to_vec_pretty(&result) {
+        Ok(bytes) => {
+            if let Err(e) = write_atomically(&dir.join(RESULT_FILE), &bytes) {
+                eprintln!("maas: cannot write {RESULT_FILE}: {e}");
+                return 2;
+            }
+        }
+        Err(e) => {
+            eprintln!("maas: cannot encode the result: {e}");
+            return 2;
+        }
+    }
+    code
+}
+
+fn run(dir: &Path, task: &TaskFile) -> TaskResult {
+    if task.kind == SCRIPT {
+        return run_script(dir, task);
+    }
+    println!(
+        "maas: {} task '{}' (attempt {}) with params {}",
+        task.kind,
+        task.task,
+        task.attempt,
+        serde_json::Value::Object(task.params.clone())
+    );
+    match crate::ml::run_builtin(&task.kind, &task.params, dir) {
+        Ok(out) => {
+            for (k, v) in &out.variables {
+                println!("maas: export {k}={v}");
+            }
+            if !out.metrics.is_empty() {
+                println!(
+                    "maas: metrics {}",
+                    serde_json::Value::Object(out.metrics.clone())
+                );
+            }
+            TaskResult {
+                ok: true,
+                variables: out.variables,
+                metrics: out.metrics,
+                error: None,
+            }
+        }
+        Err(e) => TaskResult::failed(e.to_string()),
+    }
+}
+
+fn run_script(dir: &Path, task: &TaskFile) -> TaskResult {
+    let Some(script) = &task.script else {
+        return TaskResult::failed("a script task without a script");
+    };
+    let (file, program): (PathBuf, &str) = match task.language {
+        ScriptLanguage::Shell => (dir.join("script.sh"), "sh"),
+        ScriptLanguage::Python => (dir.join("script.py"), task.python.as_str()),
+    };
+    if let Err(e) = std::fs::write(&file, script) {
+        return TaskResult::failed(format!("cannot write {}: {e}", file.display()));
+    }
+    let exports = dir.join(EXPORTS_FILE);
+    let status = Command::new(program)
+        .arg(&file)
+        .current_dir(dir)
+        .envs(&task.variables)
+        .env("MAAS_JOB_ID", &task.job_id)
+        .env("MAAS_TASK", &task.task)
+        .env("MAAS_ATTEMPT", task.attempt.to_string())
+        .env("MAAS_EXPORTS", &exports)
+        .env("MAAS_METRICS", dir.join(METRICS_FILE))
+        .env("MAAS_ARTIFACTS", dir.join(ARTIFACTS_DIR))
+        .status();
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => return TaskResult::failed(format!("cannot start {program}: {e}")),
+    };
+    if !status.success() {
+        return TaskResult::failed(match status.code() {
+            Some(code) => format!("the script exited with code {code}"),
+            None => "the script was ended by a signal".to_owned(),
+        });
+    }
+    let variables = match read_exports(&exports) {
+        Ok(v) => v,
+        Err(e) => return TaskResult::failed(e),
+    };
+    let metrics = match std::fs::read_to_string(dir.join(METRICS_FILE)) {
+        Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => {
+                return TaskResult::failed(format!(
+                    "{METRICS_FILE} must hold one JSON object of metrics"
+                ))
+            }
+        },
+        Err(_) => serde_json::Map::new(),
+    };
+    TaskResult {
+        ok: true,
+        variables,
+        metrics,
+        error: None,
+    }
+}
+
+/// `NAME=value` lines; blank lines and `#` comments are skipped.
+fn read_exports(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(BTreeMap::new());
+    };
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            return Err(format!(
+                "line {} of $MAAS_EXPORTS is not NAME=value: {line}",
+                n + 1
+            ));
+        };
+        let name = name.trim();
+        if !valid_variable_name(name) {
+            return Err(format!(
+                "line {} of $MAAS_EXPORTS exports '{name}', which is not a valid variable name",
+                n + 1
+            ));
+        }
+        out.insert(name.to_owned(), value.to_owned());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script_task(script: &str) -> TaskFile {
+        TaskFile {
+            job_id: "j".into(),
+            task: "t".into(),
+            attempt: 1,
+            kind: SCRIPT.into(),
+            script: Some(script.into()),
+            language: ScriptLanguage::Shell,
+            params: Default::default(),
+            variables: BTreeMap::from([("GREETING".into(), "hello".into())]),
+            python: "python3".into(),
+        }
+    }
+
+    #[test]
+    fn a_script_exports_variables_and_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = script_task(
+            "echo \"$GREETING\"; echo \"OUT=$GREETING world\" >> \"$MAAS_EXPORTS\"; \
+             echo '{\"loss\": 0.5}' > \"$MAAS_METRICS\"; echo x > \"$MAAS_ARTIFACTS/a.txt\"",
+        );
+        prepare(dir.path(), &task).unwrap();
+        assert_eq!(exec(dir.path()), 0);
+        let result = TaskResult::read(dir.path()).unwrap();
+        assert!(result.ok);
+        assert_eq!(result.variables["OUT"], "hello world");
+        assert_eq!(result.metrics["loss"], 0.5);
+        assert!(dir.path().join("artifacts/a.txt").exists());
+    }
+
+    #[test]
+    fn a_failing_script_says_its_exit_code() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path(), &script_task("exit 3")).unwrap();
+        assert_eq!(exec(dir.path()), 1);
+        let result = TaskResult::read(dir.path()).unwrap();
+        assert_eq!(
+            result.error.as_deref(),
+            Some("the script exited with code 3")
+        );
+    }
+
+    #[test]
+    fn bad_export_lines_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path(), &script_task("echo '1X=2' >> \"$MAAS_EXPORTS\"")).unwrap();
+        assert_eq!(exec(dir.path()), 1);
+        let error = TaskResult::read(dir.path()).unwrap().error.unwrap();
+        assert!(error.contains("'1X'"), "{error}");
+    }
+}
