@@ -138,6 +138,9 @@ pub struct ActionRequest {
     /// `update`: save every predict of this model in the prediction log (a request's own
     /// `"save"` overrides it).
     pub log_predictions: Option<bool>,
+    /// `update`: the catalog workflow that retrains this model (submitted on drift or with
+    /// `POST /v1/models/{name}/retrain`); `""` clears it.
+    pub retrain_workflow: Option<String>,
 }
 
 impl ActionRequest {
@@ -170,10 +173,17 @@ impl ActionRequest {
             if self.log_predictions.is_some() {
                 return misplaced("log_predictions", "update");
             }
-        } else if self.serving.is_none() && self.drift.is_none() && self.log_predictions.is_none() {
+            if self.retrain_workflow.is_some() {
+                return misplaced("retrain_workflow", "update");
+            }
+        } else if self.serving.is_none()
+            && self.drift.is_none()
+            && self.log_predictions.is_none()
+            && self.retrain_workflow.is_none()
+        {
             return Err(ApiError::new(
                 ErrorCode::InvalidArgument,
-                "an update needs `serving` options, `drift` settings or `log_predictions`",
+                "an update needs `serving` options, `drift` settings, `log_predictions` or `retrain_workflow`",
             ));
         }
         Ok(())

@@ -209,8 +209,8 @@ pub struct AuditFilter {
     pub offset: u32,
 }
 
-/// A filter value to bind.
-enum Bound<'a> {
+/// A filter value to bind (audit and job filters).
+pub(crate) enum Bound<'a> {
     Text(&'a str),
     Int(i64),
 }
@@ -248,7 +248,7 @@ impl AuditFilter {
     }
 }
 
-fn bind<'q>(
+pub(crate) fn bind<'q>(
     mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
     values: &[Bound<'q>],
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {

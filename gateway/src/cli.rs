@@ -97,6 +97,21 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Training jobs: submit a workflow, list, show, cancel, follow a task's log.
+    Job {
+        #[command(subcommand)]
+        action: JobCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print the JSON Schema of workflow definitions (scheduler/workflow.schema.json).
+    WorkflowSchema,
+    /// Run one task attempt in its folder (what the scheduler's executors start; not for people).
+    #[command(hide = true)]
+    Task {
+        #[command(subcommand)]
+        action: TaskAction,
+    },
     /// A model's service: create it, show its state and actions, or run an action.
     Model {
         #[command(subcommand)]
@@ -104,6 +119,69 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Submit the workflow in FILE (YAML or JSON); prints the job id.
+    Submit {
+        file: PathBuf,
+        /// A variable's value, NAME=VALUE (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// idle, lowest, low, normal, high or highest (default: the workflow's).
+        #[arg(long)]
+        priority: Option<String>,
+        /// Wait for the job to end, and fail unless it finished.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List jobs, newest first.
+    List {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// A job with its tasks.
+    Show {
+        id: String,
+    },
+    /// Cancel a job: nothing new starts, running tasks finish.
+    Cancel {
+        id: String,
+    },
+    /// Kill a job: running processes end.
+    Kill {
+        id: String,
+    },
+    /// Pause a job (nothing new starts) or resume it.
+    Pause {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
+    /// Print a task's log; with --follow, until the task ends.
+    Logs {
+        id: String,
+        task: String,
+        #[arg(long)]
+        follow: bool,
+        /// stdout (default) or stderr.
+        #[arg(long, default_value = "stdout")]
+        stream: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskAction {
+    /// Run the task described by DIR/task.json; writes DIR/result.json.
+    Exec { dir: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,7 +205,12 @@ pub enum ModelAction {
         serving: Option<String>,
         #[arg(long)]
         drift: Option<String>,
+        /// The saved workflow that retrains the model ("" to clear).
+        #[arg(long)]
+        retrain_workflow: Option<String>,
     },
+    /// Submit the model's retraining workflow now; prints the job id.
+    Retrain { name: String },
     /// Refuse predicts (503 model_paused), keeping everything loaded.
     Pause { name: String },
     /// Answer predicts again.
@@ -209,6 +292,16 @@ pub fn main() -> ExitCode {
         }
         Command::User { action, store } => user(action, store),
         Command::Drift(args) => crate::drift_cli::run(args),
+        Command::WorkflowSchema => {
+            print!("{}", maas_scheduler::workflow::json_schema());
+            Ok(())
+        }
+        Command::Task {
+            action: TaskAction::Exec { dir },
+        } => {
+            let code = maas_scheduler::runner::exec(&dir);
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        }
         other => client(other),
     };
     match result {
@@ -353,7 +446,12 @@ fn read_rows(path: &Path) -> anyhow::Result<Value> {
 async fn run_client(command: Command) -> anyhow::Result<()> {
     use reqwest::Method;
     match command {
-        Command::Serve(_) | Command::Openapi | Command::User { .. } | Command::Drift(_) => Ok(()),
+        Command::Serve(_)
+        | Command::Openapi
+        | Command::User { .. }
+        | Command::Drift(_)
+        | Command::WorkflowSchema
+        | Command::Task { .. } => Ok(()),
         Command::Token { username, client } => {
             let c = Client::new(&client)?;
             let password = match std::env::var("MAAS_PASSWORD") {
@@ -489,6 +587,7 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             let path = format!("/v1/models/{name}/versions/{version}/undeploy");
             print(&c.send(c.request(Method::POST, &path)).await?)
         }
+        Command::Job { action, client } => job(action, &Client::new(&client)?).await,
         Command::Model { action, client } => {
             let c = Client::new(&client)?;
             let json = |flag: &str, text: Option<String>| -> anyhow::Result<Option<Value>> {
@@ -521,14 +620,25 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
                     name,
                     serving,
                     drift,
+                    retrain_workflow,
                 } => (
                     name,
                     "update",
                     serde_json::json!({
                         "serving": json("--serving", serving)?,
                         "drift": json("--drift", drift)?,
+                        "retrain_workflow": retrain_workflow,
                     }),
                 ),
+                ModelAction::Retrain { name } => {
+                    let path = format!("/v1/models/{name}/retrain");
+                    let job = c.send(c.request(Method::POST, &path)).await?;
+                    println!(
+                        "{}",
+                        job.get("id").and_then(Value::as_str).unwrap_or_default()
+                    );
+                    return Ok(());
+                }
                 ModelAction::Pause { name } => (name, "pause", serde_json::json!({})),
                 ModelAction::Resume { name } => (name, "resume", serde_json::json!({})),
                 ModelAction::Finish { name } => (name, "finish", serde_json::json!({})),
@@ -545,6 +655,164 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             print(&c.send(c.request(Method::POST, &path).json(&body)).await?)
         }
     }
+}
+
+async fn job(action: JobCommand, c: &Client) -> anyhow::Result<()> {
+    use reqwest::Method;
+    match action {
+        JobCommand::Submit {
+            file,
+            vars,
+            priority,
+            wait,
+        } => {
+            let text = tokio::fs::read_to_string(&file)
+                .await
+                .with_context(|| format!("reading {}", file.display()))?;
+            let mut variables = serde_json::Map::new();
+            for var in vars {
+                let (name, value) = var
+                    .split_once('=')
+                    .with_context(|| format!("--var {var}: expected NAME=VALUE"))?;
+                variables.insert(name.to_owned(), Value::String(value.to_owned()));
+            }
+            let mut body = serde_json::json!({ "workflow": text, "variables": variables });
+            if let Some(p) = priority {
+                body["priority"] = Value::String(p);
+            }
+            let job = c
+                .send(c.request(Method::POST, "/v1/jobs").json(&body))
+                .await?;
+            let id = job
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            println!("{id}");
+            if wait {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    let job = c
+                        .send(c.request(Method::GET, &format!("/v1/jobs/{id}")))
+                        .await?;
+                    let state = job.get("state").and_then(Value::as_str).unwrap_or("?");
+                    match state {
+                        "finished" => return Ok(()),
+                        "failed" | "canceled" | "killed" | "in_error" => anyhow::bail!(
+                            "job {id} is {state}: {}",
+                            job.get("reason").and_then(Value::as_str).unwrap_or("")
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+            Ok(())
+        }
+        JobCommand::List {
+            name,
+            state,
+            owner,
+            limit,
+        } => {
+            let mut query = vec![("limit", limit.to_string())];
+            for (k, v) in [("name", name), ("state", state), ("owner", owner)] {
+                if let Some(v) = v {
+                    query.push((k, v));
+                }
+            }
+            let page = c
+                .send(c.request(Method::GET, "/v1/jobs").query(&query))
+                .await?;
+            let jobs = page
+                .get("jobs")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if jobs.is_empty() {
+                println!("no jobs");
+            }
+            let text =
+                |j: &Value, k: &str| j.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            for j in jobs {
+                let duration = j
+                    .get("duration_secs")
+                    .and_then(Value::as_f64)
+                    .map(|d| format!("{d:.1}s"))
+                    .unwrap_or_default();
+                println!(
+                    "{}	{}	{}	{}	{}	{}",
+                    text(&j, "id"),
+                    text(&j, "name"),
+                    text(&j, "state"),
+                    text(&j, "owner"),
+                    text(&j, "submitted_at"),
+                    duration
+                );
+            }
+            Ok(())
+        }
+        JobCommand::Show { id } => print(
+            &c.send(c.request(Method::GET, &format!("/v1/jobs/{id}")))
+                .await?,
+        ),
+        JobCommand::Cancel { id } => job_action(c, &id, "cancel").await,
+        JobCommand::Kill { id } => job_action(c, &id, "kill").await,
+        JobCommand::Pause { id } => job_action(c, &id, "pause").await,
+        JobCommand::Resume { id } => job_action(c, &id, "resume").await,
+        JobCommand::Logs {
+            id,
+            task,
+            follow,
+            stream,
+        } => {
+            use std::io::Write;
+            let mut offset = 0u64;
+            loop {
+                let response = c
+                    .request(Method::GET, &format!("/v1/jobs/{id}/tasks/{task}/logs"))
+                    .query(&[("stream", stream.as_str()), ("offset", &offset.to_string())])
+                    .send()
+                    .await
+                    .with_context(|| format!("cannot reach maas at {}", c.base))?;
+                if !response.status().is_success() {
+                    let status = response.status();
+                    let body: Value = response.json().await.unwrap_or(Value::Null);
+                    anyhow::bail!(
+                        "{status}: {}",
+                        body.get("message").and_then(Value::as_str).unwrap_or("")
+                    );
+                }
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                let next = header("x-log-offset").and_then(|v| v.parse().ok());
+                let complete = header("x-log-complete").is_none_or(|v| v == "true");
+                let bytes = response.bytes().await?;
+                std::io::stdout().write_all(&bytes)?;
+                std::io::stdout().flush()?;
+                offset = next.unwrap_or(offset + bytes.len() as u64);
+                if !follow || complete {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        }
+    }
+}
+
+async fn job_action(c: &Client, id: &str, action: &str) -> anyhow::Result<()> {
+    let job = c
+        .send(c.request(reqwest::Method::POST, &format!("/v1/jobs/{id}/{action}")))
+        .await?;
+    println!(
+        "{id}\t{}",
+        job.get("state").and_then(Value::as_str).unwrap_or("?")
+    );
+    Ok(())
 }
 
 fn read_password() -> anyhow::Result<String> {

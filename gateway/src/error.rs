@@ -47,6 +47,11 @@ pub enum ErrorCode {
     ModelExists,
     ModelPaused,
     InvalidAction,
+    JobNotFound,
+    TaskNotFound,
+    ArtifactNotFound,
+    WorkflowNotFound,
+    InvalidWorkflow,
 }
 
 impl ErrorCode {
@@ -86,6 +91,11 @@ impl ErrorCode {
             ErrorCode::ModelExists => "model_exists",
             ErrorCode::ModelPaused => "model_paused",
             ErrorCode::InvalidAction => "invalid_action",
+            ErrorCode::JobNotFound => "job_not_found",
+            ErrorCode::TaskNotFound => "task_not_found",
+            ErrorCode::ArtifactNotFound => "artifact_not_found",
+            ErrorCode::WorkflowNotFound => "workflow_not_found",
+            ErrorCode::InvalidWorkflow => "invalid_workflow",
         }
     }
 
@@ -121,7 +131,13 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::UserExists => StatusCode::CONFLICT,
-            ErrorCode::UserNotFound | ErrorCode::KeyNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::UserNotFound
+            | ErrorCode::KeyNotFound
+            | ErrorCode::JobNotFound
+            | ErrorCode::TaskNotFound
+            | ErrorCode::ArtifactNotFound
+            | ErrorCode::WorkflowNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::InvalidWorkflow => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }

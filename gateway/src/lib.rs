@@ -10,6 +10,7 @@ pub mod console;
 pub mod drift;
 pub mod drift_cli;
 pub mod error;
+pub mod jobs;
 pub mod metrics;
 pub mod models;
 pub mod openapi;

@@ -451,6 +451,18 @@ impl ModelService {
                 ));
             }
         }
+        if let Some(name) = request
+            .retrain_workflow
+            .as_deref()
+            .filter(|n| !n.is_empty())
+        {
+            if self.store.workflow(name, None).await?.is_none() {
+                return Err(ApiError::new(
+                    ErrorCode::WorkflowNotFound,
+                    format!("workflow '{name}' is not in the catalog; save it with POST /v1/workflows first"),
+                ));
+            }
+        }
         let mut reloaded = Vec::new();
         if let Some(patch) = &request.serving {
             for v in &deployed {
@@ -462,6 +474,11 @@ impl ModelService {
             }
         }
 
+        if let Some(name) = &request.retrain_workflow {
+            self.store
+                .set_retrain_workflow(&model.name, (!name.is_empty()).then_some(name.as_str()))
+                .await?;
+        }
         if let Some(on) = request.log_predictions {
             self.store.set_log_predictions(&model.name, on).await?;
             if on {

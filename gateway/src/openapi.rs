@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::api;
 use crate::error::ErrorBody;
-use crate::routes::{admin, auth, deploy, health, models, predict, v2};
+use crate::routes::{admin, auth, deploy, health, jobs, models, predict, v2};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -62,9 +62,36 @@ use crate::routes::{admin, auth, deploy, health, models, predict, v2};
         v2::repository_index,
         v2::repository_load,
         v2::repository_unload,
+        jobs::submit,
+        jobs::list,
+        jobs::summary,
+        jobs::get,
+        jobs::act,
+        jobs::retry,
+        jobs::logs,
+        jobs::results,
+        jobs::artifact,
+        jobs::save_workflow,
+        jobs::list_workflows,
+        jobs::get_workflow,
+        jobs::get_workflow_version,
+        jobs::retrain,
     ),
     components(schemas(
         ErrorBody,
+        jobs::SubmitRequest,
+        jobs::WorkflowBody,
+        jobs::RetrainRequest,
+        jobs::WorkflowView,
+        jobs::WorkflowHistory,
+        jobs::WorkflowList,
+        crate::jobs::JobView,
+        crate::jobs::TaskView,
+        crate::jobs::JobPage,
+        crate::jobs::JobSummary,
+        crate::jobs::JobResults,
+        crate::jobs::TaskResults,
+        crate::jobs::ArtifactView,
         api::HealthStatus,
         api::TensorInfo,
         api::VersionInfo,

@@ -94,6 +94,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(settings.serving.model_url_timeout_secs))
         .build()?;
+    let jobs = web::Data::new(crate::jobs::JobService::new(
+        store.clone(),
+        settings.scheduler.clone(),
+        &settings.storage.data_dir,
+    )?);
     let state = web::Data::new(AppState {
         predictions: crate::predictions::PredictionLog::start(
             store.clone(),
@@ -120,6 +125,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .start()
         .await
         .map_err(|e| anyhow::anyhow!("loading deployed models: {e}"))?;
+    crate::jobs::start(jobs.clone(), state.clone());
 
     let listener = TcpListener::bind(&settings.server.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.bind))?;
@@ -137,6 +143,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         let v2_limit = usize::try_from(limits.max_predict_bytes).unwrap_or(usize::MAX);
         App::new()
             .app_data(app_state.clone())
+            .app_data(jobs.clone())
             .app_data(metrics_data.clone())
             .app_data(authenticator.clone())
             .app_data(json(limits.max_json_bytes))

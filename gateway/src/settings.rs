@@ -23,6 +23,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub drift: DriftGatewaySettings,
     pub predictions: crate::predictions::PredictionLogSettings,
+    pub scheduler: crate::jobs::SchedulerSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -305,6 +306,7 @@ impl Settings {
         if self.serving.sync_interval_ms < 100 {
             anyhow::bail!("serving.sync_interval_ms must be at least 100");
         }
+        self.scheduler.validate()?;
         crate::api::ServingOptions::default()
             .resolve(&self.serving)
             .map_err(|e| anyhow::anyhow!("serving: {}", e.message))?;

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod drift;
+pub mod jobs;
 
 use std::future::Future;
 
@@ -46,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "audit trail and runtime settings",
         include_str!("../../migrations/0006_audit_settings.sql"),
+    ),
+    (
+        7,
+        "workflows, jobs and tasks",
+        include_str!("../../migrations/0007_jobs.sql"),
     ),
 ];
 

@@ -274,12 +274,26 @@ try {
     await shot('drift');
   });
 
-  await step('the jobs page answers', async () => {
-    await page.click('#nav-jobs');
-    await page.waitForSelector('#jobs-unavailable, #jobs-table, #content .empty');
-    if (await page.locator('#jobs-unavailable').count()) {
-      check((await text('#jobs-unavailable')).includes('not available'), 'the unavailable notice should say so');
+  await step('the jobs page lists jobs with their states and durations', async () => {
+    const token = await page.evaluate(() => sessionStorage.getItem('maas.console.token'));
+    const workflow = 'name: console-demo\ntasks:\n  - name: hello\n    kind: script\n    script: echo hello\n';
+    const submitted = await page.request.post(`${base}/v1/jobs`, {
+      headers: { Authorization: `Bearer ${token}` },
+      data: { workflow },
+    });
+    check(submitted.status() === 202, `submitting a job answered ${submitted.status()}`);
+    const job = await submitted.json();
+    for (let i = 0; i < 100; i++) {
+      const answer = await (await page.request.get(`${base}/v1/jobs/${job.id}`, { headers: { Authorization: `Bearer ${token}` } })).json();
+      if (answer.state === 'finished') break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
+    await page.click('#nav-jobs');
+    await page.waitForSelector('#jobs-table');
+    check((await text('#jobs-table')).includes('console-demo'), 'the job should be listed');
+    check((await text('#jobs-table')).includes('finished'), 'its state should show');
+    check((await text('#jobs-summary')).includes('100%'), 'the success ratio should show');
+    check((await page.locator('svg.chart').count()) >= 1, 'the duration chart should be drawn');
     await shot('jobs');
   });
 

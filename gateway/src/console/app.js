@@ -1231,18 +1231,11 @@ function auditDetails(details) {
 // ---------------------------------------------------------------------------------------------
 // Jobs
 
-function jobDuration(job) {
-  for (const [key, scale] of [['duration_ms', 0.001], ['duration_secs', 1], ['duration_s', 1], ['duration_seconds', 1], ['duration', 1]]) {
-    if (Number.isFinite(job[key])) return job[key] * scale;
-  }
-  const started = Date.parse(job.started_at);
-  if (!Number.isFinite(started)) return null;
-  const ended = Date.parse(job.finished_at || job.ended_at || job.completed_at);
-  return ((Number.isFinite(ended) ? ended : Date.now()) - started) / 1000;
-}
-
-const jobState = (job) => String(job.state || job.status || 'unknown').toLowerCase();
-const jobName = (job) => String(job.name || job.workflow || job.workflow_name || job.id || '?');
+// GET /v1/jobs answers {jobs: [{id, name, state, priority, owner, origin, submitted_at,
+// started_at, finished_at, duration_secs, …}], total}; GET /v1/jobs/summary the counts.
+const jobDuration = (job) => (Number.isFinite(job.duration_secs) ? job.duration_secs : null);
+const jobState = (job) => String(job.state || 'unknown');
+const jobName = (job) => String(job.name || job.id || '?');
 
 async function jobsPage(content) {
   setCrumbs([['Jobs']]);
@@ -1251,19 +1244,21 @@ async function jobsPage(content) {
   content.append(body);
   await fill(body, async () => {
     let answer;
+    let summary;
     try {
-      answer = await get('/v1/jobs');
+      [answer, summary] = await Promise.all([get('/v1/jobs?limit=200'), get('/v1/jobs/summary')]);
     } catch (e) {
       if (isMissingRoute(e)) return card('Jobs', { id: 'jobs-unavailable' }, infoBox('The training scheduler is not available on this server.'));
       throw e;
     }
-    const jobs = Array.isArray(answer) ? answer : answer.jobs || answer.items || [];
-    if (!jobs.length) return card('Jobs', {}, emptyState('No jobs yet', 'Jobs submitted to the scheduler are listed here.'));
-    const states = new Map();
-    for (const j of jobs) states.set(jobState(j), (states.get(jobState(j)) || 0) + 1);
+    const jobs = answer.jobs || [];
+    if (!jobs.length) return card('Jobs', {}, emptyState('No jobs yet', 'Submit a workflow (POST /v1/jobs or `maas job submit FILE`); its jobs are listed here.'));
+    const counts = Object.entries(summary.states || {}).filter(([, n]) => n > 0);
+    const ratio = summary.success_ratio === null || summary.success_ratio === undefined ? '—' : `${Math.round(summary.success_ratio * 100)}%`;
     const timed = jobs.filter((j) => jobDuration(j) !== null).slice(0, 30);
     return [
-      h('div', { class: 'stats' }, stat('jobs', jobs.length), [...states.entries()].map(([s, n]) => stat(s, n, `state-${s}`))),
+      h('div', { class: 'stats', id: 'jobs-summary' }, stat('jobs', summary.total), stat('success', ratio), stat('in progress', summary.in_progress),
+        stat('mean duration', formatDuration(summary.average_duration_secs)), counts.map(([s, n]) => stat(s, n, `state-${s}`))),
       timed.length
         ? card(
           'Durations',
@@ -1276,12 +1271,13 @@ async function jobsPage(content) {
         {},
         table(
           [
-            { title: 'Job', cell: (j) => h('code', {}, String(j.id ?? '—')) },
+            { title: 'Job', cell: (j) => h('code', { title: j.id }, String(j.id).slice(0, 12)) },
             { title: 'Name', cell: (j) => jobName(j) },
             { title: 'State', cell: (j) => badge(jobState(j)) },
-            { title: 'Submitted', class: 'nowrap muted', cell: (j) => formatTime(j.submitted_at || j.created_at) },
-            { title: 'Started', class: 'nowrap muted', cell: (j) => formatTime(j.started_at) },
-            { title: 'Finished', class: 'nowrap muted', cell: (j) => formatTime(j.finished_at || j.ended_at || j.completed_at) },
+            { title: 'Priority', class: 'muted', cell: (j) => j.priority },
+            { title: 'Owner', class: 'muted', cell: (j) => j.owner + (j.model ? ` (${j.origin}: ${j.model})` : '') },
+            { title: 'Submitted', class: 'nowrap muted', cell: (j) => formatTime(j.submitted_at) },
+            { title: 'Finished', class: 'nowrap muted', cell: (j) => formatTime(j.finished_at) },
             { title: 'Duration', class: 'right nowrap', cell: (j) => formatDuration(jobDuration(j)) },
           ],
           jobs,

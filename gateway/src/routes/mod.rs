@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod deploy;
 pub mod health;
+pub mod jobs;
 pub mod models;
 pub mod predict;
 pub mod v2;
@@ -79,6 +80,32 @@ pub fn configure(
             .route(web::patch().to(admin::update_settings)),
     )
     .service(resource("/v1/audit").route(web::get().to(admin::audit)))
+    .service(
+        resource("/v1/jobs")
+            .route(web::get().to(jobs::list))
+            .route(web::post().to(jobs::submit)),
+    )
+    .service(resource("/v1/jobs/summary").route(web::get().to(jobs::summary)))
+    .service(resource("/v1/jobs/{id}").route(web::get().to(jobs::get)))
+    .service(resource("/v1/jobs/{id}/results").route(web::get().to(jobs::results)))
+    .service(resource("/v1/jobs/{id}/tasks/{task}/logs").route(web::get().to(jobs::logs)))
+    .service(resource("/v1/jobs/{id}/tasks/{task}/retry").route(web::post().to(jobs::retry)))
+    .service(
+        resource("/v1/jobs/{id}/tasks/{task}/artifacts/{path:.+}")
+            .route(web::get().to(jobs::artifact)),
+    )
+    .service(resource("/v1/jobs/{id}/{action}").route(web::post().to(jobs::act)))
+    .service(
+        resource("/v1/workflows")
+            .route(web::get().to(jobs::list_workflows))
+            .route(web::post().to(jobs::save_workflow)),
+    )
+    .service(resource("/v1/workflows/{workflow}").route(web::get().to(jobs::get_workflow)))
+    .service(
+        resource("/v1/workflows/{workflow}/versions/{version}")
+            .route(web::get().to(jobs::get_workflow_version)),
+    )
+    .service(resource("/v1/models/{name}/retrain").route(web::post().to(jobs::retrain)))
     .service(resource("/v1/auth/token").route(web::post().to(auth::token)))
     .service(resource("/v1/auth/me").route(web::get().to(auth::me)))
     .service(

@@ -1,0 +1,375 @@
+//! Training workflows end to end: the shipped examples train with the built-in ML tasks (or
+//! scikit-learn in a script task), deploy through the registry and serve predictions; the
+//! closed loop retrains a model on request or on drift and deploys only a version that scores at
+//! least as well; the `maas job` CLI drives it all.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::jobs::{submit, wait_job};
+use crate::on_both_stores;
+
+fn workflow_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scheduler/workflows")
+        .join(name)
+}
+
+fn workflow_text(name: &str) -> String {
+    std::fs::read_to_string(workflow_file(name)).unwrap()
+}
+
+fn results_of(server: &Server, id: &str, task: &str) -> Value {
+    let results = server.get_json(&format!("/v1/jobs/{id}/results"));
+    results["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == task)
+        .unwrap_or_else(|| panic!("no task {task} in {results:#}"))
+        .clone()
+}
+
+const SETOSA: [f64; 4] = [5.1, 3.5, 1.4, 0.2];
+const VIRGINICA: [f64; 4] = [6.9, 3.1, 5.4, 2.1];
+
+on_both_stores!(
+    the_iris_workflow_trains_deploys_and_serves,
+    |store: &Store| {
+        let server = Server::start(store);
+        let id = submit(&server, &workflow_text("iris-deploy.yaml"), json!({}));
+        let job = wait_job(&server, &id, "finished", 120);
+        assert_eq!(job["tasks"].as_array().unwrap().len(), 5);
+
+        let evaluate = results_of(&server, &id, "evaluate");
+        let accuracy = evaluate["metrics"]["accuracy"].as_f64().unwrap();
+        assert!(accuracy > 0.85, "accuracy {accuracy}");
+        assert!(evaluate["metrics"]["confusion_matrix"].is_array());
+        let train = results_of(&server, &id, "train");
+        assert!(train["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["path"] == "model.onnx"));
+        let deploy = results_of(&server, &id, "deploy");
+        assert_eq!(deploy["variables"]["DEPLOYED"], "true");
+        assert_eq!(deploy["variables"]["MODEL_VERSION"], "1");
+
+        // The model serves, with class and feature names, and a drift baseline from the training rows.
+        let meta = server.get_json("/v1/models/iris/versions/1");
+        assert_eq!(meta["source"], format!("job:{id}"));
+        assert_eq!(meta["drift"]["source"], "training_data");
+        let answer = server.predict_ok(
+        "iris",
+        None,
+        &json!({"records": [
+            {"sepal_length": SETOSA[0], "sepal_width": SETOSA[1], "petal_length": SETOSA[2], "petal_width": SETOSA[3]},
+            {"sepal_length": VIRGINICA[0], "sepal_width": VIRGINICA[1], "petal_length": VIRGINICA[2], "petal_width": VIRGINICA[3]},
+        ]}),
+    );
+        assert_eq!(answer["predictions"], json!(["setosa", "virginica"]));
+    }
+);
+
+fn worse_workflow() -> String {
+    // The same pipeline with a one-split tree: it cannot tell versicolor from virginica.
+    workflow_text("iris-deploy.yaml")
+        .replace(
+            "name: iris-deploy-flower-classifier",
+            "name: iris-stump",
+        )
+        .replace(
+            "params: {train: \"${TRAIN}\", label: \"${LABEL}\", algorithm: \"${ALGORITHM}\"}",
+            "params: {train: \"${TRAIN}\", label: \"${LABEL}\", algorithm: decision_tree, max_depth: 1}",
+        )
+}
+
+fn set_retrain(server: &Server, workflow: &str) -> reqwest::blocking::Response {
+    server.post_json(
+        "/v1/models/iris/actions/update",
+        &json!({"retrain_workflow": workflow}),
+    )
+}
+
+on_both_stores!(
+    retraining_deploys_only_a_version_at_least_as_good,
+    |store: &Store| {
+        let server = Server::start(store);
+        let first = submit(&server, &workflow_text("iris-deploy.yaml"), json!({}));
+        wait_job(&server, &first, "finished", 120);
+
+        // The model must name a saved workflow.
+        assert_error(
+            server.post_empty("/v1/models/iris/retrain"),
+            409,
+            "invalid_action",
+        );
+        assert_error(
+            set_retrain(&server, "iris-deploy-flower-classifier"),
+            404,
+            "workflow_not_found",
+        );
+        assert_error(
+            server.post_empty("/v1/models/nope/retrain"),
+            404,
+            "model_not_found",
+        );
+        for text in [workflow_text("iris-deploy.yaml"), worse_workflow()] {
+            let r = server.post_json("/v1/workflows", &json!({"workflow": text}));
+            assert_eq!(r.status(), 201);
+        }
+        // The CLI names it (the same update action).
+        let out = Command::new(BIN)
+            .args([
+                "model",
+                "update",
+                "iris",
+                "--retrain-workflow",
+                "iris-deploy-flower-classifier",
+            ])
+            .env("MAAS_URL", &server.url)
+            .env("MAAS_TOKEN", &server.token)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        // As good (the same training): deployed as version 2.
+        let r = server.post_json(
+            "/v1/models/iris/retrain",
+            &json!({"variables": {"SEED": 42}}),
+        );
+        assert_eq!(r.status(), 202);
+        let job: Value = r.json().unwrap();
+        assert_eq!(job["origin"], "retrain");
+        assert_eq!(job["model"], "iris");
+        assert_eq!(job["variables"]["MODEL_NAME"], "iris");
+        assert_eq!(job["variables"]["MODEL_VERSION"], "1");
+        let id = job["id"].as_str().unwrap().to_owned();
+        wait_job(&server, &id, "finished", 120);
+        let deploy = results_of(&server, &id, "deploy");
+        assert_eq!(deploy["variables"]["DEPLOYED"], "true", "{deploy:#}");
+        assert_eq!(deploy["metrics"]["comparison"]["deployed"], true);
+        assert_eq!(deploy["metrics"]["comparison"]["current_version"], 1);
+        assert_eq!(
+            server.predict_ok("iris", None, &json!({"instances": [SETOSA]}))["version"],
+            2
+        );
+
+        // Worse: kept undeployed, the comparison recorded, version 2 still serving.
+        assert_eq!(set_retrain(&server, "iris-stump").status(), 200);
+        let job: Value = server.post_empty("/v1/models/iris/retrain").json().unwrap();
+        let id = job["id"].as_str().unwrap().to_owned();
+        wait_job(&server, &id, "finished", 120);
+        let deploy = results_of(&server, &id, "deploy");
+        assert_eq!(deploy["variables"]["DEPLOYED"], "false", "{deploy:#}");
+        let comparison = &deploy["metrics"]["comparison"];
+        assert_eq!(comparison["metric"], "accuracy");
+        assert!(
+            comparison["candidate_score"].as_f64().unwrap()
+                < comparison["current_score"].as_f64().unwrap()
+        );
+        assert_eq!(
+            server.predict_ok("iris", None, &json!({"instances": [SETOSA]}))["version"],
+            2
+        );
+        let versions = server.get_json("/v1/models/iris/versions");
+        assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
+        let audit = server.get_json("/v1/audit?kind=retrain_rejected");
+        assert_eq!(audit["events"][0]["model"], "iris");
+        assert_eq!(audit["events"][0]["details"]["job"], id.as_str());
+        let r = server.get(&format!("/v1/jobs/{id}/tasks/deploy/logs"));
+        assert!(r.text().unwrap().contains("kept undeployed"));
+    }
+);
+
+on_both_stores!(drift_submits_the_retraining_workflow, |store: &Store| {
+    let server = Server::start(store);
+    let first = submit(&server, &workflow_text("iris-deploy.yaml"), json!({}));
+    wait_job(&server, &first, "finished", 120);
+    server.post_json(
+        "/v1/workflows",
+        &json!({"workflow": workflow_text("iris-deploy.yaml")}),
+    );
+    assert_eq!(
+        set_retrain(&server, "iris-deploy-flower-classifier").status(),
+        200
+    );
+    assert_eq!(server.get_json("/v1/jobs?model=iris")["total"], 0);
+
+    // Calm rows, then petal length shifted far off: the detector fires.
+    let mut rows: Vec<Value> = (0..60)
+        .map(|i| {
+            json!([
+                5.8 + (i % 7) as f64 * 0.1,
+                3.0,
+                4.3 + (i % 5) as f64 * 0.2,
+                1.3
+            ])
+        })
+        .collect();
+    rows.extend((0..60).map(|i| json!([5.8, 3.0, 12.0 + (i % 5) as f64 * 0.1, 1.3])));
+    let answer = server.predict_ok(
+        "iris",
+        None,
+        &json!({"instances": rows, "drift": {"detector": "adwin"}}),
+    );
+    assert!(
+        answer["drift"]["features"]["petal_length"].is_array(),
+        "{answer:#}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let job = loop {
+        let list = server.get_json("/v1/jobs?model=iris");
+        if list["total"] == 1 {
+            break list["jobs"][0].clone();
+        }
+        assert!(Instant::now() < deadline, "no retraining job was submitted");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(job["origin"], "drift");
+    assert_eq!(job["owner"], "maas");
+    assert_eq!(job["variables"]["MODEL_VERSION"], "1");
+    wait_job(&server, job["id"].as_str().unwrap(), "finished", 120);
+    // One drift episode, one retraining.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(server.get_json("/v1/jobs?model=iris")["total"], 1);
+});
+
+on_both_stores!(
+    house_prices_trains_two_regressors_and_deploys_the_better,
+    |store: &Store| {
+        let server = Server::start(store);
+        let id = submit(&server, &workflow_text("house-prices.yaml"), json!({}));
+        let job = wait_job(&server, &id, "finished", 120);
+        let compare = results_of(&server, &id, "compare");
+        let best = compare["variables"]["BEST"].as_str().unwrap().to_owned();
+        assert!(
+            ["linear_regression", "ridge"].contains(&best.as_str()),
+            "{best}"
+        );
+        assert_eq!(compare["variables"]["METRIC"], "rmse");
+        let scores = &compare["metrics"]["models"];
+        let rmse = |name: &str| {
+            scores[name]["rmse"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{compare:#}"))
+        };
+        let (best_rmse, other) = if best == "ridge" {
+            (rmse("ridge"), rmse("linear_regression"))
+        } else {
+            (rmse("linear_regression"), rmse("ridge"))
+        };
+        assert!(best_rmse <= other, "{compare:#}");
+        // Both trained in parallel: their runs overlap or at least both finished before compare.
+        let tasks = job["tasks"].as_array().unwrap();
+        let t = |n: &str| tasks.iter().find(|t| t["name"] == n).unwrap().clone();
+        assert_eq!(t("compare")["depends_on"].as_array().unwrap().len(), 2);
+        let deploy = results_of(&server, &id, "deploy");
+        assert_eq!(deploy["variables"]["DEPLOYED"], "true");
+        let meta = server.get_json("/v1/models/house-prices/versions/1");
+        assert_eq!(meta["feature_names"].as_array().unwrap().len(), 11);
+        // A 3-bedroom house with a garage, as a record.
+        let record = json!({"lotsize": 5000, "bedrooms": 3, "bathrooms": 1, "stories": 2, "driveway": 1,
+        "recreation": 0, "fullbase": 1, "gasheat": 0, "aircon": 0, "garage": 1, "prefer": 0});
+        let answer = server.predict_ok("house-prices", None, &json!({"records": [record]}));
+        let price = answer["predictions"][0]
+            .as_f64()
+            .or_else(|| answer["predictions"][0][0].as_f64())
+            .unwrap_or_else(|| panic!("{answer:#}"));
+        assert!((20_000.0..200_000.0).contains(&price), "{price}");
+    }
+);
+
+#[test]
+fn the_sklearn_script_example_trains_and_deploys() {
+    let Ok(python) = std::env::var("MAAS_SKLEARN_PYTHON") else {
+        if std::env::var("MAAS_REQUIRE_SKLEARN").is_ok_and(|v| v == "1") {
+            panic!("MAAS_REQUIRE_SKLEARN=1 but MAAS_SKLEARN_PYTHON is not set");
+        }
+        eprintln!("NOTICE: skipping the scikit-learn script example: set MAAS_SKLEARN_PYTHON to a Python with scikit-learn and skl2onnx (pip install -r scheduler/workflows/requirements.txt)");
+        return;
+    };
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start_with(
+        &store,
+        Options::default().env("MAAS__SCHEDULER__PYTHON", &python),
+    );
+    let id = submit(&server, &workflow_text("sklearn-script.yaml"), json!({}));
+    let job = wait_job(&server, &id, "finished", 300);
+    assert_eq!(job["state"], "finished");
+    let train = results_of(&server, &id, "train");
+    assert!(train["metrics"]["accuracy"].as_f64().unwrap() > 0.85);
+    let answer = server.predict_ok(
+        "iris-sklearn",
+        None,
+        &json!({"instances": [SETOSA, VIRGINICA]}),
+    );
+    assert_eq!(answer["predictions"], json!(["setosa", "virginica"]));
+}
+
+#[test]
+fn the_job_cli_submits_lists_shows_follows_and_cancels() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    let maas = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("MAAS_URL", &server.url)
+            .env("MAAS_TOKEN", &server.token)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hello.yaml");
+    std::fs::write(
+        &file,
+        "name: hello\nvariables: {WHO: world}\ntasks:\n  - name: greet\n    kind: script\n    script: |\n      for i in 1 2 3; do echo \"hello $WHO $i\"; sleep 0.3; done\n",
+    )
+    .unwrap();
+    let (ok, out, err) = maas(&["job", "submit", file.to_str().unwrap(), "--var", "WHO=maas"]);
+    assert!(ok, "{err}");
+    let id = out.trim().to_owned();
+    assert_eq!(id.len(), 32, "{out}");
+    // Follow the log while the task runs: every line arrives, then the command returns.
+    let (ok, out, err) = maas(&["job", "logs", &id, "greet", "--follow"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "hello maas 1\nhello maas 2\nhello maas 3\n");
+    wait_job(&server, &id, "finished", 30);
+    let (ok, out, _) = maas(&["job", "list"]);
+    assert!(ok && out.contains(&id) && out.contains("finished"), "{out}");
+    let (ok, out, _) = maas(&["job", "show", &id]);
+    assert!(ok);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["tasks"][0]["name"], "greet");
+
+    let slow = dir.path().join("slow.yaml");
+    std::fs::write(&slow, "name: slow\ntasks:\n  - name: nap\n    kind: script\n    script: sleep 30\n  - name: after\n    kind: script\n    depends_on: [nap]\n    script: echo after\n").unwrap();
+    let (_, out, _) = maas(&["job", "submit", slow.to_str().unwrap()]);
+    let slow_id = out.trim().to_owned();
+    let (ok, out, err) = maas(&["job", "cancel", &slow_id]);
+    assert!(ok, "{err}");
+    assert!(out.contains("canceled"), "{out}");
+    let (ok, _, err) = maas(&["job", "cancel", &slow_id]);
+    assert!(!ok && err.contains("invalid_action"), "{err}");
+    let (ok, _, err) = maas(&["job", "submit", file.to_str().unwrap(), "--var", "NOPE=1"]);
+    assert!(!ok && err.contains("no variable 'NOPE'"), "{err}");
+    let (ok, _, err) = maas(&["job", "submit", "/nonexistent.yaml"]);
+    assert!(!ok && err.contains("/nonexistent.yaml"), "{err}");
+    // The killed job's running nap process is ended.
+    let (ok, _, _) = maas(&["job", "kill", &slow_id]);
+    assert!(!ok, "a canceled job cannot be killed");
+}
