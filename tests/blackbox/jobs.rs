@@ -314,6 +314,31 @@ on_both_stores!(
             404,
             "job_not_found",
         );
+        // A key limited to some models may not run jobs (they can deploy any model).
+        server.post_json(
+            "/v1/users",
+            &json!({"username": "ci", "password": "a-long-password-1", "role": "deployer"}),
+        );
+        let r = server.post_json(
+            "/v1/api-keys",
+            &json!({"username": "ci", "role": "deployer", "models": ["iris"]}),
+        );
+        assert_eq!(r.status(), 201);
+        let key: Value = r.json().unwrap();
+        let scoped = authorized_client(key["key"].as_str().unwrap());
+        let r = scoped
+            .post(format!("{}/v1/jobs", server.url))
+            .json(&json!({"workflow": PIPELINE}))
+            .send()
+            .unwrap();
+        let body = assert_error(r, 403, "forbidden");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("limited to models iris"),
+            "{body}"
+        );
         // Viewers may look but not submit.
         let r = server
             .anonymous

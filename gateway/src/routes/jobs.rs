@@ -162,6 +162,22 @@ pub struct LogQuery {
     pub offset: Option<u64>,
 }
 
+/// A job can deploy any model (its deploy tasks name them), so an API key limited to some
+/// models may not submit, save or steer jobs.
+fn unscoped<P: crate::auth::Permission>(auth: &Authorized<P>) -> Result<(), ApiError> {
+    match &auth.principal.model_patterns {
+        None => Ok(()),
+        Some(patterns) => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "this API key is limited to models {}; jobs may deploy any model, so they need a \
+                 credential without a model limit",
+                patterns.join(", ")
+            ),
+        )),
+    }
+}
+
 fn definition_text(value: &Value) -> Result<String, ApiError> {
     match value {
         Value::String(text) => Ok(text.clone()),
@@ -205,6 +221,7 @@ pub async fn submit(
     jobs: web::Data<JobService>,
     body: web::Json<SubmitRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    unscoped(&auth)?;
     let body = body.into_inner();
     let (workflow, version): (Workflow, Option<u64>) = match (&body.workflow, &body.name) {
         (Some(definition), None) => {
@@ -327,10 +344,11 @@ pub async fn get(
         (status = 404, description = "Unknown job or action", body = ErrorBody),
         (status = 409, description = "Not allowed in the job's state", body = ErrorBody)))]
 pub async fn act(
-    _auth: Authorized<Deploy>,
+    auth: Authorized<Deploy>,
     jobs: web::Data<JobService>,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<JobView>, ApiError> {
+    unscoped(&auth)?;
     let (id, action) = path.into_inner();
     let action = match action.as_str() {
         "cancel" => JobAction::Cancel,
@@ -356,10 +374,11 @@ pub async fn act(
         (status = 404, description = "Unknown job or task", body = ErrorBody),
         (status = 409, description = "The task did not fail, or the job is not failed or in error", body = ErrorBody)))]
 pub async fn retry(
-    _auth: Authorized<Deploy>,
+    auth: Authorized<Deploy>,
     jobs: web::Data<JobService>,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<JobView>, ApiError> {
+    unscoped(&auth)?;
     let (id, task) = path.into_inner();
     Ok(web::Json(jobs.retry(&id, &task).await?))
 }
@@ -452,6 +471,7 @@ pub async fn save_workflow(
     jobs: web::Data<JobService>,
     body: web::Json<WorkflowBody>,
 ) -> Result<HttpResponse, ApiError> {
+    unscoped(&auth)?;
     let source = definition_text(&body.workflow)?;
     let workflow = jobs.parse(&source)?;
     let definition = serde_json::to_string(&workflow)
@@ -564,6 +584,7 @@ pub async fn retrain(
     path: web::Path<String>,
     body: Option<web::Json<RetrainRequest>>,
 ) -> Result<HttpResponse, ApiError> {
+    unscoped(&auth)?;
     let variables = scalar_variables(body.and_then(|b| b.into_inner().variables))?;
     let job = jobs
         .retrain(&state, &path, auth.username(), "retrain", variables)
