@@ -431,7 +431,7 @@ tasks:
     kind: script
     script: |
       echo started
-      sleep 1.5
+      sleep 2.5
   - name: second
     kind: script
     depends_on: [first]
@@ -534,7 +534,7 @@ priority: PRIORITY
 tasks:
   - name: work
     kind: script
-    script: sleep 0.3
+    script: sleep SECONDS
 "#;
 
 on_both_stores!(
@@ -545,7 +545,11 @@ on_both_stores!(
         let job = |name: &str, priority: &str| {
             submit(
                 &server,
-                &ONE_SLOT.replace("NAME", name).replace("PRIORITY", priority),
+                &ONE_SLOT
+                    .replace("NAME", name)
+                    .replace("PRIORITY", priority)
+                    // The blocker holds the only slot while the others are submitted.
+                    .replace("SECONDS", if name == "blocker" { "2" } else { "0.2" }),
                 json!({}),
             )
         };
