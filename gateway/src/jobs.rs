@@ -498,26 +498,33 @@ impl JobService {
 
     /// Cancel, pause, resume or kill a job.
     pub async fn act(&self, id: &str, action: JobAction) -> Result<JobView, ApiError> {
-        let job = self.job(id).await?;
-        let next = action
-            .apply(job.state)
-            .map_err(|m| ApiError::new(ErrorCode::InvalidAction, m))?;
-        let changed = self
-            .store
-            .set_job_state(&job, next, action.as_str())
-            .await?;
-        if changed.is_none() {
-            return Err(ApiError::new(
-                ErrorCode::InvalidAction,
-                format!("job '{id}' changed state meanwhile; look at it again"),
-            ));
+        // The job may move on between the read and the guarded write (a worker claims a task,
+        // a task ends): decide again from the state it moved to.
+        for _ in 0..5 {
+            let job = self.job(id).await?;
+            let next = action
+                .apply(job.state)
+                .map_err(|m| ApiError::new(ErrorCode::InvalidAction, m))?;
+            if self
+                .store
+                .set_job_state(&job, next, action.as_str())
+                .await?
+                .is_none()
+            {
+                continue;
+            }
+            if next == JobState::Killed {
+                self.kill_local(id);
+            }
+            tracing::info!(job = %id, action = action.as_str(), state = next.as_str(), "job action");
+            self.wake.notify_one();
+            return self.view(id).await;
         }
-        if next == JobState::Killed {
-            self.kill_local(id);
-        }
-        tracing::info!(job = %id, action = action.as_str(), state = next.as_str(), "job action");
-        self.wake.notify_one();
-        self.view(id).await
+        Err(ApiError::new(
+            ErrorCode::InvalidAction,
+            format!("job '{id}' keeps changing state; try again"),
+        )
+        .retry_after(1))
     }
 
     /// Give a failed task of a failed or waiting job another attempt.

@@ -403,6 +403,23 @@ impl SqlStore {
     ) -> Result<bool, StoreError> {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
+        // The job's row first, as every transaction here takes them (job, then tasks): two
+        // transactions never wait on each other in opposite orders.
+        let job_ok = sqlx::query(
+            "UPDATE jobs SET state = CASE WHEN state = 'pending' THEN 'running' ELSE state END, \
+             started_at = COALESCE(started_at, $1), updated_at = $1 \
+             WHERE id = $2 AND state IN ('pending', 'running')",
+        )
+        .bind(now)
+        .bind(&task.job_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !job_ok {
+            // The job was paused, canceled or killed meanwhile: the task stays pending.
+            return Ok(false);
+        }
         let claimed = sqlx::query(
             "UPDATE tasks SET state = 'running', attempt = attempt + 1, lease_owner = $1, \
              lease_until = $2, started_at = $3, finished_at = NULL, native_id = NULL, error = NULL \
@@ -419,21 +436,7 @@ impl SqlStore {
         .rows_affected()
             == 1;
         if !claimed {
-            return Ok(false);
-        }
-        let job_ok = sqlx::query(
-            "UPDATE jobs SET state = CASE WHEN state = 'pending' THEN 'running' ELSE state END, \
-             started_at = COALESCE(started_at, $1), updated_at = $1 \
-             WHERE id = $2 AND state IN ('pending', 'running')",
-        )
-        .bind(now)
-        .bind(&task.job_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !job_ok {
-            // The job was paused, canceled or killed meanwhile: leave the task pending.
+            // Another worker won it; dropping the transaction undoes the job's update.
             return Ok(false);
         }
         tx.commit().await?;
@@ -494,6 +497,7 @@ impl SqlStore {
     ) -> Result<Option<JobRecord>, StoreError> {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
+        lock_job(&mut tx, &task.job_id).await?;
         let mut history: Vec<serde_json::Value> =
             serde_json::from_str(&task.history).unwrap_or_default();
         history.push(serde_json::json!({
@@ -605,6 +609,7 @@ impl SqlStore {
     pub async fn retry_task(&self, job: &JobRecord, task: &str) -> Result<bool, StoreError> {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
+        lock_job(&mut tx, &job.id).await?;
         let changed = sqlx::query(
             "UPDATE tasks SET state = 'pending', max_attempts = attempt + 1, not_before = 0, error = NULL \
              WHERE job_id = $1 AND name = $2 AND state IN ('failed', 'killed')",
@@ -766,6 +771,19 @@ async fn record_job_end(
         })),
     )
     .await
+}
+
+/// Take the job's row lock (a no-op update: portable between SQLite and PostgreSQL) before any
+/// of its tasks', so that transactions touching both always lock in the same order.
+async fn lock_job(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE jobs SET updated_at = updated_at WHERE id = $1")
+        .bind(job_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Recompute a job's state from its tasks (inside the caller's transaction).
