@@ -271,6 +271,7 @@ struct Running {
 
 pub struct JobService {
     store: SqlStore,
+    metrics: Arc<crate::metrics::Metrics>,
     settings: SchedulerSettings,
     work_dir: PathBuf,
     /// This process's name on the leases it takes.
@@ -285,6 +286,7 @@ pub struct JobService {
 impl JobService {
     pub fn new(
         store: SqlStore,
+        metrics: Arc<crate::metrics::Metrics>,
         settings: SchedulerSettings,
         data_dir: &Path,
     ) -> anyhow::Result<Self> {
@@ -305,6 +307,7 @@ impl JobService {
         };
         Ok(JobService {
             store,
+            metrics,
             work_dir,
             owner: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
             slots,
@@ -317,6 +320,14 @@ impl JobService {
 
     pub fn store(&self) -> &SqlStore {
         &self.store
+    }
+
+    /// Update the job metrics (at scrape time).
+    pub async fn sample_metrics(&self) -> Result<(), ApiError> {
+        let summary = self.summary(&JobFilter::default()).await?;
+        let running = self.running.lock().len();
+        self.metrics.sample_jobs(&summary.states, running);
+        Ok(())
     }
 
     /// Parse a workflow definition and check it against this server's settings.
@@ -1100,6 +1111,7 @@ impl JobService {
         };
         self.running.lock().remove(&key);
         let spec = workflow.task(&task.name);
+        let kind = spec.map(|s| s.kind.as_str()).unwrap_or("unknown");
         let retry_at = match outcome.state {
             TaskState::Failed if task.attempt < task.max_attempts => {
                 let backoff = spec
@@ -1112,6 +1124,15 @@ impl JobService {
         tracing::info!(job = %job.id, task = %task.name, attempt = task.attempt,
             state = outcome.state.as_str(), retry = retry_at.is_some(),
             error = outcome.result.error.as_deref().unwrap_or(""), "task attempt ended");
+        let seconds = task
+            .started_at
+            .map(|at| (now_ms() - at).max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        let label = match (outcome.state, retry_at.is_some()) {
+            (_, true) => "retried",
+            (state, false) => state.as_str(),
+        };
+        self.metrics.observe_task(kind, label, seconds);
         let end = AttemptEnd {
             state: outcome.state,
             error: outcome.result.error,

@@ -25,8 +25,17 @@ const BATCH_BUCKETS: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
 ];
 
+/// Task attempt durations, in seconds: 10 ms to 6 h.
+const TASK_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0,
+];
+
 pub struct Metrics {
     registry: Registry,
+    jobs: IntGaugeVec,
+    task_attempts: IntCounterVec,
+    task_duration: HistogramVec,
+    tasks_running: prometheus::IntGauge,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     predictions: IntCounterVec,
@@ -151,6 +160,32 @@ impl Metrics {
             "maas_prediction_log_dropped_total",
             "Predictions not saved because the prediction log's queue was full.",
         )?;
+        let jobs = IntGaugeVec::new(
+            Opts::new(
+                "maas_jobs",
+                "Training jobs in the store by state (every replica reports the same counts).",
+            ),
+            &["state"],
+        )?;
+        let task_attempts = IntCounterVec::new(
+            Opts::new(
+                "maas_task_attempts_total",
+                "Task attempts this process ran, by task kind and how they ended (finished, failed, retried, killed).",
+            ),
+            &["kind", "outcome"],
+        )?;
+        let task_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "maas_task_duration_seconds",
+                "Time from an attempt's start to its end, by task kind.",
+            )
+            .buckets(TASK_BUCKETS.to_vec()),
+            &["kind"],
+        )?;
+        let tasks_running = prometheus::IntGauge::new(
+            "maas_tasks_running",
+            "Task attempts running on this process's executors now.",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "maas_build_info",
@@ -177,9 +212,17 @@ impl Metrics {
         registry.register(Box::new(dropped.clone()))?;
         registry.register(Box::new(paused.clone()))?;
         registry.register(Box::new(prediction_log_dropped.clone()))?;
+        registry.register(Box::new(jobs.clone()))?;
+        registry.register(Box::new(task_attempts.clone()))?;
+        registry.register(Box::new(task_duration.clone()))?;
+        registry.register(Box::new(tasks_running.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Metrics {
             registry,
+            jobs,
+            task_attempts,
+            task_duration,
+            tasks_running,
             http_requests,
             http_duration,
             predictions,
@@ -197,6 +240,25 @@ impl Metrics {
             paused,
             prediction_log_dropped,
         })
+    }
+
+    /// Set the job gauges (at scrape time) from the store's counts per state.
+    pub fn sample_jobs(&self, counts: &std::collections::BTreeMap<String, u64>, running: usize) {
+        for (state, n) in counts {
+            self.jobs
+                .with_label_values(&[state])
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        self.tasks_running
+            .set(i64::try_from(running).unwrap_or(i64::MAX));
+    }
+
+    /// An attempt ended: `outcome` is finished, failed, retried or killed.
+    pub fn observe_task(&self, kind: &str, outcome: &str, seconds: f64) {
+        self.task_attempts.with_label_values(&[kind, outcome]).inc();
+        self.task_duration
+            .with_label_values(&[kind])
+            .observe(seconds);
     }
 
     pub fn observe_prediction_log_drop(&self) {

@@ -96,6 +96,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .build()?;
     let jobs = web::Data::new(crate::jobs::JobService::new(
         store.clone(),
+        metrics.clone(),
         settings.scheduler.clone(),
         &settings.storage.data_dir,
     )?);

@@ -214,6 +214,18 @@ on_both_stores!(
         assert!(col("results").contains("hi-worldhi-world!"));
         assert_error(server.get("/v1/jobs?state=done"), 422, "invalid_argument");
 
+        // Metrics: jobs by state, attempts by kind and outcome, their durations.
+        let text = server.get("/metrics").text().unwrap();
+        for line in [
+            "maas_jobs{state=\"finished\"} 1",
+            "maas_jobs{state=\"failed\"} 0",
+            "maas_task_attempts_total{kind=\"script\",outcome=\"finished\"} 3",
+            "maas_task_duration_seconds_count{kind=\"script\"} 3",
+            "maas_tasks_running 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in /metrics");
+        }
+
         // The audit trail has the submit and the end.
         let audit = server.get_json("/v1/audit?kind=job_submitted");
         assert_eq!(audit["events"][0]["details"]["job"], id.as_str());

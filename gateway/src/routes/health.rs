@@ -44,10 +44,15 @@ pub async fn metrics(
     metrics: web::Data<Metrics>,
     auth: web::Data<Authenticator>,
     state: web::Data<AppState>,
+    jobs: web::Data<crate::jobs::JobService>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     if auth.protect_metrics {
         authorize::<Read>(&req).await?;
+    }
+    if let Err(e) = jobs.sample_metrics().await {
+        // A scrape still answers with what it has; the job gauges keep their last values.
+        tracing::warn!(error = %e, "cannot count jobs for the metrics");
     }
     metrics.sample_queues(&state.models.served_versions());
     metrics.sample_paused(&state.models.paused_models());
