@@ -749,12 +749,7 @@ impl JobService {
         })?;
         let workflow: Workflow = serde_json::from_str(&saved.definition)
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-        let current = record
-            .versions
-            .iter()
-            .filter(|v| v.state == crate::store::VersionState::Deployed)
-            .map(|v| v.version)
-            .max();
+        let current = record.default_version();
         let mut vars = variables;
         vars.insert("MODEL_NAME".into(), model.to_owned());
         vars.insert(
@@ -950,6 +945,10 @@ impl JobService {
     ) -> Result<(), ApiError> {
         let jobs = self.store.runnable_jobs().await?;
         cache.retain(|id, _| jobs.iter().any(|j| &j.id == id));
+        let mut tasks_of: HashMap<String, Vec<TaskRecord>> = HashMap::new();
+        for task in self.store.runnable_tasks().await? {
+            tasks_of.entry(task.job_id.clone()).or_default().push(task);
+        }
         let now = now_ms();
         let mut ready: Vec<(i64, i64, i64, JobRecord, TaskRecord)> = Vec::new();
         for job in &jobs {
@@ -963,10 +962,12 @@ impl JobService {
                     w
                 }
             };
-            let tasks = self.store.tasks(&job.id).await?;
+            let Some(tasks) = tasks_of.get(&job.id) else {
+                continue;
+            };
             let states: HashMap<&str, TaskState> =
                 tasks.iter().map(|t| (t.name.as_str(), t.state)).collect();
-            for task in &tasks {
+            for task in tasks {
                 if task.state != TaskState::Pending || task.not_before > now {
                     continue;
                 }
@@ -1585,13 +1586,12 @@ async fn deploy_inner(
     // the one serving, on the same holdout.
     if compare {
         if let (Some(holdout), Some(label)) = (&holdout, &label) {
-            let current = app.models.model(&model).await.ok().and_then(|m| {
-                m.versions
-                    .iter()
-                    .filter(|v| v.state == crate::store::VersionState::Deployed)
-                    .map(|v| v.version)
-                    .max()
-            });
+            let current = app
+                .models
+                .model(&model)
+                .await
+                .ok()
+                .and_then(|m| m.default_version());
             if let Some(version) = current {
                 let path = app
                     .models

@@ -393,6 +393,22 @@ impl SqlStore {
         rows.iter().map(job_from_row).collect()
     }
 
+    /// The tasks of every job that may start tasks, in one query (the scheduling tick's read).
+    pub async fn runnable_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let columns = TASK_COLUMNS
+            .split(", ")
+            .map(|c| format!("t.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {columns} FROM tasks t JOIN jobs j ON j.id = t.job_id \
+             WHERE j.state IN ('pending', 'running') ORDER BY t.job_id, t.position"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
     /// Claim a pending task for one attempt: one guarded statement, so of two replicas only one
     /// wins. Moves a pending job to running.
     pub async fn claim_task(
