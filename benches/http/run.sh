@@ -19,24 +19,8 @@ DURATION=${DURATION:-10s}
 PORT=${PORT:-18080}
 BACKEND=${BACKEND:-tract}
 RUNS=${RUNS:-iris cnn}
-URL="http://127.0.0.1:$PORT"
-PASSWORD=bench-password-for-maas
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-[ -x "$BIN" ] || { echo "$BIN is missing: cargo build --release -p maas-gateway" >&2; exit 1; }
-
-work=$(mktemp -d)
-MAAS_ADMIN_PASSWORD=$PASSWORD MAAS__LOG__LEVEL=warn "$BIN" serve --data-dir "$work/data" \
-  --bind "127.0.0.1:$PORT" >"$work/server.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do
-  curl -sf "$URL/health/ready" >/dev/null && break
-  sleep 0.1
-done
-TOKEN=$(curl -sf -X POST "$URL/v1/auth/token" -H 'Content-Type: application/json' \
-  -d "{\"username\": \"admin\", \"password\": \"$PASSWORD\"}" |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
-export TOKEN
+. benches/serve.sh
 
 deploy() { # name file serving-json
   curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" -F "model=@tests/fixtures/$2" \

@@ -17,23 +17,8 @@ BIN=${MAAS_BIN:-target/release/maas}
 RUNS=${RUNS:-20}
 JOBS=${JOBS:-200}
 PORT=${PORT:-18090}
-URL="http://127.0.0.1:$PORT"
-PASSWORD=bench-password-for-maas
-[ -x "$BIN" ] || { echo "$BIN is missing: cargo build --release -p maas-gateway" >&2; exit 1; }
-
-work=$(mktemp -d)
-MAAS_ADMIN_PASSWORD=$PASSWORD MAAS__LOG__LEVEL=warn "$BIN" serve --data-dir "$work/data" \
-  --bind "127.0.0.1:$PORT" >"$work/server.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do
-  curl -sf "$URL/health/ready" >/dev/null && break
-  sleep 0.1
-done
-TOKEN=$(curl -sf -X POST "$URL/v1/auth/token" -H 'Content-Type: application/json' \
-  -d "{\"username\": \"admin\", \"password\": \"$PASSWORD\"}" |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
-export TOKEN URL RUNS JOBS
+. benches/serve.sh
+export RUNS JOBS
 
 python3 - <<'PY'
 import json, os, time, urllib.request
