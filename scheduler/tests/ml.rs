@@ -744,66 +744,49 @@ fn errors_say_what_to_fix() {
     let job = Job::new();
     let (train, test, label) = job.split("iris", false);
 
-    let err = job.fail(
-        "a",
-        "train",
-        json!({"trian": train, "label": label,
-                                            "algorithm": "decision_tree"}),
-    );
-    assert!(
-        err.contains("unknown parameter 'trian'") && err.contains("train,"),
-        "{err}"
-    );
-
-    let err = job.fail(
-        "b",
-        "train",
-        json!({"train": train, "label": label,
-                                            "algorithm": "decision_tree", "k": 3}),
-    );
-    assert!(
-        err.contains("'k'") && err.contains("decision_tree"),
-        "{err}"
-    );
-
-    let err = job.fail(
-        "c",
-        "train",
-        json!({"train": train, "label": "kind",
-                                            "algorithm": "gaussian_nb"}),
-    );
-    assert!(
-        err.contains("no column 'kind'") && err.contains("'species'"),
-        "{err}"
-    );
-
-    let err = job.fail(
-        "d",
-        "train",
-        json!({"train": train, "label": label,
-                                            "algorithm": "svm"}),
-    );
-    assert!(
-        err.contains("'svm'") && err.contains("random_forest"),
-        "{err}"
-    );
-
-    let err = job.fail("e", "fit", json!({}));
-    assert!(
-        err.contains("'fit'") && err.contains("load_csv, load_dataset, split"),
-        "{err}"
-    );
-
-    let err = job.fail(
-        "f",
-        "split",
-        json!({"data": train, "label": label,
-                                            "train_size": "80%"}),
-    );
-    assert!(
-        err.contains("'train_size'") && err.contains("\"80%\""),
-        "{err}"
-    );
+    // (task folder, kind, params, what the message must name)
+    let cases: Vec<(&str, &str, Value, Vec<&str>)> = vec![
+        (
+            "a",
+            "train",
+            json!({"trian": train, "label": label, "algorithm": "decision_tree"}),
+            vec!["unknown parameter 'trian'", "train,"],
+        ),
+        (
+            "b",
+            "train",
+            json!({"train": train, "label": label, "algorithm": "decision_tree", "k": 3}),
+            vec!["'k'", "decision_tree"],
+        ),
+        (
+            "c",
+            "train",
+            json!({"train": train, "label": "kind", "algorithm": "gaussian_nb"}),
+            vec!["no column 'kind'", "'species'"],
+        ),
+        (
+            "d",
+            "train",
+            json!({"train": train, "label": label, "algorithm": "svm"}),
+            vec!["'svm'", "random_forest"],
+        ),
+        (
+            "e",
+            "fit",
+            json!({}),
+            vec!["'fit'", "load_csv, load_dataset, split"],
+        ),
+        (
+            "f",
+            "split",
+            json!({"data": train, "label": label, "train_size": "80%"}),
+            vec!["'train_size'", "\"80%\""],
+        ),
+    ];
+    for (folder, kind, values, needles) in cases {
+        let err = job.fail(folder, kind, values);
+        assert!(needles.iter().all(|n| err.contains(n)), "{folder}: {err}");
+    }
 
     // NaN among the features: the file, the line and the column, and what to do.
     let bad = job.folder("nan").join("train.csv");
