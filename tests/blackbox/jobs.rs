@@ -805,6 +805,38 @@ fn tasks_run_on_slurm_with_their_logs_and_exports() {
         .unwrap();
     assert_eq!(log, format!("after {slurm_id}\n"));
 
+    // Paused, a job holds what Slurm has not started yet; resumed, it releases it.
+    let later = "name: later-slurm\nexecutor: slurm\ntasks:\n  - name: wait\n    kind: script\n    sbatch_args: [\"--begin=now+300\"]\n    script: echo late\n";
+    let id = submit(&server, later, json!({}));
+    let slurm_id = native_id(&server, &id, "wait");
+    let reason = |slurm_id: &str| {
+        let out = std::process::Command::new("squeue")
+            .args(["-h", "-j", slurm_id, "-o", "%r"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(reason(&slurm_id), "BeginTime");
+    assert_eq!(
+        server.post_empty(&format!("/v1/jobs/{id}/pause")).status(),
+        200
+    );
+    wait_for("the pending Slurm job to be held", || {
+        reason(&slurm_id).starts_with("JobHeld")
+    });
+    assert_eq!(
+        server.post_empty(&format!("/v1/jobs/{id}/resume")).status(),
+        200
+    );
+    wait_for("the Slurm job to be released", || {
+        reason(&slurm_id) == "BeginTime"
+    });
+    assert_eq!(
+        server.post_empty(&format!("/v1/jobs/{id}/kill")).status(),
+        200
+    );
+    wait_task(&server, &id, "wait", "killed");
+
     // A kill cancels the Slurm job.
     let endless = "name: endless-slurm\nexecutor: slurm\ntasks:\n  - name: nap\n    kind: script\n    script: sleep 300\n";
     let id = submit(&server, endless, json!({}));
