@@ -373,3 +373,70 @@ fn the_job_cli_submits_lists_shows_follows_and_cancels() {
     let (ok, _, _) = maas(&["job", "kill", &slow_id]);
     assert!(!ok, "a canceled job cannot be killed");
 }
+
+#[test]
+fn a_csv_is_loaded_preprocessed_trained_and_evaluated() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    // A semicolon-separated file with a categorical column, a column to drop and gaps.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fruit.csv");
+    let mut text = String::from("weight;colour;id;kind\n");
+    for i in 0..120 {
+        let apple = i % 2 == 0;
+        let weight = if i % 17 == 0 {
+            String::new()
+        } else {
+            format!("{}", if apple { 150 + i % 20 } else { 120 + i % 15 })
+        };
+        let colour = if apple { "red" } else { "yellow" };
+        let kind = if apple { "apple" } else { "banana" };
+        text.push_str(&format!("{weight};{colour};{i};{kind}\n"));
+    }
+    std::fs::write(&data, text).unwrap();
+    let workflow = format!(
+        r#"
+name: fruit
+tasks:
+  - name: load
+    kind: load_csv
+    params: {{path: "{}", delimiter: ";", label: kind}}
+  - name: split
+    kind: split
+    depends_on: [load]
+    params: {{data: "${{DATA}}", label: "${{LABEL}}", train_size: 0.75, seed: 3, stratify: true}}
+  - name: prepare
+    kind: preprocess
+    depends_on: [split]
+    params: {{train: "${{TRAIN}}", test: "${{TEST}}", label: "${{LABEL}}", drop: [id], missing: mean, encode: [colour], scale: standard}}
+  - name: train
+    kind: train
+    depends_on: [prepare]
+    params: {{train: "${{TRAIN}}", label: "${{LABEL}}", algorithm: gaussian_nb, preprocess: "${{PREPROCESS}}"}}
+  - name: evaluate
+    kind: evaluate
+    depends_on: [train]
+    params: {{model: "${{MODEL}}", test: "${{TEST}}", label: "${{LABEL}}", task: "${{TASK}}", classes: "${{CLASSES}}"}}
+"#,
+        data.display()
+    );
+    let id = submit(&server, &workflow, json!({}));
+    wait_job(&server, &id, "finished", 60);
+    let load = results_of(&server, &id, "load");
+    assert_eq!(load["metrics"]["rows"], 120);
+    let train = results_of(&server, &id, "train");
+    assert_eq!(
+        train["variables"]["FEATURES"],
+        r#"["weight","colour=red","colour=yellow"]"#
+    );
+    assert_eq!(train["variables"]["CLASSES"], r#"["apple","banana"]"#);
+    let evaluate = results_of(&server, &id, "evaluate");
+    assert_eq!(evaluate["metrics"]["accuracy"], 1.0, "{evaluate:#}");
+
+    // A task that names a missing column fails with the column named.
+    let broken = workflow.replace("label: kind}", "label: sort}");
+    let id = submit(&server, &broken, json!({}));
+    let job = wait_job(&server, &id, "failed", 60);
+    let error = job["tasks"][0]["error"].as_str().unwrap();
+    assert!(error.contains("'sort'"), "{error}");
+}
