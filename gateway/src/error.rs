@@ -3,6 +3,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+use maas_serving::artifacts::StorageFault;
 use maas_serving::ServingError;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -253,13 +254,55 @@ impl From<StoreError> for ApiError {
             StoreError::ModelExists(_) => ErrorCode::ModelExists,
             StoreError::VersionNotFound { .. } => ErrorCode::VersionNotFound,
             StoreError::Database(_) => ErrorCode::StorageUnavailable,
-            StoreError::Artifact(_) => ErrorCode::Internal,
+            StoreError::Artifact(io) => file_write_code(io),
             StoreError::Corrupt(_) => ErrorCode::Internal,
             StoreError::UserExists(_) => ErrorCode::UserExists,
             StoreError::UserNotFound(_) => ErrorCode::UserNotFound,
             StoreError::KeyNotFound(_) => ErrorCode::KeyNotFound,
         };
-        ApiError::new(code, e.to_string())
+        let message = match &e {
+            StoreError::Database(db) => match database_advice(db) {
+                Some(advice) => format!("{e}; {advice}"),
+                None => e.to_string(),
+            },
+            _ => e.to_string(),
+        };
+        ApiError::new(code, message)
+    }
+}
+
+/// A file write that failed: 503 when the folder is full or not writable (the same write can
+/// succeed once someone acts; the error names the folder), 500 otherwise.
+pub fn file_write_code(e: &std::io::Error) -> ErrorCode {
+    match StorageFault::of(e) {
+        Some(StorageFault::Full | StorageFault::NotWritable) => ErrorCode::StorageUnavailable,
+        None => ErrorCode::Internal,
+    }
+}
+
+/// What a person can do about a database error that is the storage's fault.
+fn database_advice(e: &sqlx::Error) -> Option<&'static str> {
+    const FULL: &str = "the disk holding the database is full; free space there and retry";
+    let sqlx::Error::Database(db) = e else {
+        return None;
+    };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_none() {
+        // PostgreSQL's disk_full
+        return (db.code().as_deref() == Some("53100")).then_some(FULL);
+    }
+    // SQLite's primary result code is the low byte of the extended one.
+    let code = db.code()?.parse::<i32>().ok()? & 0xff;
+    match code {
+        // SQLITE_FULL
+        13 => Some(FULL),
+        // SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_PERM
+        8 | 14 | 3 => Some(
+            "the database's folder or files are not writable; fix their permissions or mount and \
+             retry",
+        ),
+        // SQLITE_IOERR
+        10 => Some("the disk holding the database failed a read or write; check it and retry"),
+        _ => None,
     }
 }
 

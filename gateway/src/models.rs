@@ -639,14 +639,30 @@ impl ModelService {
         let artifacts = self.artifacts.clone();
         let staged = request.staged;
         let model = request.model;
-        let record = self
+        let placed = parking_lot::Mutex::new(None);
+        let created = self
             .store
-            .create_version(new, move |version| {
-                artifacts.commit(staged, &model, version)?;
+            .create_version(new, |version| {
+                *placed.lock() = Some(artifacts.commit(staged, &model, version)?);
                 crate::crash_point("deploy.after_artifact");
                 Ok(())
             })
-            .await?;
+            .await;
+        let record = match created {
+            Ok(record) => record,
+            Err(e) => {
+                // The number was not recorded, so its file goes too. When the outcome of the
+                // commit is unknown the file stays; the sweep at the next start removes it if no
+                // stored version refers to it.
+                if let Some(placed) = placed.into_inner().filter(|_| e.surely_not_committed()) {
+                    if let Err(error) = self.artifacts.discard(&placed) {
+                        tracing::warn!(path = %placed.path().display(), %error,
+                            "could not remove the file of a deploy that was not recorded");
+                    }
+                }
+                return Err(e.into());
+            }
+        };
         crate::crash_point("deploy.after_commit");
         let served = self.serve(&record, prepared)?;
         if request.append {

@@ -11,7 +11,7 @@ pub mod jobs;
 use std::future::Future;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Connection, Executor, Row};
 
 use crate::api::ServingOptions;
 use crate::audit::{AuditSwitch, Change};
@@ -77,6 +77,26 @@ pub enum StoreError {
     UserNotFound(String),
     #[error("API key '{0}' does not exist")]
     KeyNotFound(String),
+}
+
+impl StoreError {
+    /// Whether a failed write certainly committed nothing. An error the database answered with is
+    /// a refusal; a connection lost during COMMIT (PostgreSQL) may have committed after all.
+    pub fn surely_not_committed(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(_)) => true,
+            StoreError::Database(_) => false,
+            StoreError::VersionExists { .. }
+            | StoreError::ModelNotFound(_)
+            | StoreError::ModelExists(_)
+            | StoreError::VersionNotFound { .. }
+            | StoreError::Artifact(_)
+            | StoreError::Corrupt(_)
+            | StoreError::UserExists(_)
+            | StoreError::UserNotFound(_)
+            | StoreError::KeyNotFound(_) => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +254,9 @@ impl SqlStore {
     pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
         sqlx::any::install_default_drivers();
         let postgres = url.starts_with("postgres");
+        if let Some(path) = sqlite_file(url) {
+            make_private(&path, url.contains("mode=rwc")).map_err(sqlx::Error::Io)?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(if postgres { 16 } else { 8 })
             .acquire_timeout(std::time::Duration::from_secs(10))
@@ -242,9 +265,31 @@ impl SqlStore {
                     if conn.backend_name().eq_ignore_ascii_case("sqlite") {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        // FULL: a commit is on disk (WAL synced) before a 2xx, also across a
+                        // power loss; NORMAL only survives a crash of this process.
+                        conn.execute("PRAGMA synchronous = FULL").await?;
                     }
                     Ok(())
+                })
+            })
+            // A connection whose transaction bookkeeping went wrong is closed, never reused.
+            // SQLite rolls a transaction back by itself on some errors (SQLITE_FULL, _IOERR);
+            // sqlx's ROLLBACK afterwards fails, and its transaction depth stays above zero. On
+            // that connection the next `begin()` would be a SAVEPOINT, its "commit" a RELEASE
+            // of a nested savepoint inside a transaction that never ends: a 2xx for a write that
+            // is never committed, and a write lock held until the process stops. A pooled idle
+            // connection is never in a transaction, so checking the depth (a plain read, no
+            // round trip) is enough.
+            .before_acquire(|conn, _meta| {
+                Box::pin(async move {
+                    if conn.is_in_transaction() {
+                        tracing::warn!(
+                            "closing a database connection left inside a transaction by an \
+                             earlier failure"
+                        );
+                        return Ok(false);
+                    }
+                    Ok(true)
                 })
             })
             .connect(url)
@@ -475,6 +520,61 @@ impl SqlStore {
         tx.commit().await?;
         Ok(record)
     }
+}
+
+/// The file of a SQLite URL (`sqlite://path?…` or `sqlite:path`); none for PostgreSQL and for
+/// in-memory databases.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+        return None;
+    }
+    Some(std::path::PathBuf::from(path))
+}
+
+/// The database holds password hashes and API key hashes: only its owner may read it. SQLite
+/// gives the `-wal` and `-shm` files the database file's mode, so the file is created here,
+/// 0600, before SQLite opens it (when `create` allows); files made by an older version are
+/// narrowed to 0600, or a warning says they could not be.
+#[cfg(unix)]
+fn make_private(path: &std::path::Path, create: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if create {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                if let Err(error) =
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                {
+                    tracing::warn!(path = %std::path::Path::new(&file).display(), %error,
+                        "the database file is readable by others and could not be made private");
+                }
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private(_path: &std::path::Path, _create: bool) -> std::io::Result<()> {
+    Ok(())
 }
 
 fn strip_comments(sql: &str) -> String {
@@ -910,5 +1010,23 @@ impl SqlStore {
         filter: &crate::audit::AuditFilter,
     ) -> Result<(Vec<crate::audit::AuditEvent>, u64), StoreError> {
         crate::audit::query(&self.pool, filter).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        let file = |url: &str| sqlite_file(url).map(|p| p.display().to_string());
+        assert_eq!(
+            file("sqlite:///data/maas.db?mode=rwc").as_deref(),
+            Some("/data/maas.db")
+        );
+        assert_eq!(file("sqlite:maas.db").as_deref(), Some("maas.db"));
+        assert_eq!(file("sqlite::memory:"), None);
+        assert_eq!(file("sqlite://shared?mode=memory&cache=shared"), None);
+        assert_eq!(file("postgres://maas@db/maas"), None);
     }
 }

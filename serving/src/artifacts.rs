@@ -5,6 +5,10 @@
 //! `<model>/<version>.onnx` (a rename within one file system is atomic). Whatever is left in
 //! `.staging/` by a process that no longer runs is deleted at the next start, and files that no stored version
 //! refers to are swept by [`ArtifactStore::retain`].
+//!
+//! A write the folder itself refuses (full, over quota, read-only, no permission) comes back with
+//! its kind kept and the folder named, so callers can tell "try again once someone acts" from a
+//! bug; see [`StorageFault`].
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -26,10 +30,58 @@ pub struct ArtifactStore {
 /// An upload being written; deleted on drop unless committed.
 #[derive(Debug)]
 pub struct StagedArtifact {
+    /// The store's root, named in errors.
+    root: PathBuf,
     path: PathBuf,
     file: Option<File>,
     hasher: Sha256,
     size: u64,
+}
+
+/// A model file moved into place by [`ArtifactStore::commit`], until its version is recorded.
+#[derive(Debug)]
+pub struct PlacedArtifact {
+    path: PathBuf,
+    /// Device and inode: what tells this file from one put at the same path later.
+    identity: Option<(u64, u64)>,
+}
+
+/// Why a folder refused a write when the folder, not the data, is at fault: the same write can
+/// succeed once someone frees space or makes the folder writable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageFault {
+    /// No space left on the device, or over a disk quota.
+    Full,
+    /// A read-only file system, or no permission to write there.
+    NotWritable,
+}
+
+impl StorageFault {
+    pub fn of(e: &io::Error) -> Option<StorageFault> {
+        match e.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Some(StorageFault::Full),
+            io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied => {
+                Some(StorageFault::NotWritable)
+            }
+            _ => None,
+        }
+    }
+
+    /// `e` again, same kind, saying which folder refused and what a person can do about it.
+    /// Errors that are not storage faults come back unchanged.
+    pub fn explain(folder: &Path, e: io::Error) -> io::Error {
+        let advice = match StorageFault::of(&e) {
+            Some(StorageFault::Full) => "is full; free space there and retry",
+            Some(StorageFault::NotWritable) => {
+                "is not writable; make it writable (permissions, or a read-only mount) and retry"
+            }
+            None => return e,
+        };
+        io::Error::new(
+            e.kind(),
+            format!("the folder {} {advice} ({e})", folder.display()),
+        )
+    }
 }
 
 /// What is known about a finished upload.
@@ -73,13 +125,18 @@ impl ArtifactStore {
             .root
             .join(STAGING)
             .join(format!("{}-{n}.part", std::process::id()));
-        let file = File::create(&path)?;
+        let file = File::create(&path).map_err(|e| self.explain(e))?;
         Ok(StagedArtifact {
+            root: self.root.clone(),
             path,
             file: Some(file),
             hasher: Sha256::new(),
             size: 0,
         })
+    }
+
+    fn explain(&self, e: io::Error) -> io::Error {
+        StorageFault::explain(&self.root, e)
     }
 
     /// Where the file of `model` `version` lives.
@@ -102,23 +159,47 @@ impl ArtifactStore {
         Ok(self.root.join(model))
     }
 
-    /// Move a finished upload into place. After this returns the file is durable.
+    /// Move a finished upload into place. After this returns the file is durable. If the
+    /// version then fails to be recorded, [`ArtifactStore::discard`] takes the file back out.
     pub fn commit(
         &self,
         mut staged: StagedArtifact,
         model: &str,
         version: u64,
-    ) -> io::Result<PathBuf> {
+    ) -> io::Result<PlacedArtifact> {
         let target = self.path(model, version)?;
         let dir = self.model_dir(model)?;
-        fs::create_dir_all(&dir)?;
-        if let Some(file) = staged.file.take() {
-            file.sync_all()?;
+        let place = |staged: &mut StagedArtifact| -> io::Result<Option<(u64, u64)>> {
+            fs::create_dir_all(&dir)?;
+            if let Some(file) = staged.file.take() {
+                file.sync_all()?;
+            }
+            let identity = identity(&fs::metadata(&staged.path)?);
+            fs::rename(&staged.path, &target)?;
+            staged.path = PathBuf::new();
+            Ok(identity)
+        };
+        let identity = place(&mut staged).map_err(|e| self.explain(e))?;
+        let placed = PlacedArtifact {
+            path: target,
+            identity,
+        };
+        if let Err(e) = sync_dir(&dir) {
+            let _ = self.discard(&placed);
+            return Err(self.explain(e));
         }
-        fs::rename(&staged.path, &target)?;
-        sync_dir(&dir)?;
-        staged.path = PathBuf::new();
-        Ok(target)
+        Ok(placed)
+    }
+
+    /// Remove a committed file whose version was not recorded after all, unless the path holds
+    /// another file by now (a replica sharing the folder reused the number after our rollback).
+    pub fn discard(&self, placed: &PlacedArtifact) -> io::Result<()> {
+        match fs::metadata(&placed.path) {
+            Ok(meta) if identity(&meta) == placed.identity => fs::remove_file(&placed.path),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn read(&self, model: &str, version: u64) -> io::Result<Vec<u8>> {
@@ -177,7 +258,8 @@ impl StagedArtifact {
             .file
             .as_mut()
             .ok_or_else(|| io::Error::other("artifact already committed"))?;
-        file.write_all(chunk)?;
+        file.write_all(chunk)
+            .map_err(|e| StorageFault::explain(&self.root, e))?;
         self.hasher.update(chunk);
         self.size += chunk.len() as u64;
         Ok(())
@@ -216,6 +298,23 @@ fn process_alive(pid: u32) -> bool {
         && Path::new(&format!("/proc/{pid}")).exists()
 }
 
+impl PlacedArtifact {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(unix)]
+fn identity(meta: &fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity(_meta: &fs::Metadata) -> Option<(u64, u64)> {
+    None
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -237,8 +336,8 @@ mod tests {
             digest.sha256,
             "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
         );
-        let path = store.commit(staged, "iris", 3).unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"hello world");
+        let placed = store.commit(staged, "iris", 3).unwrap();
+        assert_eq!(fs::read(placed.path()).unwrap(), b"hello world");
         assert_eq!(fs::read_dir(dir.path().join(STAGING)).unwrap().count(), 0);
 
         store.commit(store.stage().unwrap(), "iris", 4).unwrap();
@@ -273,6 +372,53 @@ mod tests {
         fs::write(dir.path().join(STAGING).join("4294967295-0.part"), b"x").unwrap();
         ArtifactStore::open(dir.path()).unwrap();
         assert_eq!(fs::read_dir(dir.path().join(STAGING)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn discard_removes_only_the_file_it_placed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let placed = store.commit(store.stage().unwrap(), "iris", 1).unwrap();
+        store.discard(&placed).unwrap();
+        assert!(!placed.path().exists());
+        store.discard(&placed).unwrap();
+
+        // The number was taken again (and its file put in place) before the discard ran.
+        let placed = store.commit(store.stage().unwrap(), "iris", 2).unwrap();
+        let mut again = store.stage().unwrap();
+        again.write(b"another upload").unwrap();
+        store.commit(again, "iris", 2).unwrap();
+        store.discard(&placed).unwrap();
+        assert_eq!(fs::read(placed.path()).unwrap(), b"another upload");
+    }
+
+    #[test]
+    fn storage_faults_name_the_folder_and_keep_their_kind() {
+        let folder = Path::new("/data/artifacts");
+        for (errno, fault, says) in [
+            (28, StorageFault::Full, "is full"),
+            (122, StorageFault::Full, "is full"),
+            (30, StorageFault::NotWritable, "is not writable"),
+            (13, StorageFault::NotWritable, "is not writable"),
+            (1, StorageFault::NotWritable, "is not writable"),
+        ] {
+            let e = io::Error::from_raw_os_error(errno);
+            let kind = e.kind();
+            assert_eq!(StorageFault::of(&e), Some(fault), "errno {errno}");
+            let explained = StorageFault::explain(folder, e);
+            assert_eq!(explained.kind(), kind);
+            let text = explained.to_string();
+            assert!(
+                text.starts_with("the folder /data/artifacts ") && text.contains(says),
+                "{text}"
+            );
+        }
+        let other = io::Error::from_raw_os_error(5);
+        assert_eq!(StorageFault::of(&other), None);
+        assert_eq!(
+            StorageFault::explain(folder, other).to_string(),
+            io::Error::from_raw_os_error(5).to_string()
+        );
     }
 
     #[test]

@@ -20,5 +20,6 @@ mod jobs;
 mod ops;
 mod predictions;
 mod serving;
+mod storage;
 mod training;
 mod v2;

@@ -36,7 +36,10 @@ fn cut_short(e: impl std::fmt::Display) -> ApiError {
 }
 
 fn stage_error(e: std::io::Error) -> ApiError {
-    ApiError::new(ErrorCode::Internal, format!("cannot write the upload: {e}"))
+    ApiError::new(
+        crate::error::file_write_code(&e),
+        format!("cannot write the upload: {e}"),
+    )
 }
 
 #[derive(Default)]
@@ -145,7 +148,8 @@ impl DriftForm {
         (status = 409, description = "Version number already used", body = ErrorBody),
         (status = 413, description = "Model over limits.max_model_bytes", body = ErrorBody),
         (status = 415, description = "Not multipart/form-data", body = ErrorBody),
-        (status = 422, description = "Invalid model, name or field", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
+        (status = 422, description = "Invalid model, name or field", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: the data folder or the database is full, read-only or unreachable; nothing was recorded", body = ErrorBody)))]
 pub async fn deploy(
     _auth: Authorized<Deploy>,
     state: web::Data<AppState>,
@@ -449,6 +453,7 @@ async fn fetch(state: &AppState, url: &str, limit: u64) -> Result<StagedArtifact
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: nothing was recorded", body = ErrorBody),
     ))]
 pub async fn replace_baseline(
     _auth: Authorized<Deploy>,
