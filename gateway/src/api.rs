@@ -418,7 +418,8 @@ impl VersionInfo {
             feature_names: record.feature_names.clone(),
             size_bytes: record.size_bytes,
             sha256: record.sha256.clone(),
-            source: record.source.clone(),
+            // Versions stored before sources were redacted on the way in.
+            source: crate::redact::url(&record.source),
             created_at: rfc3339(record.created_at),
             updated_at: rfc3339(record.updated_at),
             drift: None,

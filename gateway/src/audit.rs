@@ -294,10 +294,18 @@ pub async fn query(
             version: row
                 .try_get::<Option<i64>, _>("version")?
                 .map(|v| v.max(0) as u64),
-            details: serde_json::from_str(&details).unwrap_or(Value::String(details)),
+            details: redacted(serde_json::from_str(&details).unwrap_or(Value::String(details))),
         });
     }
     Ok((events, total.max(0) as u64))
+}
+
+/// Entries written before sources were redacted on the way in.
+fn redacted(mut details: Value) -> Value {
+    if let Some(Value::String(source)) = details.get_mut("source") {
+        *source = crate::redact::url(source);
+    }
+    details
 }
 
 /// The events as CSV, one row each, details as JSON text.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use actix_web::web;
 use maas_scheduler::runner::{self, TaskFile, TaskResult};
+use maas_scheduler::sandbox::{self, Confinement, NoSandbox, ReadPolicy, SandboxMode};
 use maas_scheduler::workflow::{self, DEPLOY};
 use maas_scheduler::{ExecutorKind, JobAction, JobState, TaskState, Workflow};
 use parking_lot::Mutex;
@@ -51,8 +52,21 @@ pub struct SchedulerSettings {
     pub poll_interval_ms: u64,
     /// The interpreter of Python script tasks.
     pub python: String,
-    /// Whether workflows may hold `script` tasks (shell or Python run as this server's user).
+    /// Whether workflows may hold `script` tasks (shell or Python).
     pub scripts: bool,
+    /// How script tasks are confined: `auto`, `bwrap`, `user` or `none`.
+    pub sandbox: SandboxMode,
+    /// The unprivileged user script tasks run as when the server runs as root (a name, or
+    /// `uid:gid`).
+    pub task_user: String,
+    /// The bubblewrap program.
+    pub bwrap: PathBuf,
+    /// Server environment variables a task may see, by name; nothing else of the server's
+    /// environment reaches a task.
+    pub env_allow: Vec<String>,
+    /// Folders whose files built-in tasks may read by path (besides their job's own folder);
+    /// the data folder stays closed even inside one.
+    pub data_roots: Vec<PathBuf>,
     /// `sbatch` arguments for every Slurm task (before the task's own `sbatch_args`).
     pub slurm_args: Vec<String>,
 }
@@ -69,6 +83,11 @@ impl Default for SchedulerSettings {
             poll_interval_ms: 500,
             python: "python3".to_owned(),
             scripts: true,
+            sandbox: SandboxMode::Auto,
+            task_user: "nobody".to_owned(),
+            bwrap: PathBuf::from("bwrap"),
+            env_allow: ["PATH", "LANG", "LC_ALL", "TZ"].map(str::to_owned).to_vec(),
+            data_roots: Vec::new(),
             slurm_args: Vec::new(),
         }
     }
@@ -185,6 +204,35 @@ pub struct JobPage {
     pub total: u64,
 }
 
+/// Who asks about a job. A job's logs, results and errors can hold anything its tasks printed
+/// or read, so only its owner and admins see them; everyone else who may read jobs sees their
+/// states and timings.
+#[derive(Debug, Clone, Copy)]
+pub struct JobReader<'a> {
+    pub username: &'a str,
+    pub admin: bool,
+}
+
+impl JobReader<'_> {
+    pub fn sees_outputs(&self, job: &JobRecord) -> bool {
+        self.admin || job.owner == self.username
+    }
+
+    /// Refuse a read of `job`'s outputs (logs, results, artifacts) to anyone else.
+    pub fn check_outputs(&self, job: &JobRecord) -> Result<(), ApiError> {
+        if self.sees_outputs(job) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "job {} belongs to '{}'; only its owner and admins read its logs, results and errors",
+                job.id, job.owner
+            ),
+        ))
+    }
+}
+
 fn duration(started: Option<i64>, finished: Option<i64>) -> Option<f64> {
     let start = started?;
     let end = finished.unwrap_or_else(now_ms);
@@ -192,6 +240,28 @@ fn duration(started: Option<i64>, finished: Option<i64>) -> Option<f64> {
 }
 
 impl JobView {
+    /// Leave out what only the owner and admins read: the failure reason and the tasks' errors.
+    fn hide_outputs(&mut self) {
+        self.reason = None;
+        for task in self.tasks.iter_mut().flatten() {
+            task.error = None;
+            for attempt in &mut task.attempts {
+                if let Some(attempt) = attempt.as_object_mut() {
+                    attempt.remove("error");
+                }
+            }
+        }
+    }
+
+    /// The view `reader` gets.
+    pub fn of_for(job: &JobRecord, reader: JobReader) -> JobView {
+        let mut view = JobView::of(job);
+        if !reader.sees_outputs(job) {
+            view.hide_outputs();
+        }
+        view
+    }
+
     pub fn of(job: &JobRecord) -> JobView {
         JobView {
             id: job.id.clone(),
@@ -281,6 +351,14 @@ pub struct JobService {
     running: Mutex<HashMap<(String, String), Running>>,
     /// The program tasks run (`maas task exec DIR`).
     exe: PathBuf,
+    /// How script tasks run here, or why they cannot.
+    confinement: Result<Confinement, NoSandbox>,
+    /// The server variables tasks see (`env_allow`).
+    task_env: BTreeMap<String, String>,
+    /// Closed to built-in tasks' reads: the data and job folders (canonical).
+    closed: Vec<PathBuf>,
+    /// Open to them: `data_roots` (canonical).
+    data_roots: Vec<PathBuf>,
 }
 
 impl JobService {
@@ -298,6 +376,49 @@ impl JobService {
             anyhow::anyhow!("cannot create the job folder {}: {e}", work_dir.display())
         })?;
         let work_dir = std::fs::canonicalize(&work_dir)?;
+        let data_dir = std::fs::canonicalize(data_dir)?;
+        let mut closed = vec![data_dir.clone()];
+        if !work_dir.starts_with(&data_dir) {
+            closed.push(work_dir.clone());
+        }
+        let confinement = if settings.scripts {
+            sandbox::resolve(
+                settings.sandbox,
+                &settings.task_user,
+                &settings.bwrap,
+                &closed,
+            )
+        } else {
+            Err(NoSandbox(
+                "this server runs none (scheduler.scripts = false)".into(),
+            ))
+        };
+        match (&confinement, settings.sandbox) {
+            (Err(why), SandboxMode::Bwrap | SandboxMode::User) if settings.scripts => {
+                anyhow::bail!(
+                    "scheduler.sandbox = \"{}\" cannot be met: {why}",
+                    settings.sandbox.as_str()
+                )
+            }
+            (Err(why), _) => tracing::warn!(reason = %why, "script tasks are refused"),
+            (Ok(c), _) => {
+                tracing::info!(sandbox = confinement_name(c), "script tasks are confined")
+            }
+        }
+        if let Ok(c) = &confinement {
+            if c.user().is_some() {
+                open_path_to_jobs(&data_dir, &work_dir)?;
+            }
+        }
+        let mut data_roots = Vec::new();
+        for root in &settings.data_roots {
+            match std::fs::canonicalize(root) {
+                Ok(real) => data_roots.push(real),
+                Err(e) => tracing::warn!(folder = %root.display(), error = %e,
+                    "scheduler.data_roots: a folder is unreadable and stays closed"),
+            }
+        }
+        let task_env = sandbox::allowed_environment(&settings.env_allow);
         let slots = if settings.slots == 0 {
             std::thread::available_parallelism()
                 .map(|n| u32::try_from(n.get()).unwrap_or(1))
@@ -315,6 +436,10 @@ impl JobService {
             running: Mutex::new(HashMap::new()),
             exe: std::env::current_exe()?,
             settings,
+            confinement,
+            task_env,
+            closed,
+            data_roots,
         })
     }
 
@@ -333,10 +458,10 @@ impl JobService {
     /// Parse a workflow definition and check it against this server's settings.
     pub fn parse(&self, text: &str) -> Result<Workflow, ApiError> {
         let workflow = Workflow::parse(text).map_err(|e| invalid(e.to_string()))?;
-        if !self.settings.scripts {
+        if let Err(why) = &self.confinement {
             if let Some(task) = workflow.tasks.iter().find(|t| t.kind == workflow::SCRIPT) {
                 return Err(invalid(format!(
-                    "task '{}' is a script task, and this server runs none (scheduler.scripts = false)",
+                    "task '{}' is a script task, and {why}",
                     task.name
                 )));
             }
@@ -393,7 +518,7 @@ impl JobService {
     }
 
     /// A job with its tasks.
-    pub async fn view(&self, id: &str) -> Result<JobView, ApiError> {
+    pub async fn view(&self, id: &str, reader: JobReader<'_>) -> Result<JobView, ApiError> {
         let job = self.job(id).await?;
         let workflow: Option<Workflow> = serde_json::from_str(&job.definition).ok();
         let tasks = self.store.tasks(id).await?;
@@ -404,12 +529,22 @@ impl JobService {
                 .map(|t| task_view(workflow.as_ref(), t))
                 .collect(),
         );
+        if !reader.sees_outputs(&job) {
+            view.hide_outputs();
+        }
         Ok(view)
     }
 
-    pub async fn list(&self, filter: &JobFilter) -> Result<(Vec<JobView>, u64), ApiError> {
+    pub async fn list(
+        &self,
+        filter: &JobFilter,
+        reader: JobReader<'_>,
+    ) -> Result<(Vec<JobView>, u64), ApiError> {
         let (jobs, total) = self.store.jobs(filter).await?;
-        Ok((jobs.iter().map(JobView::of).collect(), total))
+        Ok((
+            jobs.iter().map(|j| JobView::of_for(j, reader)).collect(),
+            total,
+        ))
     }
 
     pub async fn summary(&self, filter: &JobFilter) -> Result<JobSummary, ApiError> {
@@ -443,7 +578,11 @@ impl JobService {
     }
 
     /// Jobs with their variables and results, one row per job, for a CSV export.
-    pub async fn export_csv(&self, filter: &JobFilter) -> Result<String, ApiError> {
+    pub async fn export_csv(
+        &self,
+        filter: &JobFilter,
+        reader: JobReader<'_>,
+    ) -> Result<String, ApiError> {
         let (jobs, _) = self.store.jobs(filter).await?;
         let mut out = csv::Writer::from_writer(Vec::new());
         let internal = |e: csv::Error| ApiError::new(ErrorCode::Internal, e.to_string());
@@ -465,8 +604,12 @@ impl JobService {
         ])
         .map_err(internal)?;
         for job in &jobs {
-            let view = JobView::of(job);
-            let tasks = self.store.tasks(&job.id).await?;
+            let view = JobView::of_for(job, reader);
+            let tasks = if reader.sees_outputs(job) {
+                self.store.tasks(&job.id).await?
+            } else {
+                Vec::new()
+            };
             let results: Map<String, Value> = tasks
                 .iter()
                 .map(|t| {
@@ -508,7 +651,12 @@ impl JobService {
     }
 
     /// Cancel, pause, resume or kill a job.
-    pub async fn act(&self, id: &str, action: JobAction) -> Result<JobView, ApiError> {
+    pub async fn act(
+        &self,
+        id: &str,
+        action: JobAction,
+        reader: JobReader<'_>,
+    ) -> Result<JobView, ApiError> {
         // The job may move on between the read and the guarded write (a worker claims a task,
         // a task ends): decide again from the state it moved to.
         for _ in 0..5 {
@@ -529,7 +677,7 @@ impl JobService {
             }
             tracing::info!(job = %id, action = action.as_str(), state = next.as_str(), "job action");
             self.wake.notify_one();
-            return self.view(id).await;
+            return self.view(id, reader).await;
         }
         Err(ApiError::new(
             ErrorCode::InvalidAction,
@@ -539,7 +687,12 @@ impl JobService {
     }
 
     /// Give a failed task of a failed or waiting job another attempt.
-    pub async fn retry(&self, id: &str, task: &str) -> Result<JobView, ApiError> {
+    pub async fn retry(
+        &self,
+        id: &str,
+        task: &str,
+        reader: JobReader<'_>,
+    ) -> Result<JobView, ApiError> {
         let job = self.job(id).await?;
         JobAction::Retry
             .apply(job.state)
@@ -567,7 +720,7 @@ impl JobService {
             ));
         }
         self.wake.notify_one();
-        self.view(id).await
+        self.view(id, reader).await
     }
 
     fn kill_local(&self, job_id: &str) {
@@ -611,7 +764,9 @@ impl JobService {
         attempt: Option<u32>,
         stream: &str,
         offset: u64,
+        reader: JobReader<'_>,
     ) -> Result<(Vec<u8>, u64, bool), ApiError> {
+        reader.check_outputs(&self.job(job).await?)?;
         let record = self.task(job, task).await?;
         let file = match stream {
             "stdout" => runner::STDOUT_FILE,
@@ -663,8 +818,9 @@ impl JobService {
     }
 
     /// Exported variables, metrics and artifacts of every task.
-    pub async fn results(&self, id: &str) -> Result<JobResults, ApiError> {
+    pub async fn results(&self, id: &str, reader: JobReader<'_>) -> Result<JobResults, ApiError> {
         let job = self.job(id).await?;
+        reader.check_outputs(&job)?;
         let tasks = self.store.tasks(id).await?;
         let mut out = Vec::with_capacity(tasks.len());
         for task in &tasks {
@@ -693,7 +849,14 @@ impl JobService {
     }
 
     /// The file of an artifact of a task's latest attempt; paths never leave its folder.
-    pub async fn artifact(&self, id: &str, task: &str, path: &str) -> Result<PathBuf, ApiError> {
+    pub async fn artifact(
+        &self,
+        id: &str,
+        task: &str,
+        path: &str,
+        reader: JobReader<'_>,
+    ) -> Result<PathBuf, ApiError> {
+        reader.check_outputs(&self.job(id).await?)?;
         let record = self.task(id, task).await?;
         let missing = || {
             ApiError::new(
@@ -1188,6 +1351,12 @@ impl JobService {
                 .map_err(|e| format!("params.{name}: {e}"))?;
             params.insert(name.clone(), value);
         }
+        let confinement = match (&self.confinement, spec.kind == workflow::SCRIPT) {
+            (Ok(c), _) => c.clone(),
+            (Err(why), true) => return Err(format!("a script task, and {why}")),
+            // Built-in tasks run no foreign code: the read policy is their confinement.
+            (Err(_), false) => Confinement::None,
+        };
         let dir = self.attempt_dir(&job.id, &task.name, task.attempt);
         let file = TaskFile {
             job_id: job.id.clone(),
@@ -1203,6 +1372,13 @@ impl JobService {
                 .filter(|(k, _)| !k.contains('.'))
                 .collect(),
             python: self.settings.python.clone(),
+            environment: self.task_env.clone(),
+            reads: ReadPolicy {
+                roots: self.data_roots.clone(),
+                closed: self.closed.clone(),
+                job_dir: Some(self.work_dir.join(&job.id)),
+            },
+            confinement,
         };
         let (d, f) = (dir.clone(), file.clone());
         tokio::task::spawn_blocking(move || runner::prepare(&d, &f))
@@ -1230,10 +1406,11 @@ impl JobService {
                 .execute_slurm(job, task, spec, dir, killed, timeout)
                 .await;
         }
-        let mut process = match maas_scheduler::local::LocalProcess::spawn(&self.exe, dir) {
-            Ok(p) => p,
-            Err(e) => return Outcome::failed(format!("cannot start the task process: {e}")),
-        };
+        let mut process =
+            match maas_scheduler::local::LocalProcess::spawn(&self.exe, dir, &self.task_env) {
+                Ok(p) => p,
+                Err(e) => return Outcome::failed(format!("cannot start the task process: {e}")),
+            };
         if let Some(pid) = process.pid() {
             let _ = self
                 .store
@@ -1289,7 +1466,11 @@ impl JobService {
             gpus: (spec.resources.gpus > 0).then_some(spec.resources.gpus),
             time_limit: spec.timeout_secs.map(Duration::from_secs),
             extra_args,
-            env: Vec::new(),
+            env: self
+                .task_env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         };
         let submit_cli = cli.clone();
         let id = match tokio::task::spawn_blocking(move || submit_cli.submit(&batch)).await {
@@ -1446,6 +1627,48 @@ impl Outcome {
     }
 }
 
+fn confinement_name(confinement: &Confinement) -> &'static str {
+    match confinement {
+        Confinement::None => "none (scripts run as the server's user)",
+        Confinement::User { .. } => "user (scripts run as scheduler.task_user)",
+        Confinement::Bwrap { user: Some(_), .. } => "bwrap, as scheduler.task_user",
+        Confinement::Bwrap { user: None, .. } => "bwrap",
+    }
+}
+
+/// Scripts running as another user must pass through the data folder to their task folder:
+/// the data and job folders become passable but not listable (0711), and everything else in the
+/// data folder the server's alone (folders 0700, files 0600).
+fn open_path_to_jobs(data_dir: &Path, work_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| anyhow::anyhow!("cannot set the mode of {}: {e}", path.display()))
+    };
+    if work_dir.starts_with(data_dir) {
+        for entry in std::fs::read_dir(data_dir)?.flatten() {
+            let path = entry.path();
+            if work_dir.starts_with(&path) {
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                set(&path, 0o700)?;
+            } else if meta.is_file() {
+                set(&path, 0o600)?;
+            }
+        }
+        for folder in work_dir.ancestors().take_while(|f| f.starts_with(data_dir)) {
+            set(folder, 0o711)?;
+        }
+    } else {
+        set(work_dir, 0o711)?;
+    }
+    Ok(())
+}
+
 /// Resolves once the attempt is to be killed (never, if its sender is gone without killing).
 async fn until_killed(killed: &mut watch::Receiver<bool>) {
     if killed.wait_for(|k| *k).await.is_err() {
@@ -1510,26 +1733,29 @@ async fn deploy_task(app: &AppState, job: &JobRecord, file: &TaskFile, dir: &Pat
             let _ = writeln!(f, "{line}");
         }
     };
-    let _ = std::fs::File::create(dir.join(runner::STDERR_FILE));
+    // Readable by the server's user alone, like every task's logs.
+    for name in [runner::STDOUT_FILE, runner::STDERR_FILE] {
+        let _ = runner::create_private(&dir.join(name));
+    }
     match deploy_inner(app, job, file, &log).await {
         Ok(result) => {
             for (k, v) in &result.variables {
                 log(format!("maas: export {k}={v}"));
             }
-            let _ = std::fs::write(
-                dir.join(runner::RESULT_FILE),
-                serde_json::to_vec_pretty(&result).unwrap_or_default(),
-            );
+            if let Ok(mut f) = runner::create_private(&dir.join(runner::RESULT_FILE)) {
+                use std::io::Write;
+                let _ = f.write_all(&serde_json::to_vec_pretty(&result).unwrap_or_default());
+            }
             Outcome {
                 state: TaskState::Finished,
                 result,
             }
         }
         Err(e) => {
-            let _ = std::fs::write(
-                dir.join(runner::STDERR_FILE),
-                format!("maas: task failed: {e}\n"),
-            );
+            if let Ok(mut f) = runner::create_private(&dir.join(runner::STDERR_FILE)) {
+                use std::io::Write;
+                let _ = writeln!(f, "maas: task failed: {e}");
+            }
             Outcome::failed(e)
         }
     }
@@ -1550,15 +1776,26 @@ async fn deploy_inner(
     }
     let model = param_text(params, "model_name").ok_or("params.model_name is required")?;
     crate::models::validate_model_name(&model).map_err(|e| e.message)?;
-    let onnx_path = param_text(params, "model")
-        .ok_or("params.model (the ONNX file, usually ${MODEL}) is required")?;
+    let readable = |path: String| {
+        file.reads
+            .check(Path::new(&path))
+            .map_err(|e| e.to_string())
+    };
+    let onnx_path = readable(
+        param_text(params, "model")
+            .ok_or("params.model (the ONNX file, usually ${MODEL}) is required")?,
+    )?;
+    let onnx_path = onnx_path.display().to_string();
     let onnx = tokio::fs::read(&onnx_path)
         .await
         .map_err(|e| format!("cannot read the model {onnx_path}: {e}"))?;
     let features = param_list(params, "features")?;
     let classes = param_list(params, "classes")?;
     let label = param_text(params, "label");
-    let holdout = param_text(params, "holdout");
+    let holdout = param_text(params, "holdout")
+        .map(readable)
+        .transpose()?
+        .map(|p| p.display().to_string());
     let task_kind = param_text(params, "task").unwrap_or_else(|| {
         if classes.is_some() {
             "classification"
@@ -1709,11 +1946,14 @@ async fn deploy_inner(
     staged
         .write(&onnx)
         .map_err(|e| format!("cannot stage the model file: {e}"))?;
-    let training_csv = match param_text(params, "training_data") {
+    let training_csv = match param_text(params, "training_data")
+        .map(readable)
+        .transpose()?
+    {
         Some(path) => Some(
             tokio::fs::read(&path)
                 .await
-                .map_err(|e| format!("cannot read the training data {path}: {e}"))?,
+                .map_err(|e| format!("cannot read the training data {}: {e}", path.display()))?,
         ),
         None => None,
     };

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod models;
 pub mod openapi;
 pub mod predictions;
+pub mod redact;
 pub mod request_id;
 pub mod routes;
 pub mod runtime;

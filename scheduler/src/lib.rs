@@ -8,6 +8,7 @@
 pub mod local;
 pub mod ml;
 pub mod runner;
+pub mod sandbox;
 pub mod slurm;
 pub mod state;
 pub mod workflow;

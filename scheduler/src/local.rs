@@ -1,12 +1,14 @@
 //! The local executor's process half: one task attempt as a child process (`maas task exec
 //! DIR`) in a process group of its own, so that a kill or a timeout ends everything the task
 //! started (a shell, the Python it ran, …), with stdout and stderr going to the attempt's log
-//! files as they are written.
+//! files as they are written. The process starts with exactly the environment it is given: none
+//! of the server's own variables (its admin password, its database URL) reach a task.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 
-use crate::runner::{STDERR_FILE, STDOUT_FILE};
+use crate::runner::{create_private, STDERR_FILE, STDOUT_FILE};
 
 /// A running attempt.
 pub struct LocalProcess {
@@ -15,15 +17,22 @@ pub struct LocalProcess {
 }
 
 impl LocalProcess {
-    /// Start `program task exec DIR` in `dir`.
-    pub fn spawn(program: &Path, dir: &Path) -> std::io::Result<LocalProcess> {
-        let stdout = std::fs::File::create(dir.join(STDOUT_FILE))?;
-        let stderr = std::fs::File::create(dir.join(STDERR_FILE))?;
+    /// Start `program task exec DIR` in `dir`, with `env` as its whole environment. Its logs
+    /// are readable by the server's user alone.
+    pub fn spawn(
+        program: &Path,
+        dir: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> std::io::Result<LocalProcess> {
+        let stdout = create_private(&dir.join(STDOUT_FILE))?;
+        let stderr = create_private(&dir.join(STDERR_FILE))?;
         let child = tokio::process::Command::new(program)
             .arg("task")
             .arg("exec")
             .arg(dir)
             .current_dir(dir)
+            .env_clear()
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr))
@@ -79,7 +88,7 @@ mod tests {
             .arg(&script)
             .status()
             .unwrap();
-        let mut process = LocalProcess::spawn(&script, dir.path()).unwrap();
+        let mut process = LocalProcess::spawn(&script, dir.path(), &BTreeMap::new()).unwrap();
         let pid_file = dir.path().join("child.pid");
         for _ in 0..100 {
             if std::fs::read_to_string(&pid_file).is_ok_and(|t| !t.trim().is_empty()) {

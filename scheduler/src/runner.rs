@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sandbox::{Confinement, ReadPolicy};
 use crate::workflow::{valid_variable_name, ScriptLanguage, SCRIPT};
 
 pub const TASK_FILE: &str = "task.json";
@@ -39,6 +39,13 @@ pub struct TaskFile {
     /// The Python interpreter for Python scripts.
     #[serde(default = "default_python")]
     pub python: String,
+    /// The server variables the task may see (`scheduler.env_allow`); nothing else of the
+    /// server's environment reaches it.
+    pub environment: BTreeMap<String, String>,
+    /// Which local files built-in tasks may read.
+    pub reads: ReadPolicy,
+    /// How a script runs.
+    pub confinement: Confinement,
 }
 
 fn default_python() -> String {
@@ -73,17 +80,43 @@ impl TaskResult {
     }
 }
 
-/// Write `task.json` into `dir` (created, with `artifacts/`).
+/// Write `task.json` into `dir` (created, with `artifacts/`). A script that runs as another
+/// user owns its folder (it writes its exports, metrics and artifacts there); `task.json` stays
+/// the server's, readable by it alone.
 pub fn prepare(dir: &Path, task: &TaskFile) -> std::io::Result<()> {
     std::fs::create_dir_all(dir.join(ARTIFACTS_DIR))?;
+    if let Some(user) = task.confinement.user() {
+        use std::os::unix::fs::PermissionsExt;
+        for path in [dir.to_path_buf(), dir.join(ARTIFACTS_DIR)] {
+            std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid))?;
+        }
+        // The task and job folders above: passable by the task's user, not listable.
+        for folder in dir.ancestors().skip(1).take(2) {
+            std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o711))?;
+        }
+    }
     let text = serde_json::to_vec_pretty(task).map_err(std::io::Error::other)?;
     write_atomically(&dir.join(TASK_FILE), &text)
+}
+
+/// Create (or empty) a file only its owner may read: task logs and results.
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its old mode through open(2).
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut file = create_private(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
     }
@@ -131,7 +164,7 @@ fn run(dir: &Path, task: &TaskFile) -> TaskResult {
         task.attempt,
         serde_json::Value::Object(task.params.clone())
     );
-    match crate::ml::run_builtin(&task.kind, &task.params, dir) {
+    match crate::ml::run_builtin(&task.kind, &task.params, dir, &task.reads) {
         Ok(out) => {
             for (k, v) in &out.variables {
                 println!("maas: export {k}={v}");
@@ -165,20 +198,33 @@ fn run_script(dir: &Path, task: &TaskFile) -> TaskResult {
         return TaskResult::failed(format!("cannot write {}: {e}", file.display()));
     }
     let exports = dir.join(EXPORTS_FILE);
-    let status = Command::new(program)
-        .arg(&file)
-        .current_dir(dir)
-        .envs(&task.variables)
-        .env("MAAS_JOB_ID", &task.job_id)
-        .env("MAAS_TASK", &task.task)
-        .env("MAAS_ATTEMPT", task.attempt.to_string())
-        .env("MAAS_EXPORTS", &exports)
-        .env("MAAS_METRICS", dir.join(METRICS_FILE))
-        .env("MAAS_ARTIFACTS", dir.join(ARTIFACTS_DIR))
+    let mut env = task.environment.clone();
+    // What the executor set for this attempt: Slurm's job variables and the GPUs it assigned.
+    env.extend(std::env::vars().filter(|(name, _)| {
+        name.starts_with("SLURM_") || EXECUTOR_VARIABLES.contains(&name.as_str())
+    }));
+    env.extend(task.variables.clone());
+    for (name, value) in [
+        ("MAAS_JOB_ID", task.job_id.clone()),
+        ("MAAS_TASK", task.task.clone()),
+        ("MAAS_ATTEMPT", task.attempt.to_string()),
+        ("HOME", dir.display().to_string()),
+        ("MAAS_EXPORTS", exports.display().to_string()),
+        ("MAAS_METRICS", dir.join(METRICS_FILE).display().to_string()),
+        (
+            "MAAS_ARTIFACTS",
+            dir.join(ARTIFACTS_DIR).display().to_string(),
+        ),
+    ] {
+        env.insert(name.to_owned(), value);
+    }
+    let status = task
+        .confinement
+        .command(program, &[file.as_path()], dir, &env)
         .status();
     let status = match status {
         Ok(status) => status,
-        Err(e) => return TaskResult::failed(format!("cannot start {program}: {e}")),
+        Err(e) => return TaskResult::failed(start_failure(program, &task.confinement, dir, &e)),
     };
     if !status.success() {
         return TaskResult::failed(match status.code() {
@@ -206,6 +252,36 @@ fn run_script(dir: &Path, task: &TaskFile) -> TaskResult {
         variables,
         metrics,
         error: None,
+    }
+}
+
+/// Variables an executor sets for an attempt that a script sees (besides `SLURM_*`).
+const EXECUTOR_VARIABLES: &[&str] = &[
+    "CUDA_VISIBLE_DEVICES",
+    "GPU_DEVICE_ORDINAL",
+    "ROCR_VISIBLE_DEVICES",
+];
+
+/// Why a script could not start, in words an operator can act on.
+fn start_failure(
+    program: &str,
+    confinement: &Confinement,
+    dir: &Path,
+    error: &std::io::Error,
+) -> String {
+    match (confinement, error.kind()) {
+        (Confinement::Bwrap { program: bwrap, .. }, std::io::ErrorKind::NotFound) => format!(
+            "cannot start the sandbox {}: not found on this machine (install bubblewrap, or \
+             change scheduler.sandbox)",
+            bwrap.display()
+        ),
+        (Confinement::User { uid, .. }, std::io::ErrorKind::PermissionDenied) => format!(
+            "cannot start {program} as user {uid} in {}: that user cannot reach the task folder \
+             (every folder above it must be searchable by it: chmod o+x, or set \
+             scheduler.work_dir)",
+            dir.display()
+        ),
+        _ => format!("cannot start {program}: {error}"),
     }
 }
 
@@ -253,6 +329,12 @@ mod tests {
             params: Default::default(),
             variables: BTreeMap::from([("GREETING".into(), "hello".into())]),
             python: "python3".into(),
+            environment: BTreeMap::from([(
+                "PATH".into(),
+                std::env::var("PATH").unwrap_or_default(),
+            )]),
+            reads: ReadPolicy::default(),
+            confinement: Confinement::None,
         }
     }
 
@@ -270,6 +352,24 @@ mod tests {
         assert_eq!(result.variables["OUT"], "hello world");
         assert_eq!(result.metrics["loss"], 0.5);
         assert!(dir.path().join("artifacts/a.txt").exists());
+    }
+
+    #[test]
+    fn a_script_sees_its_variables_and_nothing_of_the_runner() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path(), &script_task("env > env.txt")).unwrap();
+        assert_eq!(exec(dir.path()), 0);
+        let env = std::fs::read_to_string(dir.path().join("env.txt")).unwrap();
+        // The test runner's own environment (CARGO_*, RUST_*, ...) stays out.
+        for line in env.lines() {
+            let name = line.split('=').next().unwrap();
+            assert!(
+                ["PATH", "GREETING", "HOME", "PWD", "SHLVL", "_", "OLDPWD"].contains(&name)
+                    || name.starts_with("MAAS_"),
+                "{name} leaked into the script: {env}"
+            );
+        }
+        assert!(env.contains("GREETING=hello"), "{env}");
     }
 
     #[test]

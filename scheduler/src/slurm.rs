@@ -105,7 +105,9 @@ pub struct BatchJob {
     /// Passed to sbatch verbatim after maas's own options (so they win) and before the script:
     /// the seed's `NATIVE_SCHEDULER_PARAMS`.
     pub extra_args: Vec<String>,
-    /// Set for the job on top of the submitting environment (`--export=ALL`).
+    /// The job's whole environment (plus Slurm's `SLURM_*`): sbatch runs with exactly these
+    /// and hands them on (`--export=ALL`), so nothing of the server's own environment reaches
+    /// the job.
     pub env: Vec<(String, String)>,
 }
 
@@ -171,7 +173,7 @@ impl SlurmCli {
             return None;
         }
         let out = cli
-            .run(&cli.programs.scontrol, &os_args(&["ping"]), &[])
+            .run(&cli.programs.scontrol, &os_args(&["ping"]), None)
             .ok()?;
         (out.status.success() && out.stdout.contains("is UP"))
             .then(|| cli.with_timeout(DEFAULT_TIMEOUT))
@@ -186,7 +188,7 @@ impl SlurmCli {
         write_file(&wrapper, WRAPPER_SCRIPT)?;
         let mut args = sbatch_args(job);
         args.push(wrapper.into_os_string());
-        let out = self.checked(&self.programs.sbatch, &args, &job.env)?;
+        let out = self.checked(&self.programs.sbatch, &args, Some(&job.env))?;
         parse_sbatch(&out.stdout).ok_or_else(|| SlurmError::Unparsable {
             command: "sbatch --parsable".into(),
             output: out.stdout.clone(),
@@ -240,29 +242,33 @@ impl SlurmCli {
 
     pub fn cancel(&self, job_id: &str) -> Result<(), SlurmError> {
         check_job_id(job_id)?;
-        self.checked(&self.programs.scancel, &os_args(&[job_id]), &[])
+        self.checked(&self.programs.scancel, &os_args(&[job_id]), None)
             .map(drop)
     }
 
     /// Keep a pending job from starting (`scontrol hold`).
     pub fn hold(&self, job_id: &str) -> Result<(), SlurmError> {
         check_job_id(job_id)?;
-        self.checked(&self.programs.scontrol, &os_args(&["hold", job_id]), &[])
+        self.checked(&self.programs.scontrol, &os_args(&["hold", job_id]), None)
             .map(drop)
     }
 
     /// Let a held job start (`scontrol release`).
     pub fn release(&self, job_id: &str) -> Result<(), SlurmError> {
         check_job_id(job_id)?;
-        self.checked(&self.programs.scontrol, &os_args(&["release", job_id]), &[])
-            .map(drop)
+        self.checked(
+            &self.programs.scontrol,
+            &os_args(&["release", job_id]),
+            None,
+        )
+        .map(drop)
     }
 
     /// squeue's line for the job, or None once squeue no longer knows it.
     fn queue_entry(&self, job_id: &str) -> Result<Option<QueueEntry>, SlurmError> {
         // `-t all`: without it squeue leaves out jobs that have ended but are still kept.
         let args = os_args(&["-h", "-t", "all", "-j", job_id, "-o", "%T|%r"]);
-        let out = self.run(&self.programs.squeue, &args, &[])?;
+        let out = self.run(&self.programs.squeue, &args, None)?;
         if !out.status.success() {
             if out.stderr.contains("Invalid job id") {
                 return Ok(None);
@@ -279,10 +285,10 @@ impl SlurmCli {
     /// job-completion file. Ok(None) when sacct has no record of it.
     fn accounting_record(&self, job_id: &str) -> Result<Option<AccountingRecord>, SlurmError> {
         let mut args = os_args(&["-P", "-n", "-X", "-j", job_id, "-o", "State,ExitCode"]);
-        let mut out = self.run(&self.programs.sacct, &args, &[])?;
+        let mut out = self.run(&self.programs.sacct, &args, None)?;
         if !out.status.success() && out.stderr.contains("accounting storage is disabled") {
             args.insert(0, "--completion".into());
-            out = self.run(&self.programs.sacct, &args, &[])?;
+            out = self.run(&self.programs.sacct, &args, None)?;
         }
         if !out.status.success() {
             return Err(out.failure(&self.programs.sacct, &args));
@@ -298,7 +304,7 @@ impl SlurmCli {
         &self,
         program: &Path,
         args: &[OsString],
-        env: &[(String, String)],
+        env: Option<&[(String, String)]>,
     ) -> Result<CommandOutput, SlurmError> {
         let out = self.run(program, args, env)?;
         if out.status.success() {
@@ -309,15 +315,19 @@ impl SlurmCli {
     }
 
     /// Run a command to its end or to the timeout, whichever comes first (then it is killed).
+    /// With `env`, that is its whole environment.
     fn run(
         &self,
         program: &Path,
         args: &[OsString],
-        env: &[(String, String)],
+        env: Option<&[(String, String)]>,
     ) -> Result<CommandOutput, SlurmError> {
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        if let Some(env) = env {
+            command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+        }
+        let mut child = command
             .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use maas_scheduler::ml::{
-    evaluate_model, run_builtin, MlError, Predictions, TaskOutput, TrainedModel,
+    evaluate_model, run_builtin, MlError, Predictions, TaskDir, TaskOutput, TrainedModel,
 };
+use maas_scheduler::sandbox::ReadPolicy;
 use maas_serving::{BackendChoice, Backends, Dim, OrtSettings, Tensor, TensorData};
 use serde_json::{json, Map, Value};
 
@@ -28,12 +29,18 @@ fn params(value: Value) -> Map<String, Value> {
 /// A job folder; each task gets its own subfolder, as the runner gives it.
 struct Job {
     root: tempfile::TempDir,
+    reads: ReadPolicy,
 }
 
 impl Job {
     fn new() -> Job {
+        // These tests read files from anywhere (the read policy has tests of its own).
         Job {
             root: tempfile::tempdir().unwrap(),
+            reads: ReadPolicy {
+                roots: vec![PathBuf::from("/")],
+                ..ReadPolicy::default()
+            },
         }
     }
 
@@ -43,13 +50,20 @@ impl Job {
         dir
     }
 
+    fn dir<'a>(&'a self, path: &'a Path) -> TaskDir<'a> {
+        TaskDir {
+            path,
+            reads: &self.reads,
+        }
+    }
+
     fn run(&self, task: &str, kind: &str, values: Value) -> TaskOutput {
-        run_builtin(kind, &params(values), &self.folder(task))
+        run_builtin(kind, &params(values), &self.folder(task), &self.reads)
             .unwrap_or_else(|e| panic!("{task} ({kind}): {e}"))
     }
 
     fn fail(&self, task: &str, kind: &str, values: Value) -> String {
-        match run_builtin(kind, &params(values), &self.folder(task)) {
+        match run_builtin(kind, &params(values), &self.folder(task), &self.reads) {
             Ok(out) => panic!("{task} ({kind}) should fail, exported {:?}", out.variables),
             Err(e) => e.to_string(),
         }
@@ -171,7 +185,7 @@ fn float32s(t: &Tensor) -> Vec<f32> {
 /// then check every engine serves the Rust model's predictions on `test` (raw features).
 fn check_served(job: &Job, task: &str, train_params: Value, test: &str, label: &str) -> TaskOutput {
     let out = job.run(task, "train", train_params.clone());
-    let model = TrainedModel::fit(&params(train_params), &job.folder(task)).unwrap();
+    let model = TrainedModel::fit(&params(train_params), &job.dir(&job.folder(task))).unwrap();
     let bytes = model.to_onnx().unwrap();
     // linfa grows trees with hash-ordered class counts, so two fits of a tree may differ;
     // everything else is reproducible to the byte.
@@ -284,7 +298,7 @@ fn penalised(job: &Job, train: &str, label: &str, algorithm: &str, hyper: Value)
     for (k, v) in hyper.as_object().unwrap() {
         p[k] = v.clone();
     }
-    TrainedModel::fit(&params(p), &job.folder("fit"))
+    TrainedModel::fit(&params(p), &job.dir(&job.folder("fit")))
         .unwrap_or_else(|e| panic!("{algorithm} {hyper}: {e}"))
 }
 
@@ -434,7 +448,7 @@ fn ridge_and_lasso_refuse_what_they_do_not_take() {
     assert!(err.contains("collinear") && err.contains("alpha"), "{err}");
     let ridge = TrainedModel::fit(
         &params(json!({"train": dup, "label": "y", "algorithm": "ridge", "alpha": 0.5})),
-        &dir,
+        &job.dir(&dir),
     )
     .unwrap();
     let (w, b) = ridge.coefficients().unwrap();
@@ -581,7 +595,7 @@ fn preprocess_scaling_is_baked_into_the_served_model() {
                 let unscaled = TrainedModel::fit(
                     &params(json!({"train": pre.variables["TRAIN"], "label": label,
                                    "algorithm": "kmeans"})),
-                    &job.folder("unscaled"),
+                    &job.dir(&job.folder("unscaled")),
                 )
                 .unwrap();
                 assert_ne!(
@@ -762,7 +776,7 @@ fn errors_say_what_to_fix() {
             "c",
             "train",
             json!({"train": train, "label": "kind", "algorithm": "gaussian_nb"}),
-            vec!["no column 'kind'", "'species'"],
+            vec!["no column 'kind'", "5 columns"],
         ),
         (
             "d",
@@ -838,7 +852,13 @@ fn errors_say_what_to_fix() {
     assert!(err.contains("not the model's features"), "{err}");
 
     // The enum carries the details for callers that branch on them.
-    let e = run_builtin("split", &params(json!({"label": "y"})), &job.folder("j")).unwrap_err();
+    let e = run_builtin(
+        "split",
+        &params(json!({"label": "y"})),
+        &job.folder("j"),
+        &job.reads,
+    )
+    .unwrap_err();
     assert!(
         matches!(e, MlError::MissingParam { ref param, .. } if param == "data"),
         "{e}"

@@ -19,6 +19,7 @@ mod hotswap;
 mod jobs;
 mod ops;
 mod predictions;
+mod sandbox;
 mod serving;
 mod storage;
 mod training;

@@ -24,7 +24,8 @@ pub async fn settings(
 #[utoipa::path(patch, path = "/v1/settings", security(("bearer" = ["admin"])), tag = "admin",
     request_body = SettingsPatch,
     responses((status = 200, body = RuntimeSettings), (status = 400, description = "Malformed JSON or unknown field", body = ErrorBody),
-        (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Not an admin", body = ErrorBody)))]
+        (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: nothing was changed", body = ErrorBody)))]
 pub async fn update_settings(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,

@@ -184,7 +184,7 @@ pub async fn deploy(
             ))
         }
         (Some(staged), None) => staged,
-        (None, Some(url)) => (fetch(&state, &url, limit).await?, url),
+        (None, Some(url)) => (fetch(&state, &url, limit).await?, crate::redact::url(&url)),
     };
     let request = DeployRequest {
         model: name,
@@ -379,10 +379,13 @@ fn parse_names(field: &str, text: &str) -> Result<Vec<String>, ApiError> {
 }
 
 /// Fetch `model_url` into staging, with the same size limit as an upload.
-async fn fetch(state: &AppState, url: &str, limit: u64) -> Result<StagedArtifact, ApiError> {
+async fn fetch(state: &AppState, real_url: &str, limit: u64) -> Result<StagedArtifact, ApiError> {
     let failed = |m: String| ApiError::new(ErrorCode::ModelUrlFailed, m);
     let parsed =
-        url::Url::parse(url).map_err(|e| failed(format!("`model_url` is not a URL: {e}")))?;
+        url::Url::parse(real_url).map_err(|e| failed(format!("`model_url` is not a URL: {e}")))?;
+    // What messages name: the URL without its credentials.
+    let shown = crate::redact::url(real_url);
+    let url = shown.as_str();
     let mut staged = state.models.artifacts().stage().map_err(stage_error)?;
     match parsed.scheme() {
         "http" | "https" => {
@@ -391,7 +394,7 @@ async fn fetch(state: &AppState, url: &str, limit: u64) -> Result<StagedArtifact
                 .get(parsed.clone())
                 .send()
                 .await
-                .map_err(|e| failed(format!("fetching {url}: {e}")))?;
+                .map_err(|e| failed(format!("fetching {url}: {}", e.without_url())))?;
             if !response.status().is_success() {
                 return Err(failed(format!(
                     "fetching {url}: the server answered {}",
@@ -403,7 +406,8 @@ async fn fetch(state: &AppState, url: &str, limit: u64) -> Result<StagedArtifact
             }
             let mut body = response.bytes_stream();
             while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| failed(format!("fetching {url}: {e}")))?;
+                let chunk =
+                    chunk.map_err(|e| failed(format!("fetching {url}: {}", e.without_url())))?;
                 if staged.size() + chunk.len() as u64 > limit {
                     return Err(too_large(limit));
                 }

@@ -10,9 +10,9 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::{rfc3339, Listing};
-use crate::auth::{Authorized, Deploy, Read};
+use crate::auth::{Authorized, Deploy, Read, Role};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::jobs::{JobPage, JobResults, JobService, JobSummary, JobView, Submission};
+use crate::jobs::{JobPage, JobReader, JobResults, JobService, JobSummary, JobView, Submission};
 use crate::server::AppState;
 use crate::store::jobs::{JobFilter, WorkflowRecord};
 
@@ -164,6 +164,13 @@ pub struct LogQuery {
 
 /// A job can deploy any model (its deploy tasks name them), so an API key limited to some
 /// models may not submit, save or steer jobs.
+fn reader<P: crate::auth::Permission>(auth: &Authorized<P>) -> JobReader<'_> {
+    JobReader {
+        username: &auth.principal.username,
+        admin: auth.principal.role == Role::Admin,
+    }
+}
+
 fn unscoped<P: crate::auth::Permission>(auth: &Authorized<P>) -> Result<(), ApiError> {
     match &auth.principal.model_patterns {
         None => Ok(()),
@@ -215,7 +222,8 @@ fn scalar_variables(
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Not a deployer", body = ErrorBody),
         (status = 404, description = "Unknown saved workflow", body = ErrorBody),
-        (status = 422, description = "Invalid workflow or variables", body = ErrorBody)))]
+        (status = 422, description = "Invalid workflow or variables", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: the job was not recorded", body = ErrorBody)))]
 pub async fn submit(
     auth: Authorized<Deploy>,
     jobs: web::Data<JobService>,
@@ -293,16 +301,16 @@ pub async fn submit(
         (status = 401, description = "No valid bearer", body = ErrorBody),
         (status = 422, description = "Bad state, time or limit", body = ErrorBody)))]
 pub async fn list(
-    _auth: Authorized<Read>,
+    auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     query: web::Query<JobQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (filter, csv) = query.filter()?;
     if csv {
-        let text = jobs.export_csv(&filter).await?;
+        let text = jobs.export_csv(&filter, reader(&auth)).await?;
         return Ok(super::csv_attachment(text, "maas-jobs.csv"));
     }
-    let (list, total) = jobs.list(&filter).await?;
+    let (list, total) = jobs.list(&filter, reader(&auth)).await?;
     Ok(HttpResponse::Ok().json(JobPage { jobs: list, total }))
 }
 
@@ -321,17 +329,18 @@ pub async fn summary(
     Ok(web::Json(jobs.summary(&filter).await?))
 }
 
-/// A job with its tasks: states, attempts, executors, timings, errors.
+/// A job with its tasks: states, attempts, executors, timings, errors. The failure reason and
+/// the tasks' errors are null for callers other than the job's owner and admins.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", security(("bearer" = ["viewer"])),
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 401, description = "No valid bearer", body = ErrorBody),
         (status = 404, description = "Unknown job", body = ErrorBody)))]
 pub async fn get(
-    _auth: Authorized<Read>,
+    auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     path: web::Path<String>,
 ) -> Result<web::Json<JobView>, ApiError> {
-    Ok(web::Json(jobs.view(&path).await?))
+    Ok(web::Json(jobs.view(&path, reader(&auth)).await?))
 }
 
 /// `cancel` (nothing new starts, running tasks finish), `pause` (nothing new starts), `resume`,
@@ -362,7 +371,7 @@ pub async fn act(
             ))
         }
     };
-    Ok(web::Json(jobs.act(&id, action).await?))
+    Ok(web::Json(jobs.act(&id, action, reader(&auth)).await?))
 }
 
 /// Try a failed task again (one more attempt); tasks its failure skipped get their chance
@@ -380,19 +389,21 @@ pub async fn retry(
 ) -> Result<web::Json<JobView>, ApiError> {
     unscoped(&auth)?;
     let (id, task) = path.into_inner();
-    Ok(web::Json(jobs.retry(&id, &task).await?))
+    Ok(web::Json(jobs.retry(&id, &task, reader(&auth)).await?))
 }
 
-/// A task's log (stdout or stderr of an attempt), from byte `offset` on, also while it runs.
+/// A task's log (stdout or stderr of an attempt), from byte `offset` on, also while it runs;
+/// for the job's owner and admins.
 /// `X-Log-Offset` is where the next read starts; `X-Log-Complete: false` while more may come.
 #[utoipa::path(get, path = "/v1/jobs/{id}/tasks/{task}/logs", tag = "jobs", security(("bearer" = ["viewer"])),
     params(("id" = String, Path, description = "Job id"), ("task" = String, Path, description = "Task name"), LogQuery),
     responses((status = 200, description = "The log text", content_type = "text/plain"),
         (status = 401, description = "No valid bearer", body = ErrorBody),
+        (status = 403, description = "Not the job's owner or an admin", body = ErrorBody),
         (status = 404, description = "Unknown job or task", body = ErrorBody),
         (status = 422, description = "Unknown stream or attempt", body = ErrorBody)))]
 pub async fn logs(
-    _auth: Authorized<Read>,
+    auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     path: web::Path<(String, String)>,
     query: web::Query<LogQuery>,
@@ -405,6 +416,7 @@ pub async fn logs(
             query.attempt,
             query.stream.as_deref().unwrap_or("stdout"),
             query.offset.unwrap_or(0),
+            reader(&auth),
         )
         .await?;
     Ok(HttpResponse::Ok()
@@ -414,33 +426,37 @@ pub async fn logs(
         .body(bytes))
 }
 
-/// What the job produced: each task's exported variables, metrics and artifact files.
+/// What the job produced: each task's exported variables, metrics and artifact files; for the
+/// job's owner and admins.
 #[utoipa::path(get, path = "/v1/jobs/{id}/results", tag = "jobs", security(("bearer" = ["viewer"])),
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobResults), (status = 401, description = "No valid bearer", body = ErrorBody),
+        (status = 403, description = "Not the job's owner or an admin", body = ErrorBody),
         (status = 404, description = "Unknown job", body = ErrorBody)))]
 pub async fn results(
-    _auth: Authorized<Read>,
+    auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     path: web::Path<String>,
 ) -> Result<web::Json<JobResults>, ApiError> {
-    Ok(web::Json(jobs.results(&path).await?))
+    Ok(web::Json(jobs.results(&path, reader(&auth)).await?))
 }
 
-/// Download a file a task wrote under its `artifacts/` folder (latest attempt).
+/// Download a file a task wrote under its `artifacts/` folder (latest attempt); for the job's
+/// owner and admins.
 #[utoipa::path(get, path = "/v1/jobs/{id}/tasks/{task}/artifacts/{path}", tag = "jobs", security(("bearer" = ["viewer"])),
     params(("id" = String, Path, description = "Job id"), ("task" = String, Path, description = "Task name"),
         ("path" = String, Path, description = "Path under artifacts/, as listed in the results")),
     responses((status = 200, description = "The file", content_type = "application/octet-stream"),
         (status = 401, description = "No valid bearer", body = ErrorBody),
+        (status = 403, description = "Not the job's owner or an admin", body = ErrorBody),
         (status = 404, description = "Unknown job, task or artifact", body = ErrorBody)))]
 pub async fn artifact(
-    _auth: Authorized<Read>,
+    auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, task, file) = path.into_inner();
-    let path = jobs.artifact(&id, &task, &file).await?;
+    let path = jobs.artifact(&id, &task, &file, reader(&auth)).await?;
     let bytes = tokio::fs::read(&path).await.map_err(|e| {
         ApiError::new(
             ErrorCode::Internal,

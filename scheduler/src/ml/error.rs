@@ -37,6 +37,10 @@ pub enum MlError {
         source: std::io::Error,
     },
 
+    /// A local file outside the folders tasks may read, or missing.
+    #[error(transparent)]
+    Unreadable(#[from] crate::sandbox::Unreadable),
+
     #[error("cannot fetch {url}: {reason}")]
     Fetch { url: String, reason: String },
 
@@ -44,7 +48,12 @@ pub enum MlError {
     #[error("{}: {reason}", .path.display())]
     Csv { path: PathBuf, reason: String },
 
-    #[error("{} has no column '{column}'; its columns are {}", .path.display(), quoted(.available))]
+    /// Names the column asked for; never the file's own header (it is the file's content).
+    #[error(
+        "{} has no column '{column}' (its header names {} column{}); check the name, the \
+         delimiter and that the first line is the header",
+        .path.display(), .available.len(), if .available.len() == 1 { "" } else { "s" }
+    )]
     MissingColumn {
         path: PathBuf,
         column: String,

@@ -20,7 +20,7 @@ use tract_onnx::prelude::{
 use super::metrics;
 use super::params::Params;
 use super::table::{class_name, Table};
-use super::{MlError, Task, TaskOutput};
+use super::{MlError, Task, TaskDir, TaskOutput};
 
 pub(crate) const EVALUATE_PARAMS: &[&str] = &[
     "model", "test", "label", "task", "classes", "features", "metric",
@@ -467,7 +467,7 @@ fn export_score(out: &mut TaskOutput, metric: &str, score: f64, higher: bool) {
 
 pub(crate) fn run_evaluate(
     values: &Map<String, Value>,
-    workdir: &Path,
+    workdir: &TaskDir,
 ) -> Result<TaskOutput, MlError> {
     let p = Params::new("evaluate", values, EVALUATE_PARAMS, workdir)?;
     let model = Model::read(&p.required_path("model")?)?;
@@ -492,7 +492,7 @@ pub(crate) fn run_evaluate(
 
 pub(crate) fn run_compare(
     values: &Map<String, Value>,
-    workdir: &Path,
+    workdir: &TaskDir,
 ) -> Result<TaskOutput, MlError> {
     let p = Params::new("compare", values, COMPARE_PARAMS, workdir)?;
     let paths: Vec<PathBuf> = p
@@ -500,7 +500,7 @@ pub(crate) fn run_compare(
         .ok_or_else(|| p.missing("models"))?
         .iter()
         .map(|m| p.resolve(m))
-        .collect();
+        .collect::<Result<_, _>>()?;
     if paths.is_empty() {
         return Err(p.missing("models"));
     }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::params::Params;
 use super::table::Table;
-use super::{artifacts_dir, MlError, TaskOutput};
+use super::{artifacts_dir, MlError, TaskDir, TaskOutput};
 
 /// How long fetching a CSV over http(s) may take, connection included.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -25,7 +25,10 @@ const DATASETS: [(&str, &str, &str); 2] = [
 pub(crate) const LOAD_CSV_PARAMS: &[&str] = &["path", "delimiter", "label", "columns"];
 pub(crate) const LOAD_DATASET_PARAMS: &[&str] = &["name"];
 
-pub(crate) fn load_csv(values: &Map<String, Value>, workdir: &Path) -> Result<TaskOutput, MlError> {
+pub(crate) fn load_csv(
+    values: &Map<String, Value>,
+    workdir: &TaskDir,
+) -> Result<TaskOutput, MlError> {
     let p = Params::new("load_csv", values, LOAD_CSV_PARAMS, workdir)?;
     let source = p.required_string("path")?;
     let label = p.required_string("label")?;
@@ -36,7 +39,7 @@ pub(crate) fn load_csv(values: &Map<String, Value>, workdir: &Path) -> Result<Ta
         let bytes = fetch(source.trim())?;
         Table::parse(Path::new(source.trim()), &bytes, delimiter)?
     } else {
-        Table::read_delimited(&p.resolve(&source), delimiter)?
+        Table::read_delimited(&p.resolve(&source)?, delimiter)?
     };
     table.column(&label)?;
     let table = match columns {
@@ -49,7 +52,7 @@ pub(crate) fn load_csv(values: &Map<String, Value>, workdir: &Path) -> Result<Ta
 
 pub(crate) fn load_dataset(
     values: &Map<String, Value>,
-    workdir: &Path,
+    workdir: &TaskDir,
 ) -> Result<TaskOutput, MlError> {
     let p = Params::new("load_dataset", values, LOAD_DATASET_PARAMS, workdir)?;
     let name = p.required_string("name")?;
@@ -70,7 +73,7 @@ pub(crate) fn load_dataset(
     write_data(&table, label, workdir)
 }
 
-fn write_data(table: &Table, label: &str, workdir: &Path) -> Result<TaskOutput, MlError> {
+fn write_data(table: &Table, label: &str, workdir: &TaskDir) -> Result<TaskOutput, MlError> {
     let path = artifacts_dir(workdir)?.join("data.csv");
     table.write(&path)?;
     let mut out = TaskOutput::default();

@@ -17,7 +17,7 @@
 //!
 //! | kind | parameter | default | meaning |
 //! |---|---|---|---|
-//! | `load_csv` | `path` | required | CSV file, or an `http://`/`https://` URL fetched at run time |
+//! | `load_csv` | `path` | required | CSV file (in the job's folder or under `scheduler.data_roots`), or an `http://`/`https://` URL fetched at run time |
 //! | | `delimiter` | `,` | one character; `tab` (or `\t`) for tab-separated |
 //! | | `label` | required | the label column (must exist) |
 //! | | `columns` | all | columns to keep, in this order; the label is always kept |
@@ -113,6 +113,8 @@ use std::str::FromStr;
 
 use serde_json::{Map, Value};
 
+use crate::sandbox::ReadPolicy;
+
 pub use error::MlError;
 pub use evaluate::{evaluate_model, Evaluation};
 pub use preprocess::{FeatureTransform, Preprocess};
@@ -156,7 +158,12 @@ pub fn run_builtin(
     kind: &str,
     params: &Map<String, Value>,
     workdir: &Path,
+    reads: &ReadPolicy,
 ) -> Result<TaskOutput, MlError> {
+    let workdir = &TaskDir {
+        path: workdir,
+        reads,
+    };
     match kind {
         "load_csv" => load::load_csv(params, workdir),
         "load_dataset" => load::load_dataset(params, workdir),
@@ -217,6 +224,20 @@ impl FromStr for Task {
     }
 }
 
+/// A task's own folder, and which local files it may read.
+pub struct TaskDir<'a> {
+    pub path: &'a Path,
+    pub reads: &'a ReadPolicy,
+}
+
+impl std::ops::Deref for TaskDir<'_> {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        self.path
+    }
+}
+
 /// `<workdir>/artifacts`, created, as an absolute path.
 fn artifacts_dir(workdir: &Path) -> Result<PathBuf, MlError> {
     let dir = std::path::absolute(workdir.join("artifacts"))
@@ -231,7 +252,13 @@ mod tests {
 
     #[test]
     fn an_unknown_kind_lists_the_valid_ones() {
-        let err = run_builtin("trian", &Map::new(), Path::new("/nonexistent")).unwrap_err();
+        let err = run_builtin(
+            "trian",
+            &Map::new(),
+            Path::new("/nonexistent"),
+            &ReadPolicy::default(),
+        )
+        .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("'trian'"), "{text}");
         assert!(text.contains(&BUILTIN_KINDS.join(", ")), "{text}");

@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::MlError;
+use super::{MlError, TaskDir};
 
 /// The parameters of one task, checked against the names its kind accepts.
 pub(crate) struct Params<'a> {
     kind: &'static str,
     values: &'a Map<String, Value>,
-    workdir: &'a Path,
+    workdir: &'a TaskDir<'a>,
 }
 
 impl<'a> Params<'a> {
@@ -25,7 +25,7 @@ impl<'a> Params<'a> {
         kind: &'static str,
         values: &'a Map<String, Value>,
         valid: &[&str],
-        workdir: &'a Path,
+        workdir: &'a TaskDir<'a>,
     ) -> Result<Self, MlError> {
         let unknown: Vec<String> = values
             .keys()
@@ -89,22 +89,25 @@ impl<'a> Params<'a> {
         self.string(name)?.ok_or_else(|| self.missing(name))
     }
 
-    /// A file path; a relative one is taken from the task's folder.
+    /// A file to read; a relative path is taken from the task's folder. Checked against the
+    /// task's read policy.
     pub(crate) fn path(&self, name: &str) -> Result<Option<PathBuf>, MlError> {
-        Ok(self.string(name)?.map(|p| self.resolve(&p)))
+        self.string(name)?.map(|p| self.resolve(&p)).transpose()
     }
 
     pub(crate) fn required_path(&self, name: &str) -> Result<PathBuf, MlError> {
         self.path(name)?.ok_or_else(|| self.missing(name))
     }
 
-    pub(crate) fn resolve(&self, path: &str) -> PathBuf {
+    /// A file to read, from the task's folder when relative, if the task may read it.
+    pub(crate) fn resolve(&self, path: &str) -> Result<PathBuf, MlError> {
         let path = Path::new(path.trim());
-        if path.is_absolute() {
+        let path = if path.is_absolute() {
             path.to_owned()
         } else {
             self.workdir.join(path)
-        }
+        };
+        Ok(self.workdir.reads.check(&path)?)
     }
 
     pub(crate) fn number(&self, name: &str) -> Result<Option<f64>, MlError> {
@@ -279,7 +282,21 @@ fn is_absent(v: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::ReadPolicy;
     use serde_json::json;
+
+    static NO_READS: ReadPolicy = ReadPolicy {
+        roots: Vec::new(),
+        closed: Vec::new(),
+        job_dir: None,
+    };
+
+    fn w() -> TaskDir<'static> {
+        TaskDir {
+            path: Path::new("/w"),
+            reads: &NO_READS,
+        }
+    }
 
     fn params(values: Value) -> Map<String, Value> {
         match values {
@@ -291,7 +308,7 @@ mod tests {
     #[test]
     fn unknown_parameters_are_named() {
         let values = params(json!({"trian": "x", "label": "y"}));
-        let err = Params::new("split", &values, &["data", "label"], Path::new("/w"))
+        let err = Params::new("split", &values, &["data", "label"], &w())
             .err()
             .unwrap();
         let text = err.to_string();
@@ -306,7 +323,8 @@ mod tests {
             "f": "yes", "g": "", "h": null, "i": "5", "j": 2.5
         }));
         let all = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
-        let p = Params::new("t", &values, &all, Path::new("/w")).unwrap();
+        let dir = w();
+        let p = Params::new("t", &values, &all, &dir).unwrap();
         assert_eq!(p.number("a").unwrap(), Some(0.8));
         assert_eq!(p.integer("b").unwrap(), Some(3));
         assert_eq!(p.list("c").unwrap().unwrap(), ["x", "y"]);
@@ -322,10 +340,35 @@ mod tests {
 
     #[test]
     fn relative_paths_are_taken_from_the_task_folder() {
-        let values = params(json!({"data": "in.csv", "other": "/abs/x.csv"}));
-        let p = Params::new("t", &values, &["data", "other"], Path::new("/w")).unwrap();
-        assert_eq!(p.required_path("data").unwrap(), Path::new("/w/in.csv"));
-        assert_eq!(p.required_path("other").unwrap(), Path::new("/abs/x.csv"));
+        let top = tempfile::tempdir().unwrap();
+        let job = top.path().join("job");
+        let open = top.path().join("open");
+        std::fs::create_dir_all(&job).unwrap();
+        std::fs::create_dir_all(&open).unwrap();
+        std::fs::write(job.join("in.csv"), "x").unwrap();
+        std::fs::write(open.join("x.csv"), "x").unwrap();
+        std::fs::write(top.path().join("secret"), "x").unwrap();
+        let reads = ReadPolicy {
+            roots: vec![open.canonicalize().unwrap()],
+            closed: Vec::new(),
+            job_dir: Some(job.canonicalize().unwrap()),
+        };
+        let dir = TaskDir {
+            path: &job,
+            reads: &reads,
+        };
+        let other = open.join("x.csv").display().to_string();
+        let values = params(json!({"data": "in.csv", "other": other, "up": "../secret"}));
+        let p = Params::new("t", &values, &["data", "other", "up"], &dir).unwrap();
+        assert_eq!(
+            p.required_path("data").unwrap(),
+            job.join("in.csv").canonicalize().unwrap()
+        );
+        assert_eq!(
+            p.required_path("other").unwrap(),
+            open.join("x.csv").canonicalize().unwrap()
+        );
+        assert!(matches!(p.required_path("up"), Err(MlError::Unreadable(_))));
         assert!(p
             .required_path("missing")
             .unwrap_err()
@@ -336,7 +379,8 @@ mod tests {
     #[test]
     fn a_choice_lists_the_valid_ones() {
         let values = params(json!({"scale": "zscore"}));
-        let p = Params::new("preprocess", &values, &["scale"], Path::new("/w")).unwrap();
+        let dir = w();
+        let p = Params::new("preprocess", &values, &["scale"], &dir).unwrap();
         let err = p.choice("scale", &["none", "standard"]).unwrap_err();
         assert!(err.to_string().contains("none, standard"), "{err}");
     }

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use super::params::Params;
 use super::table::{cell, class_name, format_number, sort_classes, Cell, Table};
-use super::{artifacts_dir, MlError, TaskOutput};
+use super::{artifacts_dir, MlError, TaskDir, TaskOutput};
 
 pub(crate) const PARAMS: &[&str] = &[
     "train", "test", "label", "drop", "missing", "scale", "encode",
@@ -97,7 +97,7 @@ enum Role {
     OneHot(Vec<String>),
 }
 
-pub(crate) fn run(values: &Map<String, Value>, workdir: &Path) -> Result<TaskOutput, MlError> {
+pub(crate) fn run(values: &Map<String, Value>, workdir: &TaskDir) -> Result<TaskOutput, MlError> {
     let p = Params::new("preprocess", values, PARAMS, workdir)?;
     let train_path = p.required_path("train")?;
     let test_path = p.required_path("test")?;
@@ -275,14 +275,13 @@ fn kept_rows(table: &Table, roles: &[Role], missing: &str) -> Result<(Vec<usize>
                 (Role::Numeric | Role::OneHot(_), Cell::Missing) if missing == "drop" => {
                     keep = false
                 }
-                (Role::Numeric, Cell::Text(t)) => {
+                (Role::Numeric, Cell::Text(_)) => {
                     return Err(table.bad_value(
                         r,
                         c,
-                        format!(
-                            "'{t}' is not a number; list the column in `encode` to one-hot \
-                             encode it, or in `drop`"
-                        ),
+                        "text where a number belongs; list the column in `encode` to one-hot \
+                         encode it, or in `drop`"
+                            .to_owned(),
                     ))
                 }
                 _ => {}

@@ -1,7 +1,6 @@
 //! `split`: a seeded shuffle of the rows into a training and a test table.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -9,13 +8,13 @@ use serde_json::{Map, Value};
 
 use super::params::Params;
 use super::table::{class_name, Table};
-use super::{artifacts_dir, MlError, TaskOutput};
+use super::{artifacts_dir, MlError, TaskDir, TaskOutput};
 
 pub(crate) const PARAMS: &[&str] = &["data", "label", "train_size", "seed", "stratify"];
 
 pub(crate) const DEFAULT_SEED: u64 = 42;
 
-pub(crate) fn run(values: &Map<String, Value>, workdir: &Path) -> Result<TaskOutput, MlError> {
+pub(crate) fn run(values: &Map<String, Value>, workdir: &TaskDir) -> Result<TaskOutput, MlError> {
     let p = Params::new("split", values, PARAMS, workdir)?;
     let data = p.required_path("data")?;
     let label = p.required_string("label")?;

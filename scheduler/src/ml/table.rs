@@ -182,18 +182,16 @@ impl Table {
             Cell::Missing => Err(self.bad_value(
                 row,
                 column,
-                format!(
-                    "missing value ('{text}'); features must be complete: run preprocess \
-                     with missing=drop, mean, median or zero first"
-                ),
+                "missing value; features must be complete: run preprocess with \
+                 missing=drop, mean, median or zero first"
+                    .to_owned(),
             )),
-            Cell::Text(t) => Err(self.bad_value(
+            Cell::Text(_) => Err(self.bad_value(
                 row,
                 column,
-                format!(
-                    "'{t}' is not a number; features must be numeric: one-hot encode the \
-                     column with preprocess (encode) or drop it"
-                ),
+                "text where a number belongs; features must be numeric: one-hot encode the \
+                 column with preprocess (encode) or drop it"
+                    .to_owned(),
             )),
         }
     }
@@ -206,10 +204,10 @@ impl Table {
             .map(|(r, row)| match cell(&row[column]) {
                 Cell::Number(n) => Ok(n),
                 Cell::Missing => Err(self.bad_value(r, column, "missing label".into())),
-                Cell::Text(t) => Err(self.bad_value(
+                Cell::Text(_) => Err(self.bad_value(
                     r,
                     column,
-                    format!("'{t}' is not a number; a regression label must be numeric"),
+                    "text where a number belongs; a regression label must be numeric".into(),
                 )),
             })
             .collect()
@@ -335,7 +333,8 @@ mod tests {
         assert!(err.contains("missing=drop"), "{err}");
         let t = table("x,y\n1,abc\n").unwrap();
         let err = t.features(&[0, 1]).unwrap_err().to_string();
-        assert!(err.contains("'abc' is not a number"), "{err}");
+        assert!(err.contains("text where a number belongs"), "{err}");
+        assert!(!err.contains("abc"), "a cell is never quoted: {err}");
         assert_eq!(
             table("x\n1\n2\n").unwrap().features(&[0]).unwrap(),
             [1.0, 2.0]

@@ -27,7 +27,7 @@ use super::params::Params;
 use super::preprocess::Preprocess;
 use super::split::DEFAULT_SEED;
 use super::table::{sort_classes, Table};
-use super::{artifacts_dir, metrics, MlError, Task, TaskOutput};
+use super::{artifacts_dir, metrics, MlError, Task, TaskDir, TaskOutput};
 
 /// The algorithms `train` knows, with the task each solves.
 pub const ALGORITHMS: &[(&str, Task)] = &[
@@ -128,7 +128,7 @@ enum Fitted {
 
 impl TrainedModel {
     /// Fit what a `train` task's parameters describe.
-    pub fn fit(values: &Map<String, Value>, workdir: &Path) -> Result<TrainedModel, MlError> {
+    pub fn fit(values: &Map<String, Value>, workdir: &TaskDir) -> Result<TrainedModel, MlError> {
         let all = all_params();
         let p = Params::new("train", values, &all, workdir)?;
         let names: Vec<&str> = ALGORITHMS.iter().map(|(a, _)| *a).collect();
@@ -420,7 +420,7 @@ enum Truth {
     None,
 }
 
-pub(crate) fn run(values: &Map<String, Value>, workdir: &Path) -> Result<TaskOutput, MlError> {
+pub(crate) fn run(values: &Map<String, Value>, workdir: &TaskDir) -> Result<TaskOutput, MlError> {
     let model = TrainedModel::fit(values, workdir)?;
     let (score_name, score) = model.training_score;
 
