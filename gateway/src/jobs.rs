@@ -393,6 +393,15 @@ impl JobService {
                 "this server runs none (scheduler.scripts = false)".into(),
             ))
         };
+        let mut confinement = confinement;
+        if let Ok(c) = &confinement {
+            if c.user().is_some() {
+                open_path_to_jobs(&data_dir, &work_dir)?;
+                if let Some(closed) = sandbox::unreachable(&work_dir) {
+                    confinement = unreachable_work_dir(c, settings.sandbox, &work_dir, &closed);
+                }
+            }
+        }
         match (&confinement, settings.sandbox) {
             (Err(why), SandboxMode::Bwrap | SandboxMode::User) if settings.scripts => {
                 anyhow::bail!(
@@ -403,11 +412,6 @@ impl JobService {
             (Err(why), _) => tracing::warn!(reason = %why, "script tasks are refused"),
             (Ok(c), _) => {
                 tracing::info!(sandbox = confinement_name(c), "script tasks are confined")
-            }
-        }
-        if let Ok(c) = &confinement {
-            if c.user().is_some() {
-                open_path_to_jobs(&data_dir, &work_dir)?;
             }
         }
         let mut data_roots = Vec::new();
@@ -1632,7 +1636,41 @@ fn confinement_name(confinement: &Confinement) -> &'static str {
         Confinement::None => "none (scripts run as the server's user)",
         Confinement::User { .. } => "user (scripts run as scheduler.task_user)",
         Confinement::Bwrap { user: Some(_), .. } => "bwrap, as scheduler.task_user",
-        Confinement::Bwrap { user: None, .. } => "bwrap",
+        Confinement::Bwrap { user: None, .. } => "bwrap (no capabilities)",
+    }
+}
+
+/// The task user cannot reach the task folders (a folder above them, outside maas's data folder,
+/// is private: `/root`, a 0700 home). `auto` keeps bubblewrap, as root without capabilities (the
+/// data folder still hidden, the file system still read-only), and says how to do better;
+/// anything else cannot be honoured.
+fn unreachable_work_dir(
+    confinement: &Confinement,
+    mode: SandboxMode,
+    work_dir: &Path,
+    closed: &Path,
+) -> Result<Confinement, NoSandbox> {
+    let why = format!(
+        "the task user cannot reach the task folders {} ({} is not searchable by other users); \
+         set scheduler.work_dir to a folder it can reach",
+        work_dir.display(),
+        closed.display()
+    );
+    match (confinement, mode) {
+        (
+            Confinement::Bwrap {
+                program, hidden, ..
+            },
+            SandboxMode::Auto,
+        ) => {
+            tracing::warn!(reason = %why, "script tasks run in bubblewrap as root without capabilities");
+            Ok(Confinement::Bwrap {
+                program: program.clone(),
+                user: None,
+                hidden: hidden.clone(),
+            })
+        }
+        _ => Err(NoSandbox(why)),
     }
 }
 

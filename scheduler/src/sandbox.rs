@@ -165,6 +165,15 @@ pub fn resolve(
     }
 }
 
+/// The first folder above `dir` that other users may not pass through (no `o+x`), if any.
+pub fn unreachable(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    dir.ancestors()
+        .skip(1)
+        .find(|folder| std::fs::metadata(folder).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
+        .map(Path::to_path_buf)
+}
+
 /// Whether this process runs as root (the owner of `/proc/self` is the effective user).
 pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -282,10 +291,14 @@ impl Confinement {
     }
 }
 
-/// What every sandbox has, the probe's included: `/` read-only, fresh `/dev` and `/proc`, its
-/// own process tree, gone with its parent.
-const BWRAP_BASE: [&str; 9] = [
+/// What every sandbox has, the probe's included: no capabilities, `/` read-only, fresh `/dev`
+/// and `/proc`, its own process tree, gone with its parent.
+const BWRAP_BASE: [&str; 11] = [
     "--die-with-parent",
+    // Run by root, bubblewrap would otherwise keep every capability (enough to unmount what
+    // hides the data folder).
+    "--cap-drop",
+    "ALL",
     "--unshare-pid",
     "--ro-bind",
     "/",

@@ -432,3 +432,51 @@ fn model_url_credentials_are_redacted() {
     }
     assert!(seen.contains("version=3"), "{seen}");
 }
+
+/// Task folders under a private folder (a 0700 home, /root) that the task user cannot pass
+/// through: `auto` keeps bubblewrap, as root without capabilities; an explicit `user` refuses to
+/// start and says which folder is in the way.
+#[test]
+fn a_private_task_folder_keeps_the_data_folder_hidden() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() || !sandbox_required("the private task folder test") {
+        return;
+    }
+    let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let work = private.path().join("jobs");
+    let work_text = work.display().to_string();
+
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(store.data_dir())
+        .env("MAAS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("MAAS__SCHEDULER__SANDBOX", "user")
+        .env("MAAS__SCHEDULER__WORK_DIR", &work_text)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("scheduler.work_dir")
+            && stderr.contains(&private.path().display().to_string()),
+        "{stderr}"
+    );
+
+    let server = start(&store, &[("MAAS__SCHEDULER__WORK_DIR", &work_text)]);
+    let secret = jwt_secret(&store);
+    let data = store.data_dir().canonicalize().unwrap();
+    let deployer = user(&server, "mallory", "deployer");
+    let workflow = SNOOP.replace("$DATA_DIR", &data.display().to_string());
+    let id = submit_as(&deployer, &server, &workflow);
+    let job = ended(&deployer, &server, &id);
+    assert_eq!(job["state"], "finished", "{job:#}");
+    let all = everything(&deployer, &server, &id, &job);
+    assert!(!all.contains(&secret), "the JWT secret leaked: {all}");
+    assert!(
+        !all.contains(ADMIN_PASSWORD),
+        "the admin password leaked: {all}"
+    );
+    assert!(all.contains("No such file"), "{all}");
+}
