@@ -185,8 +185,15 @@ struct Snooped {
 
 /// Run [`SNOOP`] under `sandbox`.
 fn snoop(sandbox: &str) -> Snooped {
+    snoop_with(sandbox, &[])
+}
+
+/// Run [`SNOOP`] under `sandbox`, with more server settings.
+fn snoop_with(sandbox: &str, envs: &[(&str, &str)]) -> Snooped {
     let store = Store::new(StoreKind::Sqlite).unwrap();
-    let server = start(&store, &[("MAAS__SCHEDULER__SANDBOX", sandbox)]);
+    let mut envs = envs.to_vec();
+    envs.push(("MAAS__SCHEDULER__SANDBOX", sandbox));
+    let server = start(&store, &envs);
     let secret = jwt_secret(&store);
     let data = store.data_dir().canonicalize().unwrap();
     let deployer = user(&server, "mallory", "deployer");
@@ -464,15 +471,9 @@ fn a_private_task_folder_keeps_the_data_folder_hidden() {
         "{stderr}"
     );
 
-    let server = start(&store, &[("MAAS__SCHEDULER__WORK_DIR", &work_text)]);
-    let secret = jwt_secret(&store);
-    let data = store.data_dir().canonicalize().unwrap();
-    let deployer = user(&server, "mallory", "deployer");
-    let workflow = SNOOP.replace("$DATA_DIR", &data.display().to_string());
-    let id = submit_as(&deployer, &server, &workflow);
-    let job = ended(&deployer, &server, &id);
-    assert_eq!(job["state"], "finished", "{job:#}");
-    let all = everything(&deployer, &server, &id, &job);
+    // auto: bubblewrap, as root without capabilities; the data folder is still hidden.
+    let Snooped { all, secret, .. } =
+        snoop_with("auto", &[("MAAS__SCHEDULER__WORK_DIR", &work_text)]);
     assert!(!all.contains(&secret), "the JWT secret leaked: {all}");
     assert!(
         !all.contains(ADMIN_PASSWORD),
