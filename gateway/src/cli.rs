@@ -287,7 +287,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Openapi => {
-            println!("{}", crate::openapi::pretty_json());
+            println!("{}", crate::http::openapi::pretty_json());
             Ok(())
         }
         Command::User { action, store } => user(action, store),
@@ -336,7 +336,7 @@ fn init_logging(settings: &Settings) {
         ($builder:expr) => {{
             let builder = $builder.with_filter_reloading();
             let handle = builder.reload_handle();
-            crate::runtime::install_log_reload(
+            crate::services::runtime::install_log_reload(
                 base.clone(),
                 Box::new(move |filter: &str| {
                     let filter = tracing_subscriber::EnvFilter::try_new(filter)
@@ -826,7 +826,7 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 fn user(action: UserAction, args: StoreArgs) -> anyhow::Result<()> {
-    use crate::auth::{passwords, Role};
+    use crate::services::auth::{passwords, Role};
     use crate::store::SqlStore;
     let overrides = Overrides {
         data_dir: args.data_dir,

@@ -1,26 +1,19 @@
-//! The `maas` gateway: command line, settings, HTTP API, store, metrics. It wires the domain
-//! crates together and adapts them to HTTP; the domain logic lives in `maas-serving`.
+//! The `maas` gateway: command line, settings and the server that joins the domain crates.
+//!
+//! Three layers, imports pointing down only (see ARCHITECTURE.md):
+//! - [`http`]: routes grouped by resource, extractors, the one error table, OpenAPI, the
+//!   protocol codecs (v1 JSON, Open Inference Protocol JSON and binary);
+//! - [`services`]: the model lifecycle, the inference pipeline, drift monitoring, the prediction
+//!   log, audit, auth and the scheduler's gateway side; they return domain errors;
+//! - [`store`]: sqlx, migrations and typed records.
+//!
+//! [`server`], [`cli`] and [`settings`] sit above them and only wire things together.
 
-pub mod api;
-pub mod audit;
-pub mod auth;
 pub mod cli;
-pub mod client;
-pub mod console;
-pub mod drift;
 pub mod drift_cli;
-pub mod error;
-pub mod jobs;
-pub mod metrics;
-pub mod models;
-pub mod openapi;
-pub mod predictions;
-pub mod redact;
-pub mod request_id;
-pub mod routes;
-pub mod runtime;
+pub mod http;
 pub mod server;
-pub mod service;
+pub mod services;
 pub mod settings;
 pub mod store;
 

@@ -9,32 +9,15 @@ use actix_web::{web, App, HttpServer};
 use maas_serving::{ArtifactStore, BackendChoice, Backends};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::jwt::JwtKeys;
-use crate::auth::limiter::LoginLimiter;
-use crate::auth::{passwords, Authenticator, Role};
-use crate::error::extractors;
-use crate::metrics::Metrics;
-use crate::models::ModelService;
+use crate::http::error::extractors;
+use crate::http::{self, openapi, request_id, AppState};
+use crate::services::auth::jwt::JwtKeys;
+use crate::services::auth::limiter::LoginLimiter;
+use crate::services::auth::{passwords, Authenticator, Role};
+use crate::services::metrics::Metrics;
+use crate::services::models::ModelService;
 use crate::settings::Settings;
 use crate::store::SqlStore;
-use crate::{openapi, request_id, routes};
-
-impl AppState {
-    /// Largest Open Inference Protocol request body.
-    pub fn v2_limit(&self) -> usize {
-        usize::try_from(self.settings.limits.max_predict_bytes).unwrap_or(usize::MAX)
-    }
-}
-
-/// What every handler can reach.
-pub struct AppState {
-    pub models: ModelService,
-    /// Where saved predicts go.
-    pub predictions: crate::predictions::PredictionLog,
-    pub settings: Settings,
-    /// Client for `model_url` downloads.
-    pub http: reqwest::Client,
-}
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new()?);
@@ -51,7 +34,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     })?;
     bootstrap_admin(&store).await?;
     let runtime_settings = store.runtime_settings().await?;
-    routes::admin::apply(&store, runtime_settings);
+    crate::services::runtime::apply(&store, runtime_settings);
     let sync_store_handle = store.clone();
     let authenticator = web::Data::new(Authenticator {
         store: store.clone(),
@@ -61,7 +44,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             Duration::from_secs(settings.auth.login_window_secs),
         ),
         protect_metrics: settings.auth.protect_metrics,
-        cache: crate::auth::CredentialCache::new(Duration::from_millis(settings.auth.cache_ttl_ms)),
+        cache: crate::services::auth::CredentialCache::new(Duration::from_millis(
+            settings.auth.cache_ttl_ms,
+        )),
     });
     let backends = Arc::new(Backends::new(&settings.serving.ort));
     let ort = match backends.ort_unavailable() {
@@ -94,30 +79,30 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(settings.serving.model_url_timeout_secs))
         .build()?;
-    let jobs = web::Data::new(crate::jobs::JobService::new(
+    let jobs = web::Data::new(crate::services::jobs::JobService::new(
         store.clone(),
         metrics.clone(),
         settings.scheduler.clone(),
         &settings.storage.data_dir,
     )?);
     let state = web::Data::new(AppState {
-        predictions: crate::predictions::PredictionLog::start(
+        predictions: crate::services::predictions::PredictionLog::start(
             store.clone(),
             metrics.clone(),
             settings.predictions.clone(),
         ),
-        models: ModelService::new(
+        models: Arc::new(ModelService::new(
             store.clone(),
             artifacts,
             backends,
-            settings.serving.clone(),
+            settings.serving.defaults(),
             metrics.clone(),
-            Arc::new(crate::drift::DriftService::new(
+            Arc::new(crate::services::drift::DriftService::new(
                 store,
                 metrics.clone(),
                 settings.drift.webhook_url.clone(),
             )),
-        ),
+        )),
         settings: settings.clone(),
         http,
     });
@@ -126,7 +111,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .start()
         .await
         .map_err(|e| anyhow::anyhow!("loading deployed models: {e}"))?;
-    crate::jobs::start(jobs.clone(), state.clone());
+    crate::services::jobs::start(jobs.clone().into_inner(), state.models.clone());
 
     let listener = TcpListener::bind(&settings.server.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.bind))?;
@@ -154,14 +139,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             )
             .app_data(web::PathConfig::default().error_handler(extractors::path))
             .app_data(web::QueryConfig::default().error_handler(extractors::query))
-            .wrap(from_fn(crate::metrics::middleware))
+            .wrap(from_fn(crate::http::metrics::middleware))
             .wrap(from_fn(request_id::middleware))
-            .configure(|cfg| routes::configure(cfg, predict_json, v2_limit))
+            .configure(|cfg| http::configure(cfg, predict_json, v2_limit))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document()))
-            .configure(crate::console::configure)
-            .default_service(web::to(routes::not_found))
+            .configure(crate::http::console::configure)
+            .default_service(web::to(http::not_found))
     })
-    .on_connect(crate::client::on_connect);
+    .on_connect(crate::http::client::on_connect);
     let scheme = match (&settings.server.tls_cert, &settings.server.tls_key) {
         (Some(cert), Some(key)) => {
             server = server.listen_rustls_0_23(listener, tls_config(cert, key)?)?;
@@ -189,7 +174,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             }
             // Runtime settings changed on another replica take effect here too.
             match sync_store.runtime_settings().await {
-                Ok(settings) => routes::admin::apply(&sync_store, settings),
+                Ok(settings) => crate::services::runtime::apply(&sync_store, settings),
                 Err(e) => tracing::warn!(error = %e, "could not read the runtime settings"),
             }
         }

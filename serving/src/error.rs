@@ -13,6 +13,9 @@ pub enum ServingError {
     /// The request's data does not fit the model (shape, type, value, missing column).
     #[error("{0}")]
     InvalidInput(String),
+    /// A version's serving options are out of their limits.
+    #[error("{0}")]
+    InvalidOptions(String),
     /// The backend failed while running a request that passed validation.
     #[error("inference failed: {0}")]
     Inference(String),

@@ -12,6 +12,7 @@ pub mod batching;
 pub mod error;
 pub mod io;
 mod onnx_graph;
+pub mod options;
 #[cfg(feature = "ort")]
 mod ort_backend;
 pub mod registry;
@@ -24,6 +25,7 @@ pub use backend::{
     OrtSettings,
 };
 pub use error::ServingError;
+pub use options::{ResolvedServing, ServingDefaults, ServingOptions};
 pub use registry::{ModelRegistry, ServedVersion, VersionMeta};
 pub use tensor::{Dim, ElementType, ModelSignature, Tensor, TensorData, TensorSpec};
 pub use tract_backend::TractBackend;

@@ -6,8 +6,59 @@ use sqlx::Row;
 use serde_json::json;
 
 use super::{now_ms, SqlStore, StoreError};
-use crate::audit::{self, Change};
-use crate::auth::Role;
+use crate::store::audit::{self, Change};
+
+/// What a user may do, from least to most.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read models, versions and metadata.
+    Viewer,
+    /// Viewer, plus predict.
+    Predictor,
+    /// Predictor, plus deploy, undeploy, roll back and delete.
+    Deployer,
+    /// Everything, including users and API keys.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Predictor => "predictor",
+            Role::Deployer => "deployer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "predictor" => Ok(Role::Predictor),
+            "deployer" => Ok(Role::Deployer),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role '{other}': use admin, deployer, predictor or viewer"
+            )),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {

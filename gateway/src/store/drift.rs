@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Executor, Row};
 
 use super::{now_ms, SqlStore, StoreError};
-use crate::audit::{self, Change};
+use crate::store::audit::{self, Change};
 
 /// A version's baseline as stored: JSON texts, decoded by the drift service.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{now_ms, to_i64, SqlStore, StoreError};
-use crate::audit::{self, Bound, Change};
+use crate::store::audit::{self, Bound, Change};
 
 /// A saved workflow version.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,9 +4,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api;
-use crate::error::ErrorBody;
-use crate::routes::{admin, auth, deploy, health, jobs, models, predict, v2};
+use crate::http::api;
+use crate::http::error::ErrorBody;
+use crate::http::routes::{admin, auth, deploy, health, jobs, models, predict, v2};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -85,13 +85,13 @@ use crate::routes::{admin, auth, deploy, health, jobs, models, predict, v2};
         jobs::WorkflowView,
         jobs::WorkflowHistory,
         jobs::WorkflowList,
-        crate::jobs::JobView,
-        crate::jobs::TaskView,
-        crate::jobs::JobPage,
-        crate::jobs::JobSummary,
-        crate::jobs::JobResults,
-        crate::jobs::TaskResults,
-        crate::jobs::ArtifactView,
+        crate::services::jobs::JobView,
+        crate::services::jobs::TaskView,
+        crate::services::jobs::JobPage,
+        crate::services::jobs::JobSummary,
+        crate::services::jobs::JobResults,
+        crate::services::jobs::TaskResults,
+        crate::services::jobs::ArtifactView,
         api::HealthStatus,
         api::TensorInfo,
         api::VersionInfo,
@@ -101,27 +101,27 @@ use crate::routes::{admin, auth, deploy, health, jobs, models, predict, v2};
         api::VersionList,
         api::DeployForm,
         api::RedeployRequest,
-        api::ServingOptions,
+        maas_serving::ServingOptions,
         api::ServingInfo,
-        api::ActionRequest,
+        crate::services::actions::ActionRequest,
         api::ServiceInfo,
-        crate::runtime::RuntimeSettings,
-        crate::runtime::SettingsPatch,
-        crate::audit::AuditEvent,
-        crate::audit::AuditPage,
-        crate::predictions::PredictionRecord,
-        crate::predictions::PredictionPage,
+        crate::services::runtime::RuntimeSettings,
+        crate::services::runtime::SettingsPatch,
+        crate::store::audit::AuditEvent,
+        crate::http::routes::admin::AuditPage,
+        crate::services::predictions::PredictionRecord,
+        crate::http::routes::predict::PredictionPage,
         api::CreateModelRequest,
-        crate::service::ServiceState,
-        crate::service::ServiceAction,
+        crate::services::actions::ServiceState,
+        crate::services::actions::ServiceAction,
         api::PredictRequest,
         api::PredictResponse,
         api::DriftInfo,
         api::DriftEvent,
         api::DriftEventList,
-        crate::drift::DriftSettings,
-        crate::drift::DriftResult,
-        crate::auth::Role,
+        crate::services::drift::DriftSettings,
+        crate::services::drift::DriftResult,
+        crate::services::auth::Role,
         v2::V2ErrorBody,
         v2::ServerMetadata,
         v2::TensorMetadata,

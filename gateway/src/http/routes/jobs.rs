@@ -9,12 +9,46 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::{rfc3339, Listing};
-use crate::auth::{Authorized, Deploy, Read, Role};
-use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::jobs::{JobPage, JobReader, JobResults, JobService, JobSummary, JobView, Submission};
-use crate::server::AppState;
+use crate::http::api::{rfc3339, Listing};
+use crate::http::auth::Authorized;
+use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
+use crate::http::AppState;
+use crate::services::auth::{Deploy, Read, Role};
+use crate::services::jobs::{
+    JobPage, JobReader, JobResults, JobService, JobSummary, JobView, Submission,
+};
 use crate::store::jobs::{JobFilter, WorkflowRecord};
+
+use crate::http::resource;
+
+/// Register this group's routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/v1/jobs")
+            .route(web::get().to(list))
+            .route(web::post().to(submit)),
+    )
+    .service(resource("/v1/jobs/summary").route(web::get().to(summary)))
+    .service(resource("/v1/jobs/{id}").route(web::get().to(get)))
+    .service(resource("/v1/jobs/{id}/results").route(web::get().to(results)))
+    .service(resource("/v1/jobs/{id}/tasks/{task}/logs").route(web::get().to(logs)))
+    .service(resource("/v1/jobs/{id}/tasks/{task}/retry").route(web::post().to(retry)))
+    .service(
+        resource("/v1/jobs/{id}/tasks/{task}/artifacts/{path:.+}").route(web::get().to(artifact)),
+    )
+    .service(resource("/v1/jobs/{id}/{action}").route(web::post().to(act)))
+    .service(
+        resource("/v1/workflows")
+            .route(web::get().to(list_workflows))
+            .route(web::post().to(save_workflow)),
+    )
+    .service(resource("/v1/workflows/{workflow}").route(web::get().to(get_workflow)))
+    .service(
+        resource("/v1/workflows/{workflow}/versions/{version}")
+            .route(web::get().to(get_workflow_version)),
+    )
+    .service(resource("/v1/models/{name}/retrain").route(web::post().to(retrain)));
+}
 
 /// A submit: a workflow definition, or the name (and version) of a saved one.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -114,7 +148,7 @@ pub struct JobQuery {
 }
 
 impl JobQuery {
-    fn filter(&self) -> Result<(JobFilter, bool), ApiError> {
+    fn filter(&self) -> Result<(JobFilter, bool), ServiceError> {
         let listing = Listing::parse(
             self.format.as_deref(),
             self.limit,
@@ -124,8 +158,8 @@ impl JobQuery {
         )?;
         let state = match &self.state {
             Some(s) => Some(JobState::parse(s).ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidArgument,
+                ServiceError::new(
+                    ErrorKind::InvalidArgument,
                     format!(
                         "`state` '{s}' is not a job state; states are {}",
                         JobState::ALL.map(|s| s.as_str()).join(", ")
@@ -164,18 +198,20 @@ pub struct LogQuery {
 
 /// A job can deploy any model (its deploy tasks name them), so an API key limited to some
 /// models may not submit, save or steer jobs.
-fn reader<P: crate::auth::Permission>(auth: &Authorized<P>) -> JobReader<'_> {
+fn reader<P: crate::services::auth::Permission>(auth: &Authorized<P>) -> JobReader<'_> {
     JobReader {
         username: &auth.principal.username,
         admin: auth.principal.role == Role::Admin,
     }
 }
 
-fn unscoped<P: crate::auth::Permission>(auth: &Authorized<P>) -> Result<(), ApiError> {
+fn unscoped<P: crate::services::auth::Permission>(
+    auth: &Authorized<P>,
+) -> Result<(), ServiceError> {
     match &auth.principal.model_patterns {
         None => Ok(()),
-        Some(patterns) => Err(ApiError::new(
-            ErrorCode::Forbidden,
+        Some(patterns) => Err(ServiceError::new(
+            ErrorKind::Forbidden,
             format!(
                 "this API key is limited to models {}; jobs may deploy any model, so they need a \
                  credential without a model limit",
@@ -185,12 +221,12 @@ fn unscoped<P: crate::auth::Permission>(auth: &Authorized<P>) -> Result<(), ApiE
     }
 }
 
-fn definition_text(value: &Value) -> Result<String, ApiError> {
+fn definition_text(value: &Value) -> Result<String, ServiceError> {
     match value {
         Value::String(text) => Ok(text.clone()),
         Value::Object(_) => Ok(value.to_string()),
-        _ => Err(ApiError::new(
-            ErrorCode::InvalidWorkflow,
+        _ => Err(ServiceError::new(
+            ErrorKind::InvalidWorkflow,
             "`workflow` must be the definition as YAML or JSON text, or a JSON object",
         )),
     }
@@ -198,7 +234,7 @@ fn definition_text(value: &Value) -> Result<String, ApiError> {
 
 fn scalar_variables(
     variables: Option<BTreeMap<String, Value>>,
-) -> Result<BTreeMap<String, String>, ApiError> {
+) -> Result<BTreeMap<String, String>, ServiceError> {
     variables
         .unwrap_or_default()
         .into_iter()
@@ -206,8 +242,8 @@ fn scalar_variables(
             Value::String(s) => Ok((k, s)),
             Value::Number(n) => Ok((k, n.to_string())),
             Value::Bool(b) => Ok((k, b.to_string())),
-            _ => Err(ApiError::new(
-                ErrorCode::InvalidWorkflow,
+            _ => Err(ServiceError::new(
+                ErrorKind::InvalidWorkflow,
                 format!("variable '{k}' must be a string, number or boolean"),
             )),
         })
@@ -228,14 +264,14 @@ pub async fn submit(
     auth: Authorized<Deploy>,
     jobs: web::Data<JobService>,
     body: web::Json<SubmitRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     unscoped(&auth)?;
     let body = body.into_inner();
     let (workflow, version): (Workflow, Option<u64>) = match (&body.workflow, &body.name) {
         (Some(definition), None) => {
             if body.version.is_some() {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidWorkflow,
+                return Err(ServiceError::new(
+                    ErrorKind::InvalidWorkflow,
                     "`version` goes with `name` (a saved workflow), not with `workflow`",
                 ));
             }
@@ -247,8 +283,8 @@ pub async fn submit(
                 .workflow(name, body.version)
                 .await?
                 .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorCode::WorkflowNotFound,
+                    ServiceError::new(
+                        ErrorKind::WorkflowNotFound,
                         match body.version {
                             Some(v) => format!("workflow '{name}' has no version {v}"),
                             None => format!("no workflow named '{name}' is saved"),
@@ -258,16 +294,16 @@ pub async fn submit(
             (jobs.parse(&saved.source)?, Some(saved.version))
         }
         _ => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidWorkflow,
+            return Err(ServiceError::new(
+                ErrorKind::InvalidWorkflow,
                 "send either `workflow` (a definition) or `name` (a saved workflow)",
             ))
         }
     };
     let priority = match &body.priority {
         Some(p) => Some(Priority::parse(p).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidWorkflow,
+            ServiceError::new(
+                ErrorKind::InvalidWorkflow,
                 format!(
                     "priority '{p}' is not one of {}",
                     Priority::ALL.map(|p| p.as_str()).join(", ")
@@ -304,11 +340,11 @@ pub async fn list(
     auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     query: web::Query<JobQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let (filter, csv) = query.filter()?;
     if csv {
         let text = jobs.export_csv(&filter, reader(&auth)).await?;
-        return Ok(super::csv_attachment(text, "maas-jobs.csv"));
+        return Ok(crate::http::csv_attachment(text, "maas-jobs.csv"));
     }
     let (list, total) = jobs.list(&filter, reader(&auth)).await?;
     Ok(HttpResponse::Ok().json(JobPage { jobs: list, total }))
@@ -324,7 +360,7 @@ pub async fn summary(
     _auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     query: web::Query<JobQuery>,
-) -> Result<web::Json<JobSummary>, ApiError> {
+) -> Result<web::Json<JobSummary>, ServiceError> {
     let (filter, _) = query.filter()?;
     Ok(web::Json(jobs.summary(&filter).await?))
 }
@@ -339,7 +375,7 @@ pub async fn get(
     auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     path: web::Path<String>,
-) -> Result<web::Json<JobView>, ApiError> {
+) -> Result<web::Json<JobView>, ServiceError> {
     Ok(web::Json(jobs.view(&path, reader(&auth)).await?))
 }
 
@@ -356,7 +392,7 @@ pub async fn act(
     auth: Authorized<Deploy>,
     jobs: web::Data<JobService>,
     path: web::Path<(String, String)>,
-) -> Result<web::Json<JobView>, ApiError> {
+) -> Result<web::Json<JobView>, ServiceError> {
     unscoped(&auth)?;
     let (id, action) = path.into_inner();
     let action = match action.as_str() {
@@ -365,8 +401,8 @@ pub async fn act(
         "resume" => JobAction::Resume,
         "kill" => JobAction::Kill,
         other => {
-            return Err(ApiError::new(
-                ErrorCode::RouteNotFound,
+            return Err(ServiceError::new(
+                ErrorKind::RouteNotFound,
                 format!("no job action '{other}'; actions are cancel, pause, resume and kill"),
             ))
         }
@@ -386,7 +422,7 @@ pub async fn retry(
     auth: Authorized<Deploy>,
     jobs: web::Data<JobService>,
     path: web::Path<(String, String)>,
-) -> Result<web::Json<JobView>, ApiError> {
+) -> Result<web::Json<JobView>, ServiceError> {
     unscoped(&auth)?;
     let (id, task) = path.into_inner();
     Ok(web::Json(jobs.retry(&id, &task, reader(&auth)).await?))
@@ -407,7 +443,7 @@ pub async fn logs(
     jobs: web::Data<JobService>,
     path: web::Path<(String, String)>,
     query: web::Query<LogQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let (id, task) = path.into_inner();
     let (bytes, next, more) = jobs
         .logs(
@@ -437,7 +473,7 @@ pub async fn results(
     auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     path: web::Path<String>,
-) -> Result<web::Json<JobResults>, ApiError> {
+) -> Result<web::Json<JobResults>, ServiceError> {
     Ok(web::Json(jobs.results(&path, reader(&auth)).await?))
 }
 
@@ -454,12 +490,12 @@ pub async fn artifact(
     auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     path: web::Path<(String, String, String)>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let (id, task, file) = path.into_inner();
     let path = jobs.artifact(&id, &task, &file, reader(&auth)).await?;
     let bytes = tokio::fs::read(&path).await.map_err(|e| {
-        ApiError::new(
-            ErrorCode::Internal,
+        ServiceError::new(
+            ErrorKind::Internal,
             format!("cannot read the artifact: {e}"),
         )
     })?;
@@ -486,12 +522,12 @@ pub async fn save_workflow(
     auth: Authorized<Deploy>,
     jobs: web::Data<JobService>,
     body: web::Json<WorkflowBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     unscoped(&auth)?;
     let source = definition_text(&body.workflow)?;
     let workflow = jobs.parse(&source)?;
     let definition = serde_json::to_string(&workflow)
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;
     let mut attempt = 0;
     let record = loop {
         match jobs
@@ -522,16 +558,16 @@ pub async fn save_workflow(
 pub async fn list_workflows(
     _auth: Authorized<Read>,
     jobs: web::Data<JobService>,
-) -> Result<web::Json<WorkflowList>, ApiError> {
+) -> Result<web::Json<WorkflowList>, ServiceError> {
     let workflows = jobs.store().workflows().await?;
     Ok(web::Json(WorkflowList {
         workflows: workflows.into_iter().map(workflow_view).collect(),
     }))
 }
 
-fn workflow_missing(name: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::WorkflowNotFound,
+fn workflow_missing(name: &str) -> ServiceError {
+    ServiceError::new(
+        ErrorKind::WorkflowNotFound,
         format!("no workflow named '{name}' is saved"),
     )
 }
@@ -545,7 +581,7 @@ pub async fn get_workflow(
     _auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     path: web::Path<String>,
-) -> Result<web::Json<WorkflowHistory>, ApiError> {
+) -> Result<web::Json<WorkflowHistory>, ServiceError> {
     let versions = jobs.store().workflow_versions(&path).await?;
     let numbers = versions.iter().map(|v| v.version).collect();
     let latest = versions
@@ -567,15 +603,15 @@ pub async fn get_workflow_version(
     _auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     path: web::Path<(String, u64)>,
-) -> Result<web::Json<WorkflowView>, ApiError> {
+) -> Result<web::Json<WorkflowView>, ServiceError> {
     let (name, version) = path.into_inner();
     let record = jobs
         .store()
         .workflow(&name, Some(version))
         .await?
         .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::WorkflowNotFound,
+            ServiceError::new(
+                ErrorKind::WorkflowNotFound,
                 format!("workflow '{name}' has no version {version}"),
             )
         })?;
@@ -599,11 +635,11 @@ pub async fn retrain(
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: Option<web::Json<RetrainRequest>>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     unscoped(&auth)?;
     let variables = scalar_variables(body.and_then(|b| b.into_inner().variables))?;
     let job = jobs
-        .retrain(&state, &path, auth.username(), "retrain", variables)
+        .retrain(&state.models, &path, auth.username(), "retrain", variables)
         .await?;
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/v1/jobs/{}", job.id)))

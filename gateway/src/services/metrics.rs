@@ -1,12 +1,8 @@
 //! Prometheus metrics, all under the `maas_` prefix, with units in their names. HTTP metrics are
 //! labelled by route template, never by raw path; model labels only ever name deployed models.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::web;
 use maas_serving::batching::{BatchObserver, DropReason};
 use maas_serving::ServedVersion;
 use prometheus::{
@@ -261,6 +257,16 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// One HTTP request, by method, route template and status.
+    pub fn observe_http(&self, method: &str, route: &str, status: &str, seconds: f64) {
+        self.http_requests
+            .with_label_values(&[method, route, status])
+            .inc();
+        self.http_duration
+            .with_label_values(&[method, route])
+            .observe(seconds);
+    }
+
     pub fn observe_prediction_log_drop(&self) {
         self.prediction_log_dropped.inc();
     }
@@ -377,31 +383,4 @@ impl BatchObserver for VersionObserver {
             DropReason::ClientGone => self.client_gone.inc(),
         }
     }
-}
-
-/// Count and time every HTTP request by its route template.
-pub async fn middleware(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
-    let method = req.method().as_str().to_owned();
-    let response = next.call(req).await?;
-    if let Some(metrics) = metrics {
-        let route = response
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".into());
-        let status = response.status().as_u16().to_string();
-        metrics
-            .http_requests
-            .with_label_values(&[&method, &route, &status])
-            .inc();
-        metrics
-            .http_duration
-            .with_label_values(&[&method, &route])
-            .observe(started.elapsed().as_secs_f64());
-    }
-    Ok(response)
 }

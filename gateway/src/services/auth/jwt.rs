@@ -5,7 +5,65 @@ use std::path::Path;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::settings::{AuthSettings, JwtAlgorithm};
+use std::path::PathBuf;
+
+/// `[auth]` in the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum JwtAlgorithm {
+    Hs256,
+    Rs256,
+    Es256,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// How long an access token from `POST /v1/auth/token` lives, in seconds.
+    pub token_ttl_secs: u64,
+    /// HS256 (a shared secret), RS256 or ES256 (PEM key files).
+    pub jwt_algorithm: JwtAlgorithm,
+    /// HS256 secret file (hex); generated with mode 0600 on first start. Defaults to
+    /// `<data_dir>/jwt-secret`. Replicas must share it.
+    pub jwt_secret_file: Option<PathBuf>,
+    /// PEM private key for RS256/ES256.
+    pub jwt_private_key: Option<PathBuf>,
+    /// PEM public key for RS256/ES256.
+    pub jwt_public_key: Option<PathBuf>,
+    pub issuer: String,
+    pub audience: String,
+    /// Clock skew tolerated on `exp`, in seconds.
+    pub leeway_secs: u64,
+    /// Require a token (viewer or above) for `GET /metrics`.
+    pub protect_metrics: bool,
+    /// Failed logins per user name, and per client address, before logins are refused.
+    pub login_max_failures: u32,
+    /// How long failures count, and how long a lockout lasts, in seconds.
+    pub login_window_secs: u64,
+    /// How long a user or API key read from the store is trusted, in milliseconds (0: read on
+    /// every request). Changes made through this process take effect at once; changes made by
+    /// another replica or the offline CLI within this delay.
+    pub cache_ttl_ms: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            token_ttl_secs: 3600,
+            jwt_algorithm: JwtAlgorithm::Hs256,
+            jwt_secret_file: None,
+            jwt_private_key: None,
+            jwt_public_key: None,
+            issuer: "maas".into(),
+            audience: "maas".into(),
+            leeway_secs: 30,
+            protect_metrics: false,
+            login_max_failures: 5,
+            login_window_secs: 300,
+            cache_ttl_ms: 1000,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {

@@ -15,17 +15,18 @@ use maas_serving::batching::{self, BatchConfig, BatchQueue, ClientProbe};
 use maas_serving::io::{self, Rendered};
 use maas_serving::{
     ArtifactStore, BackendChoice, BackendKind, Backends, Dim, LoadedModel, ModelRegistry,
-    ServedVersion, ServingError, StagedArtifact, VersionMeta,
+    ServedVersion, ServingDefaults, ServingError, ServingOptions, StagedArtifact, VersionMeta,
 };
 use serde_json::{Map, Value};
 
-use crate::api::{ActionRequest, ServingOptions};
-use crate::audit::Change;
-use crate::drift::{build_record, BaselineUpload, DriftResult, DriftService, VersionDrift};
-use crate::error::{ApiError, ErrorCode};
-use crate::metrics::Metrics;
-use crate::service::{ServiceAction, ServiceState};
-use crate::settings::ServingSettings;
+use crate::services::actions::ActionRequest;
+use crate::services::actions::{ServiceAction, ServiceState};
+use crate::services::drift::{
+    build_record, BaselineUpload, DriftResult, DriftService, VersionDrift,
+};
+use crate::services::error::{ErrorKind, ServiceError};
+use crate::services::metrics::Metrics;
+use crate::store::audit::Change;
 use crate::store::{ModelRecord, ModelStore, NewVersion, SqlStore, VersionRecord, VersionState};
 use maas_drift::DetectorConfig;
 
@@ -51,16 +52,10 @@ pub struct DeployRequest {
 /// How a predict ended, for `maas_predictions_total`: `ok`, `overloaded` (refused by the queue:
 /// full, waited too long, version going away), `invalid_input` (any other client error) or
 /// `error`.
-fn outcome<T>(result: &Result<T, ApiError>) -> &'static str {
+fn outcome<T>(result: &Result<T, ServiceError>) -> &'static str {
     match result {
         Ok(_) => "ok",
-        Err(e) => match e.code {
-            ErrorCode::QueueFull | ErrorCode::QueueTimeout | ErrorCode::VersionUnavailable => {
-                "overloaded"
-            }
-            code if code.status().is_client_error() => "invalid_input",
-            _ => "error",
-        },
+        Err(e) => e.kind.prediction_outcome(),
     }
 }
 
@@ -135,7 +130,7 @@ pub struct ModelService {
     registry: ModelRegistry,
     backends: Arc<Backends>,
     /// Server-wide serving defaults, for options a deploy left out.
-    defaults: ServingSettings,
+    defaults: ServingDefaults,
     metrics: Arc<Metrics>,
     /// Serialises store commits with registry updates on this process.
     write_lock: tokio::sync::Mutex<()>,
@@ -149,7 +144,7 @@ pub struct ModelService {
 }
 
 /// Model names are path segments, file names and metric labels: keep them plain.
-pub fn validate_model_name(name: &str) -> Result<(), ApiError> {
+pub fn validate_model_name(name: &str) -> Result<(), ServiceError> {
     let ok = (1..=128).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name
@@ -158,8 +153,8 @@ pub fn validate_model_name(name: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::new(
-            ErrorCode::InvalidModelName,
+        Err(ServiceError::new(
+            ErrorKind::InvalidModelName,
             format!(
                 "model name '{}' is not allowed: use 1 to 128 letters, digits, '-', '_' or '.', \
                  starting with a letter or digit",
@@ -169,8 +164,8 @@ pub fn validate_model_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-fn blocking_failed(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(ErrorCode::Internal, format!("a worker thread failed: {e}"))
+fn blocking_failed(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::new(ErrorKind::Internal, format!("a worker thread failed: {e}"))
 }
 
 impl ModelService {
@@ -178,7 +173,7 @@ impl ModelService {
         store: SqlStore,
         artifacts: ArtifactStore,
         backends: Arc<Backends>,
-        defaults: ServingSettings,
+        defaults: ServingDefaults,
         metrics: Arc<Metrics>,
         drift: Arc<DriftService>,
     ) -> Self {
@@ -206,12 +201,12 @@ impl ModelService {
         self.ready.load(Ordering::Acquire)
     }
 
-    pub async fn ping(&self) -> Result<(), ApiError> {
+    pub async fn ping(&self) -> Result<(), ServiceError> {
         Ok(self.store.ping().await?)
     }
 
     /// Load the deployed versions, sweep artifacts nobody refers to, and report ready.
-    pub async fn start(&self) -> Result<(), ApiError> {
+    pub async fn start(&self) -> Result<(), ServiceError> {
         self.reconcile().await?;
         let live: BTreeSet<(String, u64)> = self.store.live_versions().await?.into_iter().collect();
         let artifacts = self.artifacts.clone();
@@ -220,7 +215,7 @@ impl ModelService {
         })
         .await
         .map_err(blocking_failed)?
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("sweeping artifacts: {e}")))?;
+        .map_err(|e| ServiceError::new(ErrorKind::Internal, format!("sweeping artifacts: {e}")))?;
         if swept > 0 {
             tracing::info!(
                 swept,
@@ -237,7 +232,7 @@ impl ModelService {
         &self,
         path: std::path::PathBuf,
         options: &ServingOptions,
-    ) -> Result<Prepared, ApiError> {
+    ) -> Result<Prepared, ServiceError> {
         let resolved = options.resolve(&self.defaults)?;
         let backends = self.backends.clone();
         tokio::task::spawn_blocking(move || {
@@ -268,7 +263,7 @@ impl ModelService {
         })
         .await
         .map_err(blocking_failed)?
-        .map_err(ApiError::from)
+        .map_err(ServiceError::from)
     }
 
     /// Start the request queue of a prepared version under its stored number.
@@ -276,7 +271,7 @@ impl ModelService {
         &self,
         record: &VersionRecord,
         prepared: Prepared,
-    ) -> Result<Arc<ServedVersion>, ApiError> {
+    ) -> Result<Arc<ServedVersion>, ServiceError> {
         let Prepared {
             instances,
             backend,
@@ -285,16 +280,15 @@ impl ModelService {
             warmup,
             batch,
         } = prepared;
-        let loaded = instances
-            .first()
-            .cloned()
-            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "a version loaded no instance"))?;
+        let loaded = instances.first().cloned().ok_or_else(|| {
+            ServiceError::new(ErrorKind::Internal, "a version loaded no instance")
+        })?;
         if let Some(note) = &note {
             tracing::warn!(model = %record.model, version = record.version, note = %note, "backend fallback");
         }
         let observer = Arc::new(self.metrics.version_observer(&record.model, record.version));
         let queue = BatchQueue::start(&record.model, record.version, instances, batch, observer)
-            .map_err(ApiError::from)?;
+            .map_err(ServiceError::from)?;
         tracing::info!(model = %record.model, version = record.version, backend = backend.as_str(),
             execution_provider = %execution_provider, instances = queue.instances(),
             batching = queue.is_batching(), warmup_ms = warmup.as_secs_f64() * 1000.0, "ready");
@@ -315,7 +309,10 @@ impl ModelService {
     }
 
     /// Load a stored version from its artifact file.
-    async fn load_stored(&self, record: &VersionRecord) -> Result<Arc<ServedVersion>, ApiError> {
+    async fn load_stored(
+        &self,
+        record: &VersionRecord,
+    ) -> Result<Arc<ServedVersion>, ServiceError> {
         let path = self
             .artifacts
             .path(&record.model, record.version)
@@ -344,7 +341,7 @@ impl ModelService {
     }
 
     /// Record a model with no version yet.
-    pub async fn create_model(&self, name: &str) -> Result<ModelRecord, ApiError> {
+    pub async fn create_model(&self, name: &str) -> Result<ModelRecord, ServiceError> {
         validate_model_name(name)?;
         self.store.create_model(name).await?;
         tracing::info!(model = name, "created model");
@@ -357,7 +354,7 @@ impl ModelService {
         name: &str,
         action: ServiceAction,
         request: ActionRequest,
-    ) -> Result<ModelRecord, ApiError> {
+    ) -> Result<ModelRecord, ServiceError> {
         let model = self.model(name).await?;
         let state = ServiceState::of(&model);
         request.check_fits(action)?;
@@ -394,8 +391,8 @@ impl ModelService {
                         .map(|v| v.version)
                         .max()
                         .ok_or_else(|| {
-                            ApiError::new(
-                                ErrorCode::InvalidAction,
+                            ServiceError::new(
+                                ErrorKind::InvalidAction,
                                 format!("model '{name}' has no version to deploy"),
                             )
                         })?,
@@ -423,7 +420,11 @@ impl ModelService {
 
     /// The `update` action: new serving options (each deployed version is loaded again with
     /// them and swapped in) and new drift settings (on every deployed version with a baseline).
-    async fn update(&self, model: &ModelRecord, request: ActionRequest) -> Result<(), ApiError> {
+    async fn update(
+        &self,
+        model: &ModelRecord,
+        request: ActionRequest,
+    ) -> Result<(), ServiceError> {
         let deployed: Vec<&VersionRecord> = model
             .versions
             .iter()
@@ -434,7 +435,7 @@ impl ModelService {
         if let Some(settings) = &request.drift {
             settings.validate()?;
             let text = serde_json::to_string(settings)
-                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+                .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;
             for v in &deployed {
                 if let Some(mut baseline) = self.store.baseline(&v.model, v.version).await? {
                     baseline.settings = text.clone();
@@ -442,8 +443,8 @@ impl ModelService {
                 }
             }
             if baselines.is_empty() {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidArgument,
+                return Err(ServiceError::new(
+                    ErrorKind::InvalidArgument,
                     format!(
                         "no deployed version of '{}' has a drift baseline; send one with PUT /v1/models/{}/versions/{{v}}/baseline first",
                         model.name, model.name
@@ -457,8 +458,8 @@ impl ModelService {
             .filter(|n| !n.is_empty())
         {
             if self.store.workflow(name, None).await?.is_none() {
-                return Err(ApiError::new(
-                    ErrorCode::WorkflowNotFound,
+                return Err(ServiceError::new(
+                    ErrorKind::WorkflowNotFound,
                     format!("workflow '{name}' is not in the catalog; save it with POST /v1/workflows first"),
                 ));
             }
@@ -515,7 +516,7 @@ impl ModelService {
 
     /// Make this process serve exactly what the store says is deployed. Loads happen outside the
     /// write lock; a model being swapped keeps its old version until the new one is in.
-    pub async fn reconcile(&self) -> Result<(), ApiError> {
+    pub async fn reconcile(&self) -> Result<(), ServiceError> {
         self.drift.refresh().await?;
         let paused: HashSet<String> = self.store.paused_models().await?.into_iter().collect();
         *self.paused.write() = paused;
@@ -592,21 +593,20 @@ impl ModelService {
     }
 
     /// Deploy an uploaded file as a new version.
-    pub async fn deploy(&self, request: DeployRequest) -> Result<VersionRecord, ApiError> {
+    pub async fn deploy(&self, request: DeployRequest) -> Result<VersionRecord, ServiceError> {
         let result = self.deploy_inner(request).await;
         self.metrics
             .observe_deploy(if result.is_ok() { "ok" } else { "refused" });
         result
     }
 
-    async fn deploy_inner(&self, request: DeployRequest) -> Result<VersionRecord, ApiError> {
+    async fn deploy_inner(&self, request: DeployRequest) -> Result<VersionRecord, ServiceError> {
         validate_model_name(&request.model)?;
         let path = request.staged.path().to_path_buf();
         let prepared = self.prepare(path, &request.serving).await?;
-        let loaded =
-            prepared.instances.first().cloned().ok_or_else(|| {
-                ApiError::new(ErrorCode::Internal, "a version loaded no instance")
-            })?;
+        let loaded = prepared.instances.first().cloned().ok_or_else(|| {
+            ServiceError::new(ErrorKind::Internal, "a version loaded no instance")
+        })?;
         check_names(
             loaded.as_ref(),
             &request.class_names,
@@ -619,7 +619,7 @@ impl ModelService {
         )?;
         let digest = request.staged.digest();
         let signature = serde_json::to_string(loaded.signature())
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+            .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;
         let new = NewVersion {
             model: request.model.clone(),
             version: request.version,
@@ -681,7 +681,7 @@ impl ModelService {
         model: &str,
         version: u64,
         exclusive: bool,
-    ) -> Result<VersionRecord, ApiError> {
+    ) -> Result<VersionRecord, ServiceError> {
         let record = self.version(model, version).await?;
         let served = match self.registry.get(model, Some(version)) {
             Ok(served) => served,
@@ -701,7 +701,7 @@ impl ModelService {
         Ok(record)
     }
 
-    pub async fn undeploy(&self, model: &str, version: u64) -> Result<VersionRecord, ApiError> {
+    pub async fn undeploy(&self, model: &str, version: u64) -> Result<VersionRecord, ServiceError> {
         let _guard = self.write_lock.lock().await;
         let record = self.store.undeploy(model, version).await?;
         self.registry.remove(model, version);
@@ -711,7 +711,7 @@ impl ModelService {
         Ok(record)
     }
 
-    pub async fn delete_version(&self, model: &str, version: u64) -> Result<(), ApiError> {
+    pub async fn delete_version(&self, model: &str, version: u64) -> Result<(), ServiceError> {
         let _guard = self.write_lock.lock().await;
         self.store.delete_version(model, version).await?;
         self.registry.remove(model, version);
@@ -724,7 +724,7 @@ impl ModelService {
         Ok(())
     }
 
-    pub async fn delete_model(&self, model: &str) -> Result<(), ApiError> {
+    pub async fn delete_model(&self, model: &str) -> Result<(), ServiceError> {
         let _guard = self.write_lock.lock().await;
         self.store.delete_model(model).await?;
         self.registry.remove_model(model);
@@ -737,28 +737,28 @@ impl ModelService {
         Ok(())
     }
 
-    pub async fn models(&self) -> Result<Vec<ModelRecord>, ApiError> {
+    pub async fn models(&self) -> Result<Vec<ModelRecord>, ServiceError> {
         Ok(self.store.models().await?)
     }
 
-    pub async fn model(&self, name: &str) -> Result<ModelRecord, ApiError> {
+    pub async fn model(&self, name: &str) -> Result<ModelRecord, ServiceError> {
         self.store.model(name).await?.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::ModelNotFound,
+            ServiceError::new(
+                ErrorKind::ModelNotFound,
                 format!("model '{name}' does not exist"),
             )
         })
     }
 
-    pub async fn version(&self, model: &str, version: u64) -> Result<VersionRecord, ApiError> {
+    pub async fn version(&self, model: &str, version: u64) -> Result<VersionRecord, ServiceError> {
         let record = self.model(model).await?;
         record
             .versions
             .into_iter()
             .find(|v| v.version == version)
             .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::VersionNotFound,
+                ServiceError::new(
+                    ErrorKind::VersionNotFound,
                     format!("model '{model}' has no version {version}"),
                 )
             })
@@ -770,20 +770,20 @@ impl ModelService {
         model: &str,
         version: u64,
         upload: BaselineUpload,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         let record = self.version(model, version).await?;
         let signature: maas_serving::ModelSignature =
             serde_json::from_str::<SignatureJson>(&record.signature)
                 .map_err(|e| {
-                    ApiError::new(
-                        ErrorCode::Internal,
+                    ServiceError::new(
+                        ErrorKind::Internal,
                         format!("stored signature is unreadable: {e}"),
                     )
                 })?
                 .into_signature();
         let Some(drift) = build_record(upload, &signature, record.feature_names.as_deref())? else {
-            return Err(ApiError::new(
-                ErrorCode::InvalidArgument,
+            return Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
                 "send a `baseline` or `training_data` CSV",
             ));
         };
@@ -797,7 +797,7 @@ impl ModelService {
         &self,
         model: &str,
         version: u64,
-    ) -> Result<Option<Arc<VersionDrift>>, ApiError> {
+    ) -> Result<Option<Arc<VersionDrift>>, ServiceError> {
         self.drift.version(model, version).await
     }
 
@@ -806,7 +806,7 @@ impl ModelService {
         model: &str,
         version: Option<u64>,
         limit: u32,
-    ) -> Result<Vec<crate::store::drift::DriftEventRecord>, ApiError> {
+    ) -> Result<Vec<crate::store::drift::DriftEventRecord>, ServiceError> {
         self.model(model).await?;
         Ok(self.store.drift_events(model, version, None, limit).await?)
     }
@@ -827,10 +827,10 @@ impl ModelService {
         &self,
         model: &str,
         version: Option<u64>,
-    ) -> Result<Arc<ServedVersion>, ApiError> {
+    ) -> Result<Arc<ServedVersion>, ServiceError> {
         if self.is_paused(model) {
-            return Err(ApiError::new(
-                ErrorCode::ModelPaused,
+            return Err(ServiceError::new(
+                ErrorKind::ModelPaused,
                 format!("model '{model}' is paused; resume it with POST /v1/models/{model}/actions/resume"),
             ));
         }
@@ -855,7 +855,7 @@ impl ModelService {
         served: &Arc<ServedVersion>,
         inputs: Vec<maas_serving::Tensor>,
         client: Option<ClientProbe>,
-    ) -> Result<Vec<maas_serving::Tensor>, ApiError> {
+    ) -> Result<Vec<maas_serving::Tensor>, ServiceError> {
         let started = Instant::now();
         let result = self.run_queued(served, inputs, client).await;
         let outcome = outcome(&result);
@@ -882,7 +882,7 @@ impl ModelService {
         model: &str,
         version: Option<u64>,
         input: PredictInput,
-    ) -> Result<PredictOutput, ApiError> {
+    ) -> Result<PredictOutput, ServiceError> {
         let served = self.resolve(model, version).await?;
         let started = Instant::now();
         let result = self.run(&served, input).await;
@@ -906,7 +906,7 @@ impl ModelService {
         &self,
         served: &Arc<ServedVersion>,
         input: PredictInput,
-    ) -> Result<(Rendered, Option<DriftResult>), ApiError> {
+    ) -> Result<(Rendered, Option<DriftResult>), ServiceError> {
         let spec = io::single_input(served)?;
         let plan = self
             .drift
@@ -918,21 +918,21 @@ impl ModelService {
             }
             (None, Some(records)) => {
                 if input.shape.is_some() {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidInput,
+                    return Err(ServiceError::new(
+                        ErrorKind::InvalidInput,
                         "`shape` goes with `instances`, not `records`",
                     ));
                 }
                 io::records_tensor(spec, served.meta.feature_names.as_deref(), &records)?
             }
             (Some(_), Some(_)) => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidInput,
+                return Err(ServiceError::new(
+                    ErrorKind::InvalidInput,
                     "send either `instances` or `records`, not both",
                 ))
             }
-            (None, None) => return Err(ApiError::new(
-                ErrorCode::InvalidInput,
+            (None, None) => return Err(ServiceError::new(
+                ErrorKind::InvalidInput,
                 "send `instances` (rows of values) or `records` (objects keyed by feature name)",
             )),
         };
@@ -962,18 +962,18 @@ impl ModelService {
         served: &ServedVersion,
         inputs: Vec<maas_serving::Tensor>,
         client: Option<ClientProbe>,
-    ) -> Result<Vec<maas_serving::Tensor>, ApiError> {
+    ) -> Result<Vec<maas_serving::Tensor>, ServiceError> {
         let answer = served.queue.submit(inputs, client)?;
-        let done = answer
-            .await
-            .map_err(|_| ApiError::new(ErrorCode::Internal, "the inference thread stopped"))??;
+        let done = answer.await.map_err(|_| {
+            ServiceError::new(ErrorKind::Internal, "the inference thread stopped")
+        })??;
         self.metrics
             .observe_queue_wait(&served.model, served.version, done.queue_wait);
         Ok(done.outputs)
     }
 
     /// Say precisely why a model or version cannot answer (the slow path, off the hot one).
-    async fn explain_miss(&self, model: &str, version: Option<u64>) -> ApiError {
+    async fn explain_miss(&self, model: &str, version: Option<u64>) -> ServiceError {
         let record = match self.model(model).await {
             Ok(record) => record,
             Err(e) => return e,
@@ -983,24 +983,24 @@ impl ModelService {
                 LoadStatus::Failed(reason) => format!("it failed to load here: {reason}"),
                 _ => "it is still loading on this replica; try again shortly".to_owned(),
             };
-            ApiError::new(
-                ErrorCode::VersionUnavailable,
+            ServiceError::new(
+                ErrorKind::VersionUnavailable,
                 format!("version {v} of '{model}' is deployed but {why}"),
             )
         };
         match version {
             Some(v) => match record.versions.iter().find(|r| r.version == v) {
-                None => ApiError::new(ErrorCode::VersionNotFound, format!("model '{model}' has no version {v}")),
+                None => ServiceError::new(ErrorKind::VersionNotFound, format!("model '{model}' has no version {v}")),
                 Some(r) if r.state == VersionState::Deployed => unavailable(v),
-                Some(_) => ApiError::new(
-                    ErrorCode::VersionNotDeployed,
+                Some(_) => ServiceError::new(
+                    ErrorKind::VersionNotDeployed,
                     format!("version {v} of '{model}' is undeployed; deploy it again with POST /v1/models/{model}/versions/{v}/deploy"),
                 ),
             },
             None => match record.default_version() {
                 Some(v) => unavailable(v),
-                None => ApiError::new(
-                    ErrorCode::NoDeployedVersion,
+                None => ServiceError::new(
+                    ErrorKind::NoDeployedVersion,
                     format!("model '{model}' has no deployed version; deploy or redeploy one first"),
                 ),
             },
@@ -1013,9 +1013,9 @@ fn check_names(
     model: &dyn LoadedModel,
     class_names: &Option<Vec<String>>,
     feature_names: &Option<Vec<String>>,
-) -> Result<(), ApiError> {
+) -> Result<(), ServiceError> {
     let signature = model.signature();
-    let invalid = |m: String| Err(ApiError::new(ErrorCode::InvalidArgument, m));
+    let invalid = |m: String| Err(ServiceError::new(ErrorKind::InvalidArgument, m));
     if let Some(names) = class_names {
         if names.is_empty() {
             return invalid("class_names is empty".into());

@@ -1,4 +1,4 @@
-//! Who is calling, and may they? Every `/v1` route but the token route needs a bearer: a JWT
+//! Who is calling, and may they? (The extractor that asks is `http::auth`.) Every `/v1` route but the token route needs a bearer: a JWT
 //! from `POST /v1/auth/token` or an API key. Each handler states the permission it needs in its
 //! signature (`Authorized<Predict>`), so a route cannot forget to check; the extractor also
 //! enforces an API key's model scope on every route with a `{name}` segment.
@@ -13,76 +13,20 @@ pub mod limiter;
 pub mod passwords;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::marker::PhantomData;
-use std::pin::Pin;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use actix_web::http::header::AUTHORIZATION;
-use actix_web::{web, FromRequest, HttpRequest};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::services::error::{ErrorKind, ServiceError};
 use crate::store::auth::{ApiKeyRecord, UserRecord};
 use crate::store::SqlStore;
 use jwt::JwtKeys;
 use limiter::LoginLimiter;
 
-/// What a user may do, from least to most.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Read models, versions and metadata.
-    Viewer,
-    /// Viewer, plus predict.
-    Predictor,
-    /// Predictor, plus deploy, undeploy, roll back and delete.
-    Deployer,
-    /// Everything, including users and API keys.
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Predictor => "predictor",
-            Role::Deployer => "deployer",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "viewer" => Ok(Role::Viewer),
-            "predictor" => Ok(Role::Predictor),
-            "deployer" => Ok(Role::Deployer),
-            "admin" => Ok(Role::Admin),
-            other => Err(format!(
-                "unknown role '{other}': use admin, deployer, predictor or viewer"
-            )),
-        }
-    }
-}
+pub use crate::store::auth::Role;
 
 /// A permission a route requires, and the least role that holds it.
 pub trait Permission {
@@ -180,8 +124,8 @@ pub fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn unauthorized(message: &str) -> ApiError {
-    ApiError::new(ErrorCode::Unauthorized, message)
+fn unauthorized(message: &str) -> ServiceError {
+    ServiceError::new(ErrorKind::Unauthorized, message)
 }
 
 /// Checks bearers and logins.
@@ -219,7 +163,7 @@ impl CredentialCache {
         self.keys.lock().clear();
     }
 
-    async fn user(&self, store: &SqlStore, name: &str) -> Result<Option<UserRecord>, ApiError> {
+    async fn user(&self, store: &SqlStore, name: &str) -> Result<Option<UserRecord>, ServiceError> {
         if let Some(hit) = fresh(&self.users, name, self.ttl) {
             return Ok(Some(hit));
         }
@@ -230,7 +174,7 @@ impl CredentialCache {
         Ok(found)
     }
 
-    async fn key(&self, store: &SqlStore, id: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
+    async fn key(&self, store: &SqlStore, id: &str) -> Result<Option<ApiKeyRecord>, ServiceError> {
         if let Some(hit) = fresh(&self.keys, id, self.ttl) {
             return Ok(Some(hit));
         }
@@ -265,14 +209,15 @@ fn remember<T>(map: &Mutex<HashMap<String, (T, Instant)>>, id: &str, record: T, 
 
 impl Authenticator {
     /// The caller behind the request's bearer, or 401.
-    pub async fn authenticate(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
-        let header = req
-            .headers()
-            .get(AUTHORIZATION)
-            .ok_or_else(|| unauthorized("this route needs `Authorization: Bearer <token>`; get a token from POST /v1/auth/token"))?;
-        let value = header
-            .to_str()
-            .map_err(|_| unauthorized("the Authorization header is not readable text"))?;
+    /// `authorization` is the request's `Authorization` header: `None` when it is absent,
+    /// `Some(Err(()))` when it is not readable text.
+    pub async fn authenticate(
+        &self,
+        authorization: Option<Result<&str, ()>>,
+    ) -> Result<Principal, ServiceError> {
+        let value = authorization
+            .ok_or_else(|| unauthorized("this route needs `Authorization: Bearer <token>`; get a token from POST /v1/auth/token"))?
+            .map_err(|()| unauthorized("the Authorization header is not readable text"))?;
         let token = match value.split_once(' ') {
             Some((scheme, token))
                 if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
@@ -305,7 +250,7 @@ impl Authenticator {
         })
     }
 
-    async fn authenticate_key(&self, rest: &str) -> Result<Principal, ApiError> {
+    async fn authenticate_key(&self, rest: &str) -> Result<Principal, ServiceError> {
         let invalid = || unauthorized("the API key is invalid, expired or revoked");
         let (id, secret) = rest.split_once('_').ok_or_else(invalid)?;
         if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -337,73 +282,9 @@ impl Authenticator {
     }
 
     /// Refuse a login attempt while its user name or client address is locked out.
-    pub fn login_keys(username: &str, req: &HttpRequest) -> Vec<String> {
-        let address = req
-            .peer_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
+    pub fn login_keys(username: &str, peer: Option<std::net::IpAddr>) -> Vec<String> {
+        let address = peer.map(|a| a.to_string()).unwrap_or_default();
         vec![format!("user:{username}"), format!("address:{address}")]
-    }
-}
-
-/// Proof that the caller holds permission `P` (and, on routes naming a model, may use it).
-pub struct Authorized<P: Permission> {
-    pub principal: Principal,
-    _permission: PhantomData<P>,
-}
-
-impl<P: Permission> Authorized<P> {
-    pub fn username(&self) -> &str {
-        &self.principal.username
-    }
-}
-
-pub async fn authorize<P: Permission>(req: &HttpRequest) -> Result<Principal, ApiError> {
-    let auth = req
-        .app_data::<web::Data<Authenticator>>()
-        .cloned()
-        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "authentication is not configured"))?;
-    let principal = auth.authenticate(req).await?;
-    crate::audit::set_actor(match &principal.credential {
-        Credential::ApiKey(id) => format!("{} (key {id})", principal.username),
-        _ => principal.username.clone(),
-    });
-    if principal.role < P::ROLE {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!(
-                "'{}' has role {}, which may not {}; this needs {} or above",
-                principal.username,
-                principal.role.as_str(),
-                P::NAME,
-                P::ROLE.as_str()
-            ),
-        ));
-    }
-    if let Some(model) = req.match_info().get("name") {
-        if !principal.may_use_model(model) {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("this API key is limited to other models than '{model}'"),
-            ));
-        }
-    }
-    Ok(principal)
-}
-
-impl<P: Permission + 'static> FromRequest for Authorized<P> {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
-
-    fn from_request(req: &HttpRequest, _payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let principal = authorize::<P>(&req).await?;
-            Ok(Authorized {
-                principal,
-                _permission: PhantomData,
-            })
-        })
     }
 }
 

@@ -39,7 +39,7 @@ pub async fn middleware(
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let span = tracing::info_span!("request", request_id = %id);
     let header = HeaderValue::from_str(&id).ok();
-    let context = crate::audit::AuditContext {
+    let context = crate::store::audit::AuditContext {
         actor: None,
         client: req.peer_addr().map(|a| a.ip()),
         request_id: id.clone(),
@@ -47,7 +47,7 @@ pub async fn middleware(
     let mut response = REQUEST_ID
         .scope(
             id,
-            crate::audit::scope(context, next.call(req)).instrument(span),
+            crate::store::audit::scope(context, next.call(req)).instrument(span),
         )
         .await?;
     if let Some(value) = header {

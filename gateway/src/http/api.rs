@@ -5,27 +5,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use maas_serving::batching::BatchConfig;
-use maas_serving::{BackendChoice, ServedVersion};
-
-use crate::error::{ApiError, ErrorCode};
-use crate::models::{LoadStatus, PredictOutput};
-use crate::service::{ServiceAction, ServiceState};
-use crate::settings::ServingSettings;
+use crate::http::error::{ErrorKind, ServiceError};
+use crate::services::actions::{ServiceAction, ServiceState};
+use crate::services::models::{LoadStatus, PredictOutput};
 use crate::store::{ModelRecord, VersionRecord, VersionState};
 
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+use maas_serving::{ServedVersion, ServingOptions};
 
-/// RFC 3339 with microseconds, for stored microsecond times.
-pub fn rfc3339_us(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-        .unwrap_or_default()
-}
+pub use crate::store::{rfc3339, rfc3339_us};
 
 /// The common query of listing routes (audit trail, prediction log): a time window, a page,
 /// and JSON or CSV.
@@ -46,8 +33,8 @@ impl Listing {
         offset: Option<u32>,
         since: Option<&str>,
         until: Option<&str>,
-    ) -> Result<Listing, ApiError> {
-        let invalid = |message: String| ApiError::new(ErrorCode::InvalidArgument, message);
+    ) -> Result<Listing, ServiceError> {
+        let invalid = |message: String| ServiceError::new(ErrorKind::InvalidArgument, message);
         let csv = match format {
             None | Some("json") => false,
             Some("csv") => true,
@@ -82,114 +69,6 @@ impl Listing {
     }
 }
 
-/// How one version is served, as a deploy asks for it (field `serving`, JSON). Every field is
-/// optional; a missing one takes the server's `[serving]` default when the version loads.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ServingOptions {
-    /// `tract`, `ort-cpu`, `ort-cuda` or `auto`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, example = "auto")]
-    pub backend: Option<BackendChoice>,
-    /// Model instances (threads with their own session), 1 to 64.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instances: Option<usize>,
-    /// Most rows run together (1 to 4096; 1 turns batching off).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_batch_size: Option<usize>,
-    /// How long a request may wait for others to join its batch, in microseconds (at most 1 s).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_queue_delay_us: Option<u64>,
-    /// Most requests waiting (1 to 1,000,000); more are refused with 429.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue_capacity: Option<usize>,
-    /// Longest wait in the queue, in milliseconds (1 to 600,000); longer is answered 503.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue_timeout_ms: Option<u64>,
-}
-
-impl ServingOptions {
-    /// These options with every field `patch` sets replaced.
-    pub fn patched(&self, patch: &ServingOptions) -> ServingOptions {
-        ServingOptions {
-            backend: patch.backend.or(self.backend),
-            instances: patch.instances.or(self.instances),
-            max_batch_size: patch.max_batch_size.or(self.max_batch_size),
-            max_queue_delay_us: patch.max_queue_delay_us.or(self.max_queue_delay_us),
-            queue_capacity: patch.queue_capacity.or(self.queue_capacity),
-            queue_timeout_ms: patch.queue_timeout_ms.or(self.queue_timeout_ms),
-        }
-    }
-}
-
-/// The body of a service action (optional; each action reads only its own fields).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ActionRequest {
-    /// `deploy`: the version to serve (default: the newest kept).
-    pub version: Option<u64>,
-    /// `deploy`: keep the other deployed versions serving (default false: this one only).
-    pub append: Option<bool>,
-    /// `update`: serving options to change on every deployed version (fields not given keep
-    /// their value); the versions are loaded again and swapped in without a gap.
-    pub serving: Option<ServingOptions>,
-    /// `update`: drift settings for every deployed version that has a baseline.
-    pub drift: Option<crate::drift::DriftSettings>,
-    /// `update`: save every predict of this model in the prediction log (a request's own
-    /// `"save"` overrides it).
-    pub log_predictions: Option<bool>,
-    /// `update`: the catalog workflow that retrains this model (submitted on drift or with
-    /// `POST /v1/models/{name}/retrain`); `""` clears it.
-    pub retrain_workflow: Option<String>,
-}
-
-impl ActionRequest {
-    /// Refuse fields that belong to another action, and an `update` that changes nothing.
-    pub fn check_fits(&self, action: ServiceAction) -> Result<(), ApiError> {
-        let misplaced = |field: &str, belongs: &str| {
-            Err(ApiError::new(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "`{field}` goes with the {belongs} action, not {}",
-                    action.as_str()
-                ),
-            ))
-        };
-        if action != ServiceAction::Deploy {
-            if self.version.is_some() {
-                return misplaced("version", "deploy");
-            }
-            if self.append.is_some() {
-                return misplaced("append", "deploy");
-            }
-        }
-        if action != ServiceAction::Update {
-            if self.serving.is_some() {
-                return misplaced("serving", "update");
-            }
-            if self.drift.is_some() {
-                return misplaced("drift", "update");
-            }
-            if self.log_predictions.is_some() {
-                return misplaced("log_predictions", "update");
-            }
-            if self.retrain_workflow.is_some() {
-                return misplaced("retrain_workflow", "update");
-            }
-        } else if self.serving.is_none()
-            && self.drift.is_none()
-            && self.log_predictions.is_none()
-            && self.retrain_workflow.is_none()
-        {
-            return Err(ApiError::new(
-                ErrorCode::InvalidArgument,
-                "an update needs `serving` options, `drift` settings, `log_predictions` or `retrain_workflow`",
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// A model's service state and the actions it allows now.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ServiceInfo {
@@ -216,75 +95,6 @@ impl From<&ModelRecord> for ServiceInfo {
 pub struct CreateModelRequest {
     #[schema(example = "iris")]
     pub name: String,
-}
-
-/// How a version is served once its options meet the server's defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedServing {
-    pub backend: BackendChoice,
-    pub instances: usize,
-    pub batch: BatchConfig,
-}
-
-impl ServingOptions {
-    /// Fill the gaps from the server's defaults and check every limit.
-    pub fn resolve(&self, defaults: &ServingSettings) -> Result<ResolvedServing, ApiError> {
-        fn within<T: PartialOrd + std::fmt::Display + Copy>(
-            name: &str,
-            value: T,
-            low: T,
-            high: T,
-        ) -> Result<T, ApiError> {
-            if value < low || value > high {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidArgument,
-                    format!("`{name}` must be between {low} and {high}, got {value}"),
-                ));
-            }
-            Ok(value)
-        }
-        let instances = within(
-            "instances",
-            self.instances.unwrap_or(defaults.instances),
-            1,
-            64,
-        )?;
-        let max_batch_size = within(
-            "max_batch_size",
-            self.max_batch_size.unwrap_or(defaults.max_batch_size),
-            1,
-            4096,
-        )?;
-        let delay = within(
-            "max_queue_delay_us",
-            self.max_queue_delay_us
-                .unwrap_or(defaults.max_queue_delay_us),
-            0,
-            1_000_000,
-        )?;
-        let queue_capacity = within(
-            "queue_capacity",
-            self.queue_capacity.unwrap_or(defaults.queue_capacity),
-            1,
-            1_000_000,
-        )?;
-        let timeout = within(
-            "queue_timeout_ms",
-            self.queue_timeout_ms.unwrap_or(defaults.queue_timeout_ms),
-            1,
-            600_000,
-        )?;
-        Ok(ResolvedServing {
-            backend: self.backend.unwrap_or(defaults.backend),
-            instances,
-            batch: BatchConfig {
-                max_batch_size,
-                max_queue_delay: std::time::Duration::from_micros(delay),
-                queue_capacity,
-                queue_timeout: std::time::Duration::from_millis(timeout),
-            },
-        })
-    }
 }
 
 /// How a version runs on this process: its backend and queue. Present while it is loaded here.
@@ -419,7 +229,7 @@ impl VersionInfo {
             size_bytes: record.size_bytes,
             sha256: record.sha256.clone(),
             // Versions stored before sources were redacted on the way in.
-            source: crate::redact::url(&record.source),
+            source: crate::store::redact::url(&record.source),
             created_at: rfc3339(record.created_at),
             updated_at: rfc3339(record.updated_at),
             drift: None,
@@ -438,11 +248,11 @@ pub struct DriftInfo {
     /// Per feature: count, mean, std, min, max (of the training data when it was given).
     #[schema(value_type = Object)]
     pub stats: std::collections::BTreeMap<String, maas_drift::FeatureStats>,
-    pub settings: crate::drift::DriftSettings,
+    pub settings: crate::services::drift::DriftSettings,
 }
 
-impl From<&crate::drift::VersionDrift> for DriftInfo {
-    fn from(d: &crate::drift::VersionDrift) -> Self {
+impl From<&crate::services::drift::VersionDrift> for DriftInfo {
+    fn from(d: &crate::services::drift::VersionDrift) -> Self {
         DriftInfo {
             columns: d.columns.clone(),
             baseline_rows: d.baseline.len(),
@@ -651,7 +461,7 @@ pub struct PredictResponse {
     pub outputs: Option<Map<String, Value>>,
     /// The drift check, when the request asked for one or the version checks every predict.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub drift: Option<crate::drift::DriftResult>,
+    pub drift: Option<crate::services::drift::DriftResult>,
 }
 
 impl From<PredictOutput> for PredictResponse {

@@ -4,10 +4,35 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::rfc3339;
-use crate::auth::{self, passwords, Admin, Authenticator, Authorized, Read, Role};
-use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::http::api::rfc3339;
+use crate::http::auth::Authorized;
+use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
+use crate::services::auth::{self, passwords, Admin, Authenticator, Read, Role};
 use crate::store::auth::{ApiKeyRecord, UserRecord};
+
+use crate::http::resource;
+
+/// Register this group's routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/v1/auth/token").route(web::post().to(token)))
+        .service(resource("/v1/auth/me").route(web::get().to(me)))
+        .service(
+            resource("/v1/users")
+                .route(web::get().to(list_users))
+                .route(web::post().to(create_user)),
+        )
+        .service(
+            resource("/v1/users/{username}")
+                .route(web::patch().to(update_user))
+                .route(web::delete().to(delete_user)),
+        )
+        .service(
+            resource("/v1/api-keys")
+                .route(web::get().to(list_keys))
+                .route(web::post().to(create_key)),
+        )
+        .service(resource("/v1/api-keys/{id}").route(web::delete().to(revoke_key)));
+}
 
 /// A login.
 #[derive(Deserialize, ToSchema)]
@@ -30,7 +55,7 @@ pub struct TokenResponse {
     pub expires_in: u64,
 }
 
-fn validate_username(name: &str) -> Result<(), ApiError> {
+fn validate_username(name: &str) -> Result<(), ServiceError> {
     let ok = (1..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name
@@ -39,8 +64,8 @@ fn validate_username(name: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::new(
-            ErrorCode::InvalidArgument,
+        Err(ServiceError::new(
+            ErrorKind::InvalidArgument,
             "a user name has 1 to 64 letters, digits, '-', '_', '.' or '@', starting with a letter or digit",
         ))
     }
@@ -60,12 +85,12 @@ pub async fn token(
     auth: web::Data<Authenticator>,
     req: HttpRequest,
     body: web::Json<TokenRequest>,
-) -> Result<web::Json<TokenResponse>, ApiError> {
+) -> Result<web::Json<TokenResponse>, ServiceError> {
     let TokenRequest { username, password } = body.into_inner();
-    let keys = Authenticator::login_keys(&username, &req);
+    let keys = Authenticator::login_keys(&username, req.peer_addr().map(|a| a.ip()));
     if let Some(wait) = auth.limiter.blocked(&keys) {
-        return Err(ApiError::new(
-            ErrorCode::TooManyRequests,
+        return Err(ServiceError::new(
+            ErrorKind::TooManyRequests,
             format!("too many failed logins; try again in {wait} s"),
         )
         .retry_after(wait));
@@ -74,12 +99,12 @@ pub async fn token(
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let ok = tokio::task::spawn_blocking(move || passwords::verify(&password, stored.as_deref()))
         .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;
     let Some(user) = user.filter(|_| ok) else {
         auth.limiter.failed(&keys);
         tracing::warn!(username = %username.chars().take(64).collect::<String>(), "failed login");
-        return Err(ApiError::new(
-            ErrorCode::Unauthorized,
+        return Err(ServiceError::new(
+            ErrorKind::Unauthorized,
             "wrong user name or password",
         ));
     };
@@ -88,15 +113,15 @@ pub async fn token(
         .jwt
         .issue(&user.username, user.role.as_str())
         .map_err(|e| {
-            ApiError::new(
-                ErrorCode::Internal,
+            ServiceError::new(
+                ErrorKind::Internal,
                 format!("signing the token failed: {e}"),
             )
         })?;
-    crate::audit::set_actor(user.username.clone());
+    crate::store::audit::set_actor(user.username.clone());
     auth.store
         .record(
-            crate::audit::Change::new("token_issued").details(serde_json::json!({
+            crate::store::audit::Change::new("token_issued").details(serde_json::json!({
                 "username": user.username,
                 "role": user.role.as_str(),
                 "expires_in": auth.jwt.ttl_secs(),
@@ -178,11 +203,11 @@ pub struct UserList {
     pub users: Vec<UserInfo>,
 }
 
-async fn hash(password: String) -> Result<String, ApiError> {
+async fn hash(password: String) -> Result<String, ServiceError> {
     tokio::task::spawn_blocking(move || passwords::hash(&password))
         .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
-        .map_err(|m| ApiError::new(ErrorCode::InvalidArgument, m))
+        .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?
+        .map_err(|m| ServiceError::new(ErrorKind::InvalidArgument, m))
 }
 
 /// List users.
@@ -191,7 +216,7 @@ async fn hash(password: String) -> Result<String, ApiError> {
 pub async fn list_users(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,
-) -> Result<web::Json<UserList>, ApiError> {
+) -> Result<web::Json<UserList>, ServiceError> {
     let users = authn.store.users().await?;
     Ok(web::Json(UserList {
         users: users.iter().map(UserInfo::from).collect(),
@@ -207,7 +232,7 @@ pub async fn create_user(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,
     body: web::Json<NewUser>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let NewUser {
         username,
         password,
@@ -232,7 +257,7 @@ pub async fn update_user(
     authn: web::Data<Authenticator>,
     username: web::Path<String>,
     body: web::Json<UserUpdate>,
-) -> Result<web::Json<UserInfo>, ApiError> {
+) -> Result<web::Json<UserInfo>, ServiceError> {
     let UserUpdate { password, role } = body.into_inner();
     let hashed = match password {
         Some(p) => Some(hash(p).await?),
@@ -250,12 +275,12 @@ pub async fn update_user(
     Ok(web::Json(UserInfo::from(&user)))
 }
 
-async fn refuse_last_admin(authn: &Authenticator, username: &str) -> Result<(), ApiError> {
+async fn refuse_last_admin(authn: &Authenticator, username: &str) -> Result<(), ServiceError> {
     let users = authn.store.users().await?;
     let admins: Vec<&UserRecord> = users.iter().filter(|u| u.role == Role::Admin).collect();
     if admins.len() == 1 && admins[0].username == username {
-        return Err(ApiError::new(
-            ErrorCode::InvalidArgument,
+        return Err(ServiceError::new(
+            ErrorKind::InvalidArgument,
             format!("'{username}' is the last admin; make another admin first"),
         ));
     }
@@ -271,7 +296,7 @@ pub async fn delete_user(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,
     username: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     refuse_last_admin(&authn, &username).await?;
     authn.store.delete_user(&username).await?;
     authn.cache.clear();
@@ -345,17 +370,17 @@ pub async fn create_key(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,
     body: web::Json<NewApiKey>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let request = body.into_inner();
     let user = authn.store.user(&request.username).await?.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::UserNotFound,
+        ServiceError::new(
+            ErrorKind::UserNotFound,
             format!("user '{}' does not exist", request.username),
         )
     })?;
     if request.role > user.role {
-        return Err(ApiError::new(
-            ErrorCode::InvalidArgument,
+        return Err(ServiceError::new(
+            ErrorKind::InvalidArgument,
             format!(
                 "'{}' is a {}; a key cannot hold more than its user",
                 user.username,
@@ -365,8 +390,8 @@ pub async fn create_key(
     }
     if let Some(patterns) = &request.models {
         if patterns.is_empty() || patterns.iter().any(|p| p.is_empty() || p.len() > 128) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidArgument,
+            return Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
                 "`models` must list 1 or more non-empty patterns",
             ));
         }
@@ -374,8 +399,8 @@ pub async fn create_key(
     let now = crate::store::now_ms();
     let expires_at = match request.expires_in_secs {
         Some(0) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidArgument,
+            return Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
                 "`expires_in_secs` must be positive",
             ))
         }
@@ -411,7 +436,7 @@ pub async fn create_key(
 pub async fn list_keys(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,
-) -> Result<web::Json<ApiKeyList>, ApiError> {
+) -> Result<web::Json<ApiKeyList>, ServiceError> {
     let keys = authn.store.keys().await?;
     Ok(web::Json(ApiKeyList {
         keys: keys.iter().map(ApiKeyInfo::from).collect(),
@@ -427,7 +452,7 @@ pub async fn revoke_key(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,
     id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let key = authn.store.revoke_key(&id).await?;
     authn.cache.clear();
     tracing::info!(id = %key.id, "revoked API key");

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::services::error::{ErrorKind, ServiceError};
 use crate::store::{ModelRecord, VersionState};
 
 /// Where a model's service stands.
@@ -84,15 +84,15 @@ impl ServiceAction {
         }
     }
 
-    pub fn parse(text: &str) -> Result<ServiceAction, ApiError> {
+    pub fn parse(text: &str) -> Result<ServiceAction, ServiceError> {
         match text {
             "deploy" => Ok(ServiceAction::Deploy),
             "update" => Ok(ServiceAction::Update),
             "pause" => Ok(ServiceAction::Pause),
             "resume" => Ok(ServiceAction::Resume),
             "finish" => Ok(ServiceAction::Finish),
-            other => Err(ApiError::new(
-                ErrorCode::InvalidPath,
+            other => Err(ServiceError::new(
+                ErrorKind::InvalidPath,
                 format!(
                     "unknown action '{}'; actions are deploy, update, pause, resume and finish",
                     other.chars().take(64).collect::<String>()
@@ -102,7 +102,7 @@ impl ServiceAction {
     }
 
     /// Refuse this action in `state` with a message naming the state and what is allowed.
-    pub fn check(self, model: &str, state: ServiceState) -> Result<(), ApiError> {
+    pub fn check(self, model: &str, state: ServiceState) -> Result<(), ServiceError> {
         if state.actions().contains(&self) {
             return Ok(());
         }
@@ -114,8 +114,8 @@ impl ServiceAction {
             (ServiceAction::Deploy, ServiceState::Paused) => "; resume it first".to_owned(),
             _ => String::new(),
         };
-        Err(ApiError::new(
-            ErrorCode::InvalidAction,
+        Err(ServiceError::new(
+            ErrorKind::InvalidAction,
             format!(
                 "cannot {} model '{model}': it is {}; allowed now: {}{hint}",
                 self.as_str(),
@@ -127,6 +127,74 @@ impl ServiceAction {
                 },
             ),
         ))
+    }
+}
+
+/// The body of a service action (optional; each action reads only its own fields).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// `deploy`: the version to serve (default: the newest kept).
+    pub version: Option<u64>,
+    /// `deploy`: keep the other deployed versions serving (default false: this one only).
+    pub append: Option<bool>,
+    /// `update`: serving options to change on every deployed version (fields not given keep
+    /// their value); the versions are loaded again and swapped in without a gap.
+    pub serving: Option<maas_serving::ServingOptions>,
+    /// `update`: drift settings for every deployed version that has a baseline.
+    pub drift: Option<crate::services::drift::DriftSettings>,
+    /// `update`: save every predict of this model in the prediction log (a request's own
+    /// `"save"` overrides it).
+    pub log_predictions: Option<bool>,
+    /// `update`: the catalog workflow that retrains this model (submitted on drift or with
+    /// `POST /v1/models/{name}/retrain`); `""` clears it.
+    pub retrain_workflow: Option<String>,
+}
+
+impl ActionRequest {
+    /// Refuse fields that belong to another action, and an `update` that changes nothing.
+    pub fn check_fits(&self, action: ServiceAction) -> Result<(), ServiceError> {
+        let misplaced = |field: &str, belongs: &str| {
+            Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "`{field}` goes with the {belongs} action, not {}",
+                    action.as_str()
+                ),
+            ))
+        };
+        if action != ServiceAction::Deploy {
+            if self.version.is_some() {
+                return misplaced("version", "deploy");
+            }
+            if self.append.is_some() {
+                return misplaced("append", "deploy");
+            }
+        }
+        if action != ServiceAction::Update {
+            if self.serving.is_some() {
+                return misplaced("serving", "update");
+            }
+            if self.drift.is_some() {
+                return misplaced("drift", "update");
+            }
+            if self.log_predictions.is_some() {
+                return misplaced("log_predictions", "update");
+            }
+            if self.retrain_workflow.is_some() {
+                return misplaced("retrain_workflow", "update");
+            }
+        } else if self.serving.is_none()
+            && self.drift.is_none()
+            && self.log_predictions.is_none()
+            && self.retrain_workflow.is_none()
+        {
+            return Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
+                "an update needs `serving` options, `drift` settings, `log_predictions` or `retrain_workflow`",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -149,7 +217,7 @@ mod tests {
                 let checked = action.check("m", state);
                 assert_eq!(checked.is_ok(), allowed, "{action:?} in {state:?}");
                 if let Err(e) = checked {
-                    assert_eq!(e.code, ErrorCode::InvalidAction);
+                    assert_eq!(e.kind, ErrorKind::InvalidAction);
                     assert!(e.message.contains(state.as_str()), "{}", e.message);
                 }
             }

@@ -2,11 +2,26 @@
 
 use actix_web::{web, HttpResponse};
 
-use crate::api::Listing;
-use crate::audit::{AuditFilter, AuditPage, AuditQuery};
-use crate::auth::{Admin, Authenticator, Authorized};
-use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::runtime::{self, RuntimeSettings, SettingsPatch};
+use crate::http::api::Listing;
+use crate::http::auth::Authorized;
+use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
+use crate::services::auth::{Admin, Authenticator};
+use crate::services::runtime::{self, RuntimeSettings, SettingsPatch};
+use crate::store::audit::{AuditEvent, AuditFilter};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::http::resource;
+
+/// Register this group's routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/v1/settings")
+            .route(web::get().to(settings))
+            .route(web::patch().to(update_settings)),
+    )
+    .service(resource("/v1/audit").route(web::get().to(audit)));
+}
 
 /// The runtime settings: debug logging and tracing (the audit trail).
 #[utoipa::path(get, path = "/v1/settings", security(("bearer" = ["admin"])), tag = "admin",
@@ -14,7 +29,7 @@ use crate::runtime::{self, RuntimeSettings, SettingsPatch};
 pub async fn settings(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,
-) -> Result<web::Json<RuntimeSettings>, ApiError> {
+) -> Result<web::Json<RuntimeSettings>, ServiceError> {
     Ok(web::Json(authn.store.runtime_settings().await?))
 }
 
@@ -30,23 +45,17 @@ pub async fn update_settings(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,
     body: web::Json<SettingsPatch>,
-) -> Result<web::Json<RuntimeSettings>, ApiError> {
+) -> Result<web::Json<RuntimeSettings>, ServiceError> {
     let before = authn.store.runtime_settings().await?;
     let after = before.patched(&body);
     authn.store.put_runtime_settings(before, after).await?;
-    apply(&authn.store, after);
+    runtime::apply(&authn.store, after);
     tracing::info!(
         debug = after.debug,
         trace = after.trace,
         "runtime settings changed"
     );
     Ok(web::Json(after))
-}
-
-/// Make runtime settings take effect on this process.
-pub fn apply(store: &crate::store::SqlStore, settings: RuntimeSettings) {
-    runtime::apply_debug(settings.debug);
-    store.audit().set(settings.trace);
 }
 
 /// The audit trail, newest first: every change with its time, actor, client address, request
@@ -62,7 +71,7 @@ pub async fn audit(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,
     query: web::Query<AuditQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let query = query.into_inner();
     let listing = Listing::parse(
         query.format.as_deref(),
@@ -82,9 +91,69 @@ pub async fn audit(
     };
     let (events, total) = authn.store.audit_events(&filter).await?;
     if listing.csv {
-        let text = crate::audit::to_csv(&events)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-        return Ok(super::csv_attachment(text, "maas-audit.csv"));
+        let text = audit_csv(&events)
+            .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;
+        return Ok(crate::http::csv_attachment(text, "maas-audit.csv"));
     }
     Ok(HttpResponse::Ok().json(AuditPage { events, total }))
+}
+
+/// Filters of `GET /v1/audit`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub model: Option<String>,
+    pub kind: Option<String>,
+    /// RFC 3339 lower bound (inclusive).
+    pub since: Option<String>,
+    /// RFC 3339 upper bound (exclusive).
+    pub until: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// Events to skip (newest first).
+    pub offset: Option<u32>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// A page of the audit trail, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    /// Events matching the filters in all.
+    pub total: u64,
+}
+
+/// The events as CSV, one row each, details as JSON text.
+fn audit_csv(events: &[AuditEvent]) -> Result<String, csv::Error> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record([
+        "at",
+        "actor",
+        "client",
+        "request_id",
+        "kind",
+        "model",
+        "version",
+        "details",
+        "id",
+    ])?;
+    for e in events {
+        writer.write_record([
+            e.at.as_str(),
+            &e.actor,
+            &e.client,
+            &e.request_id,
+            &e.kind,
+            e.model.as_deref().unwrap_or(""),
+            &e.version.map(|v| v.to_string()).unwrap_or_default(),
+            &e.details.to_string(),
+            &e.id,
+        ])?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| csv::Error::from(std::io::Error::other(e.to_string())))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

@@ -2,11 +2,21 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::api::HealthStatus;
-use crate::auth::{authorize, Authenticator, Read};
-use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::metrics::Metrics;
-use crate::server::AppState;
+use crate::http::api::HealthStatus;
+use crate::http::auth::authorize;
+use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
+use crate::http::AppState;
+use crate::services::auth::{Authenticator, Read};
+use crate::services::metrics::Metrics;
+
+use crate::http::resource;
+
+/// Register this group's routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/health/live").route(web::get().to(live)))
+        .service(resource("/health/ready").route(web::get().to(ready)))
+        .service(resource("/metrics").route(web::get().to(metrics)));
+}
 
 /// The process is up.
 #[utoipa::path(get, path = "/health/live", tag = "health",
@@ -23,10 +33,10 @@ pub async fn live() -> web::Json<HealthStatus> {
         (status = 200, description = "Ready", body = HealthStatus),
         (status = 503, description = "Starting, or the store is unreachable", body = ErrorBody),
     ))]
-pub async fn ready(state: web::Data<AppState>) -> Result<web::Json<HealthStatus>, ApiError> {
+pub async fn ready(state: web::Data<AppState>) -> Result<web::Json<HealthStatus>, ServiceError> {
     if !state.models.is_ready() {
-        return Err(ApiError::new(
-            ErrorCode::StorageUnavailable,
+        return Err(ServiceError::new(
+            ErrorKind::StorageUnavailable,
             "starting: deployed models are still loading",
         ));
     }
@@ -44,9 +54,9 @@ pub async fn metrics(
     metrics: web::Data<Metrics>,
     auth: web::Data<Authenticator>,
     state: web::Data<AppState>,
-    jobs: web::Data<crate::jobs::JobService>,
+    jobs: web::Data<crate::services::jobs::JobService>,
     req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     if auth.protect_metrics {
         authorize::<Read>(&req).await?;
     }
@@ -58,7 +68,7 @@ pub async fn metrics(
     metrics.sample_paused(&state.models.paused_models());
     let text = metrics
         .render()
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text))

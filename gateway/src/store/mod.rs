@@ -4,54 +4,58 @@
 //! Version numbers come from a per-model counter that only grows, and version rows are kept
 //! (state `deleted`) after a delete, so no number is ever handed out twice.
 
+pub mod audit;
 pub mod auth;
 pub mod drift;
 pub mod jobs;
+pub mod predictions;
+pub mod redact;
+pub mod runtime;
 
 use std::future::Future;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Connection, Executor, Row};
 
-use crate::api::ServingOptions;
-use crate::audit::{AuditSwitch, Change};
+use crate::store::audit::{AuditSwitch, Change};
+use maas_serving::ServingOptions;
 
 /// Migrations, in order. Each runs once, in its own transaction, and is recorded.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "models and versions",
-        include_str!("../../migrations/0001_models.sql"),
+        include_str!("../../../migrations/0001_models.sql"),
     ),
     (
         2,
         "users and api keys",
-        include_str!("../../migrations/0002_auth.sql"),
+        include_str!("../../../migrations/0002_auth.sql"),
     ),
     (
         3,
         "drift baselines and events",
-        include_str!("../../migrations/0003_drift.sql"),
+        include_str!("../../../migrations/0003_drift.sql"),
     ),
     (
         4,
         "serving options per version",
-        include_str!("../../migrations/0004_serving.sql"),
+        include_str!("../../../migrations/0004_serving.sql"),
     ),
     (
         5,
         "paused models",
-        include_str!("../../migrations/0005_service.sql"),
+        include_str!("../../../migrations/0005_service.sql"),
     ),
     (
         6,
         "audit trail and runtime settings",
-        include_str!("../../migrations/0006_audit_settings.sql"),
+        include_str!("../../../migrations/0006_audit_settings.sql"),
     ),
     (
         7,
         "workflows, jobs and tasks",
-        include_str!("../../migrations/0007_jobs.sql"),
+        include_str!("../../../migrations/0007_jobs.sql"),
     ),
 ];
 
@@ -247,7 +251,7 @@ impl SqlStore {
 
     /// Record a change that has no store write of its own (a login, a service action).
     pub async fn record(&self, change: Change<'_>) -> Result<(), StoreError> {
-        crate::audit::record(&self.pool, &self.audit, change).await
+        crate::store::audit::record(&self.pool, &self.audit, change).await
     }
 
     /// Connect, apply migrations, and tune SQLite for concurrent readers and one writer.
@@ -385,7 +389,7 @@ impl SqlStore {
         if revived.rows_affected() == 0 {
             return Err(StoreError::ModelExists(name.to_owned()));
         }
-        crate::audit::record(
+        crate::store::audit::record(
             &mut *tx,
             &self.audit,
             Change::new("create_model").model(name),
@@ -415,7 +419,7 @@ impl SqlStore {
             return Ok(());
         }
         let kind = if paused { "pause" } else { "resume" };
-        crate::audit::record(&mut *tx, &self.audit, Change::new(kind).model(name)).await?;
+        crate::store::audit::record(&mut *tx, &self.audit, Change::new(kind).model(name)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -449,7 +453,7 @@ impl SqlStore {
         .execute(&mut *tx)
         .await?;
         let details = serde_json::to_value(options).unwrap_or_default();
-        crate::audit::record(
+        crate::store::audit::record(
             &mut *tx,
             &self.audit,
             Change::new("serving_update")
@@ -508,7 +512,7 @@ impl SqlStore {
             VersionState::Deployed => "redeploy",
             _ => "undeploy",
         };
-        crate::audit::record(
+        crate::store::audit::record(
             &mut *tx,
             &self.audit,
             Change::new(kind)
@@ -772,7 +776,7 @@ impl ModelStore for SqlStore {
             .ok_or_else(|| {
                 StoreError::Corrupt("a version vanished inside its transaction".into())
             })?;
-        crate::audit::record(
+        crate::store::audit::record(
             &mut *tx,
             &self.audit,
             Change::new("deploy")
@@ -882,7 +886,7 @@ impl ModelStore for SqlStore {
             return Err(missing_version(&mut *tx, model, version).await);
         }
         touch_model(&mut *tx, model, now).await?;
-        crate::audit::record(
+        crate::store::audit::record(
             &mut *tx,
             &self.audit,
             Change::new("delete_version").model(model).version(version),
@@ -910,7 +914,7 @@ impl ModelStore for SqlStore {
             .bind(model)
             .execute(&mut *tx)
             .await?;
-        crate::audit::record(
+        crate::store::audit::record(
             &mut *tx,
             &self.audit,
             Change::new("delete_model").model(model),
@@ -955,11 +959,11 @@ impl ModelStore for SqlStore {
 
 impl SqlStore {
     /// The runtime settings as stored (defaults for those never set).
-    pub async fn runtime_settings(&self) -> Result<crate::runtime::RuntimeSettings, StoreError> {
+    pub async fn runtime_settings(&self) -> Result<runtime::RuntimeSettings, StoreError> {
         let rows = sqlx::query("SELECT name, value FROM gateway_settings")
             .fetch_all(&self.pool)
             .await?;
-        let mut settings = crate::runtime::RuntimeSettings::default();
+        let mut settings = runtime::RuntimeSettings::default();
         for row in &rows {
             let name: String = row.try_get("name")?;
             let value: String = row.try_get("value")?;
@@ -977,8 +981,8 @@ impl SqlStore {
     /// tracing off or while tracing is off.
     pub async fn put_runtime_settings(
         &self,
-        before: crate::runtime::RuntimeSettings,
-        after: crate::runtime::RuntimeSettings,
+        before: runtime::RuntimeSettings,
+        after: runtime::RuntimeSettings,
     ) -> Result<(), StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
@@ -993,7 +997,7 @@ impl SqlStore {
             .execute(&mut *tx)
             .await?;
         }
-        crate::audit::record(
+        crate::store::audit::record(
             &mut *tx,
             &AuditSwitch::default(),
             Change::new("settings_change")
@@ -1007,10 +1011,24 @@ impl SqlStore {
     /// A page of the audit trail.
     pub async fn audit_events(
         &self,
-        filter: &crate::audit::AuditFilter,
-    ) -> Result<(Vec<crate::audit::AuditEvent>, u64), StoreError> {
-        crate::audit::query(&self.pool, filter).await
+        filter: &crate::store::audit::AuditFilter,
+    ) -> Result<(Vec<crate::store::audit::AuditEvent>, u64), StoreError> {
+        crate::store::audit::query(&self.pool, filter).await
     }
+}
+
+/// RFC 3339 with milliseconds, for stored millisecond times.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// RFC 3339 with microseconds, for stored microsecond times.
+pub fn rfc3339_us(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -4,9 +4,6 @@
 
 use std::sync::OnceLock;
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 /// Swaps the log filter; installed once by the CLI when logging starts.
 type Reload = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
@@ -32,37 +29,10 @@ pub fn apply_debug(on: bool) {
     }
 }
 
-/// The runtime settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct RuntimeSettings {
-    /// Debug-level logs for maas itself.
-    pub debug: bool,
-    /// Record every change in the audit trail (`GET /v1/audit`).
-    pub trace: bool,
-}
+pub use crate::store::runtime::{RuntimeSettings, SettingsPatch};
 
-impl Default for RuntimeSettings {
-    fn default() -> Self {
-        RuntimeSettings {
-            debug: false,
-            trace: true,
-        }
-    }
-}
-
-/// A change to the runtime settings; fields left out keep their value.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SettingsPatch {
-    pub debug: Option<bool>,
-    pub trace: Option<bool>,
-}
-
-impl RuntimeSettings {
-    pub fn patched(self, patch: &SettingsPatch) -> RuntimeSettings {
-        RuntimeSettings {
-            debug: patch.debug.unwrap_or(self.debug),
-            trace: patch.trace.unwrap_or(self.trace),
-        }
-    }
+/// Make runtime settings take effect on this process.
+pub fn apply(store: &crate::store::SqlStore, settings: RuntimeSettings) {
+    apply_debug(settings.debug);
+    store.audit().set(settings.trace);
 }

@@ -19,8 +19,8 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorCode};
-use crate::metrics::Metrics;
+use crate::services::error::{ErrorKind, ServiceError};
+use crate::services::metrics::Metrics;
 use crate::store::drift::{DriftEventRecord, DriftRecord};
 use crate::store::SqlStore;
 
@@ -75,7 +75,7 @@ impl Default for DriftSettings {
 }
 
 impl DriftSettings {
-    pub fn validate(&self) -> Result<(), ApiError> {
+    pub fn validate(&self) -> Result<(), ServiceError> {
         self.detector
             .validate()
             .map_err(|e| invalid(format!("drift.detector: {e}")))?;
@@ -95,8 +95,8 @@ impl DriftSettings {
     }
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidArgument, message)
+fn invalid(message: impl Into<String>) -> ServiceError {
+    ServiceError::new(ErrorKind::InvalidArgument, message)
 }
 
 /// What a deploy or a baseline update sends for drift.
@@ -124,7 +124,7 @@ type Csv = (Option<Vec<String>>, Vec<Vec<f64>>);
 
 /// With `label`, the first row must be the header and names the label column, which is left
 /// out before any number is read (labels are often class names).
-fn parse_csv(bytes: &[u8], what: &str, label: Option<&str>) -> Result<Csv, ApiError> {
+fn parse_csv(bytes: &[u8], what: &str, label: Option<&str>) -> Result<Csv, ServiceError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -208,7 +208,7 @@ fn sample(rows: Vec<Vec<f64>>, n: usize) -> Vec<Vec<f64>> {
 }
 
 /// The features a drift check sees: `[N, F]` input, F known.
-fn feature_count(signature: &ModelSignature) -> Result<Option<usize>, ApiError> {
+fn feature_count(signature: &ModelSignature) -> Result<Option<usize>, ServiceError> {
     match signature.inputs.as_slice() {
         [input] if input.shape.len() == 2 => Ok(match input.shape[1] {
             Dim::Fixed(n) => Some(n),
@@ -225,7 +225,7 @@ pub fn build_record(
     upload: BaselineUpload,
     signature: &ModelSignature,
     feature_names: Option<&[String]>,
-) -> Result<Option<DriftRecord>, ApiError> {
+) -> Result<Option<DriftRecord>, ServiceError> {
     if upload.is_empty() {
         return Ok(None);
     }
@@ -319,14 +319,14 @@ pub fn build_record(
         columns: json(serde_json::json!(columns)),
         rows: json(serde_json::json!(baseline_rows)),
         stats: serde_json::to_string(&stats)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?,
+            .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?,
         source: if from_training {
             "training_data".into()
         } else {
             "baseline".into()
         },
         settings: serde_json::to_string(&settings)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?,
+            .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?,
         updated_at: 0,
     }))
 }
@@ -343,10 +343,10 @@ pub struct VersionDrift {
 }
 
 impl VersionDrift {
-    fn decode(record: &DriftRecord) -> Result<VersionDrift, ApiError> {
+    fn decode(record: &DriftRecord) -> Result<VersionDrift, ServiceError> {
         let corrupt = |e: String| {
-            ApiError::new(
-                ErrorCode::Internal,
+            ServiceError::new(
+                ErrorKind::Internal,
                 format!("stored baseline is unreadable: {e}"),
             )
         };
@@ -432,7 +432,7 @@ impl DriftService {
         &self,
         model: &str,
         version: u64,
-    ) -> Result<Option<Arc<VersionDrift>>, ApiError> {
+    ) -> Result<Option<Arc<VersionDrift>>, ServiceError> {
         let key = (model.to_owned(), version);
         if let Some(found) = self.cache.read().get(&key) {
             return Ok(found.clone());
@@ -454,7 +454,7 @@ impl DriftService {
     }
 
     /// Drop cached baselines that another replica replaced or added.
-    pub async fn refresh(&self) -> Result<(), ApiError> {
+    pub async fn refresh(&self) -> Result<(), ServiceError> {
         let current: HashMap<(String, u64), i64> = self
             .store
             .baseline_versions()
@@ -475,19 +475,19 @@ impl DriftService {
         model: &str,
         version: u64,
         requested: Option<DetectorConfig>,
-    ) -> Result<Option<DriftPlan>, ApiError> {
+    ) -> Result<Option<DriftPlan>, ServiceError> {
         if let Some(config) = &requested {
             config
                 .validate()
-                .map_err(|e| ApiError::new(ErrorCode::InvalidInput, format!("drift: {e}")))?;
+                .map_err(|e| ServiceError::new(ErrorKind::InvalidInput, format!("drift: {e}")))?;
         }
         let stored = self.version(model, version).await?;
         match (stored, requested) {
             (Some(version), requested) if requested.is_some() || version.settings.enabled => {
                 Ok(Some(DriftPlan { version, requested }))
             }
-            (None, Some(_)) => Err(ApiError::new(
-                ErrorCode::InvalidInput,
+            (None, Some(_)) => Err(ServiceError::new(
+                ErrorKind::InvalidInput,
                 format!(
                     "version {version} of '{model}' has no drift baseline; deploy it with `baseline` or \
                      `training_data`, or PUT /v1/models/{model}/versions/{version}/baseline"
@@ -498,7 +498,7 @@ impl DriftService {
     }
 
     /// The rows of a predict as a feature table, read before the tensor goes to the backend.
-    pub fn table(plan: &DriftPlan, tensor: &Tensor) -> Result<FeatureTable, ApiError> {
+    pub fn table(plan: &DriftPlan, tensor: &Tensor) -> Result<FeatureTable, ServiceError> {
         let columns = &plan.version.columns;
         let width = columns.len();
         let values: Vec<f64> = match &tensor.data {
@@ -507,25 +507,25 @@ impl DriftService {
             TensorData::Int32(v) => v.iter().map(|x| f64::from(*x)).collect(),
             TensorData::Int64(v) => v.iter().map(|x| *x as f64).collect(),
             TensorData::Bool(_) | TensorData::String(_) => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidInput,
+                return Err(ServiceError::new(
+                    ErrorKind::InvalidInput,
                     "drift detection needs numeric input",
                 ))
             }
         };
         if tensor.shape.len() != 2 || tensor.shape[1] != width {
-            return Err(ApiError::new(
-                ErrorCode::InvalidInput,
+            return Err(ServiceError::new(
+                ErrorKind::InvalidInput,
                 format!("drift detection needs rows of {width} features"),
             ));
         }
         let rows = values.chunks(width).map(<[f64]>::to_vec).collect();
         FeatureTable::new(columns.clone(), rows)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))
+            .map_err(|e| ServiceError::new(ErrorKind::InvalidInput, e.to_string()))
     }
 
     /// Run the plan on a predict's rows.
-    pub fn evaluate(plan: &DriftPlan, rows: &FeatureTable) -> Result<DriftResult, ApiError> {
+    pub fn evaluate(plan: &DriftPlan, rows: &FeatureTable) -> Result<DriftResult, ServiceError> {
         let version = &plan.version;
         let settings = &version.settings;
         let training = version
@@ -538,7 +538,7 @@ impl DriftService {
             training,
         };
         let failed = |e: maas_drift::DriftError| {
-            ApiError::new(ErrorCode::InvalidInput, format!("drift: {e}"))
+            ServiceError::new(ErrorKind::InvalidInput, format!("drift: {e}"))
         };
         let (detector, mode, features, warnings, checks) = match &plan.requested {
             Some(config) => {
@@ -570,8 +570,8 @@ impl DriftService {
                 let signals = match monitor.as_mut() {
                     Some(m) => m.update(rows).map_err(failed)?,
                     None => {
-                        return Err(ApiError::new(
-                            ErrorCode::Internal,
+                        return Err(ServiceError::new(
+                            ErrorKind::Internal,
                             "the drift monitor vanished",
                         ))
                     }
@@ -624,7 +624,7 @@ impl DriftService {
         if !result.found() {
             return;
         }
-        let request_id = crate::request_id::current();
+        let request_id = crate::store::audit::current().request_id;
         let now = crate::store::now_ms();
         let mut events = Vec::new();
         let event = |feature: &str, kind: &str, rows: &[usize]| DriftEventRecord {
@@ -666,7 +666,7 @@ impl DriftService {
             "mode": result.mode,
             "features": result.features,
             "deviation": result.deviation.iter().filter(|(_, c)| c.flagged).collect::<BTreeMap<_, _>>(),
-            "created_at": crate::api::rfc3339(now),
+            "created_at": crate::store::rfc3339(now),
         });
         let webhook = plan
             .version
@@ -677,8 +677,8 @@ impl DriftService {
         let service = self.clone();
         // Off the request's path, but still on its behalf: its audit records name the caller,
         // the client and the request that scored the drifted rows.
-        let context = crate::audit::current();
-        actix_web::rt::spawn(crate::audit::scope(context, async move {
+        let context = crate::store::audit::current();
+        tokio::spawn(crate::store::audit::scope(context, async move {
             if let Err(e) = service.store.insert_drift_events(&events).await {
                 tracing::error!(error = %e, "could not store drift events");
             }

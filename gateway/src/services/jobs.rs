@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web;
 use maas_scheduler::runner::{self, TaskFile, TaskResult};
 use maas_scheduler::sandbox::{self, Confinement, NoSandbox, ReadPolicy, SandboxMode};
 use maas_scheduler::workflow::{self, DEPLOY};
@@ -20,10 +19,10 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{watch, Notify};
 use utoipa::ToSchema;
 
-use crate::api::rfc3339;
-use crate::error::{ApiError, ErrorCode};
-use crate::server::AppState;
+use crate::services::error::{ErrorKind, ServiceError};
+use crate::services::models::ModelService;
 use crate::store::jobs::{AttemptEnd, JobFilter, JobRecord, NewTask, TaskRecord};
+use crate::store::rfc3339;
 use crate::store::{now_ms, SqlStore};
 
 /// The most one log answer carries; the next read starts where it stopped.
@@ -219,12 +218,12 @@ impl JobReader<'_> {
     }
 
     /// Refuse a read of `job`'s outputs (logs, results, artifacts) to anyone else.
-    pub fn check_outputs(&self, job: &JobRecord) -> Result<(), ApiError> {
+    pub fn check_outputs(&self, job: &JobRecord) -> Result<(), ServiceError> {
         if self.sees_outputs(job) {
             return Ok(());
         }
-        Err(ApiError::new(
-            ErrorCode::Forbidden,
+        Err(ServiceError::new(
+            ErrorKind::Forbidden,
             format!(
                 "job {} belongs to '{}'; only its owner and admins read its logs, results and errors",
                 job.id, job.owner
@@ -308,12 +307,12 @@ fn task_view(workflow: Option<&Workflow>, task: &TaskRecord) -> TaskView {
     }
 }
 
-fn not_found(id: &str) -> ApiError {
-    ApiError::new(ErrorCode::JobNotFound, format!("job '{id}' does not exist"))
+fn not_found(id: &str) -> ServiceError {
+    ServiceError::new(ErrorKind::JobNotFound, format!("job '{id}' does not exist"))
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidWorkflow, message)
+fn invalid(message: impl Into<String>) -> ServiceError {
+    ServiceError::new(ErrorKind::InvalidWorkflow, message)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -341,7 +340,7 @@ struct Running {
 
 pub struct JobService {
     store: SqlStore,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::services::metrics::Metrics>,
     settings: SchedulerSettings,
     work_dir: PathBuf,
     /// This process's name on the leases it takes.
@@ -364,7 +363,7 @@ pub struct JobService {
 impl JobService {
     pub fn new(
         store: SqlStore,
-        metrics: Arc<crate::metrics::Metrics>,
+        metrics: Arc<crate::services::metrics::Metrics>,
         settings: SchedulerSettings,
         data_dir: &Path,
     ) -> anyhow::Result<Self> {
@@ -452,7 +451,7 @@ impl JobService {
     }
 
     /// Update the job metrics (at scrape time).
-    pub async fn sample_metrics(&self) -> Result<(), ApiError> {
+    pub async fn sample_metrics(&self) -> Result<(), ServiceError> {
         let summary = self.summary(&JobFilter::default()).await?;
         let running = self.running.lock().len();
         self.metrics.sample_jobs(&summary.states, running);
@@ -460,7 +459,7 @@ impl JobService {
     }
 
     /// Parse a workflow definition and check it against this server's settings.
-    pub fn parse(&self, text: &str) -> Result<Workflow, ApiError> {
+    pub fn parse(&self, text: &str) -> Result<Workflow, ServiceError> {
         let workflow = Workflow::parse(text).map_err(|e| invalid(e.to_string()))?;
         if let Err(why) = &self.confinement {
             if let Some(task) = workflow.tasks.iter().find(|t| t.kind == workflow::SCRIPT) {
@@ -474,13 +473,13 @@ impl JobService {
     }
 
     /// Store a job and wake the workers.
-    pub async fn submit(&self, submission: Submission) -> Result<JobRecord, ApiError> {
+    pub async fn submit(&self, submission: Submission) -> Result<JobRecord, ServiceError> {
         let workflow = submission.workflow;
         let variables = workflow
             .resolve_variables(&submission.variables, SYSTEM_VARIABLES)
             .map_err(|e| invalid(e.to_string()))?;
         let definition = serde_json::to_string(&workflow)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+            .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;
         let now = now_ms();
         let job = JobRecord {
             id: uuid::Uuid::new_v4().simple().to_string(),
@@ -517,12 +516,12 @@ impl JobService {
         Ok(job)
     }
 
-    pub async fn job(&self, id: &str) -> Result<JobRecord, ApiError> {
+    pub async fn job(&self, id: &str) -> Result<JobRecord, ServiceError> {
         self.store.job(id).await?.ok_or_else(|| not_found(id))
     }
 
     /// A job with its tasks.
-    pub async fn view(&self, id: &str, reader: JobReader<'_>) -> Result<JobView, ApiError> {
+    pub async fn view(&self, id: &str, reader: JobReader<'_>) -> Result<JobView, ServiceError> {
         let job = self.job(id).await?;
         let workflow: Option<Workflow> = serde_json::from_str(&job.definition).ok();
         let tasks = self.store.tasks(id).await?;
@@ -543,7 +542,7 @@ impl JobService {
         &self,
         filter: &JobFilter,
         reader: JobReader<'_>,
-    ) -> Result<(Vec<JobView>, u64), ApiError> {
+    ) -> Result<(Vec<JobView>, u64), ServiceError> {
         let (jobs, total) = self.store.jobs(filter).await?;
         Ok((
             jobs.iter().map(|j| JobView::of_for(j, reader)).collect(),
@@ -551,7 +550,7 @@ impl JobService {
         ))
     }
 
-    pub async fn summary(&self, filter: &JobFilter) -> Result<JobSummary, ApiError> {
+    pub async fn summary(&self, filter: &JobFilter) -> Result<JobSummary, ServiceError> {
         let (counts, mean_ms) = self.store.job_summary(filter).await?;
         let states: BTreeMap<String, u64> = JobState::ALL
             .iter()
@@ -586,10 +585,10 @@ impl JobService {
         &self,
         filter: &JobFilter,
         reader: JobReader<'_>,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, ServiceError> {
         let (jobs, _) = self.store.jobs(filter).await?;
         let mut out = csv::Writer::from_writer(Vec::new());
-        let internal = |e: csv::Error| ApiError::new(ErrorCode::Internal, e.to_string());
+        let internal = |e: csv::Error| ServiceError::new(ErrorKind::Internal, e.to_string());
         out.write_record([
             "id",
             "name",
@@ -650,8 +649,8 @@ impl JobService {
         }
         let bytes = out
             .into_inner()
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-        String::from_utf8(bytes).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+            .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;
+        String::from_utf8(bytes).map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))
     }
 
     /// Cancel, pause, resume or kill a job.
@@ -660,14 +659,14 @@ impl JobService {
         id: &str,
         action: JobAction,
         reader: JobReader<'_>,
-    ) -> Result<JobView, ApiError> {
+    ) -> Result<JobView, ServiceError> {
         // The job may move on between the read and the guarded write (a worker claims a task,
         // a task ends): decide again from the state it moved to.
         for _ in 0..5 {
             let job = self.job(id).await?;
             let next = action
                 .apply(job.state)
-                .map_err(|m| ApiError::new(ErrorCode::InvalidAction, m))?;
+                .map_err(|m| ServiceError::new(ErrorKind::InvalidAction, m))?;
             if self
                 .store
                 .set_job_state(&job, next, action.as_str())
@@ -683,8 +682,8 @@ impl JobService {
             self.wake.notify_one();
             return self.view(id, reader).await;
         }
-        Err(ApiError::new(
-            ErrorCode::InvalidAction,
+        Err(ServiceError::new(
+            ErrorKind::InvalidAction,
             format!("job '{id}' keeps changing state; try again"),
         )
         .retry_after(1))
@@ -696,21 +695,21 @@ impl JobService {
         id: &str,
         task: &str,
         reader: JobReader<'_>,
-    ) -> Result<JobView, ApiError> {
+    ) -> Result<JobView, ServiceError> {
         let job = self.job(id).await?;
         JobAction::Retry
             .apply(job.state)
-            .map_err(|m| ApiError::new(ErrorCode::InvalidAction, m))?;
+            .map_err(|m| ServiceError::new(ErrorKind::InvalidAction, m))?;
         let tasks = self.store.tasks(id).await?;
         let Some(record) = tasks.iter().find(|t| t.name == task) else {
-            return Err(ApiError::new(
-                ErrorCode::TaskNotFound,
+            return Err(ServiceError::new(
+                ErrorKind::TaskNotFound,
                 format!("job '{id}' has no task '{task}'"),
             ));
         };
         if !matches!(record.state, TaskState::Failed | TaskState::Killed) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidAction,
+            return Err(ServiceError::new(
+                ErrorKind::InvalidAction,
                 format!(
                     "task '{task}' is {}; only a failed task can be retried",
                     record.state.as_str()
@@ -718,8 +717,8 @@ impl JobService {
             ));
         }
         if !self.store.retry_task(&job, task).await? {
-            return Err(ApiError::new(
-                ErrorCode::InvalidAction,
+            return Err(ServiceError::new(
+                ErrorKind::InvalidAction,
                 format!("job '{id}' changed state meanwhile; look at it again"),
             ));
         }
@@ -744,7 +743,7 @@ impl JobService {
     }
 
     /// The task record, checked to exist.
-    async fn task(&self, job: &str, task: &str) -> Result<TaskRecord, ApiError> {
+    async fn task(&self, job: &str, task: &str) -> Result<TaskRecord, ServiceError> {
         self.job(job).await?;
         self.store
             .tasks(job)
@@ -752,8 +751,8 @@ impl JobService {
             .into_iter()
             .find(|t| t.name == task)
             .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::TaskNotFound,
+                ServiceError::new(
+                    ErrorKind::TaskNotFound,
                     format!("job '{job}' has no task '{task}'"),
                 )
             })
@@ -769,15 +768,15 @@ impl JobService {
         stream: &str,
         offset: u64,
         reader: JobReader<'_>,
-    ) -> Result<(Vec<u8>, u64, bool), ApiError> {
+    ) -> Result<(Vec<u8>, u64, bool), ServiceError> {
         reader.check_outputs(&self.job(job).await?)?;
         let record = self.task(job, task).await?;
         let file = match stream {
             "stdout" => runner::STDOUT_FILE,
             "stderr" => runner::STDERR_FILE,
             other => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidArgument,
+                return Err(ServiceError::new(
+                    ErrorKind::InvalidArgument,
                     format!("`stream` is stdout or stderr, not '{other}'"),
                 ))
             }
@@ -788,8 +787,8 @@ impl JobService {
         }
         let attempt = attempt.unwrap_or(record.attempt);
         if attempt == 0 || attempt > record.attempt {
-            return Err(ApiError::new(
-                ErrorCode::InvalidArgument,
+            return Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
                 format!(
                     "task '{task}' has {} attempt(s); there is no attempt {attempt}",
                     record.attempt
@@ -804,7 +803,7 @@ impl JobService {
         };
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let unreadable = |e: std::io::Error| {
-            ApiError::new(ErrorCode::Internal, format!("cannot read the log: {e}"))
+            ServiceError::new(ErrorKind::Internal, format!("cannot read the log: {e}"))
         };
         let size = log.metadata().await.map(|m| m.len()).unwrap_or(0);
         let start = offset.min(size);
@@ -822,7 +821,11 @@ impl JobService {
     }
 
     /// Exported variables, metrics and artifacts of every task.
-    pub async fn results(&self, id: &str, reader: JobReader<'_>) -> Result<JobResults, ApiError> {
+    pub async fn results(
+        &self,
+        id: &str,
+        reader: JobReader<'_>,
+    ) -> Result<JobResults, ServiceError> {
         let job = self.job(id).await?;
         reader.check_outputs(&job)?;
         let tasks = self.store.tasks(id).await?;
@@ -859,12 +862,12 @@ impl JobService {
         task: &str,
         path: &str,
         reader: JobReader<'_>,
-    ) -> Result<PathBuf, ApiError> {
+    ) -> Result<PathBuf, ServiceError> {
         reader.check_outputs(&self.job(id).await?)?;
         let record = self.task(id, task).await?;
         let missing = || {
-            ApiError::new(
-                ErrorCode::ArtifactNotFound,
+            ServiceError::new(
+                ErrorKind::ArtifactNotFound,
                 format!("task '{task}' of job '{id}' has no artifact '{path}'"),
             )
         };
@@ -892,16 +895,16 @@ impl JobService {
     /// Submit the retraining workflow a model names, with the model's name and current version.
     pub async fn retrain(
         &self,
-        app: &AppState,
+        models: &ModelService,
         model: &str,
         owner: &str,
         origin: &str,
         variables: BTreeMap<String, String>,
-    ) -> Result<JobRecord, ApiError> {
-        let record = app.models.model(model).await?;
+    ) -> Result<JobRecord, ServiceError> {
+        let record = models.model(model).await?;
         let Some(name) = self.store.retrain_workflow(model).await? else {
-            return Err(ApiError::new(
-                ErrorCode::InvalidAction,
+            return Err(ServiceError::new(
+                ErrorKind::InvalidAction,
                 format!(
                     "model '{model}' names no retraining workflow; set one with the update action \
                      ({{\"retrain_workflow\": \"NAME\"}})"
@@ -909,13 +912,13 @@ impl JobService {
             ));
         };
         let saved = self.store.workflow(&name, None).await?.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::WorkflowNotFound,
+            ServiceError::new(
+                ErrorKind::WorkflowNotFound,
                 format!("model '{model}' is retrained by workflow '{name}', which is not in the catalog"),
             )
         })?;
         let workflow: Workflow = serde_json::from_str(&saved.definition)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+            .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;
         let current = record.default_version();
         let mut vars = variables;
         vars.insert("MODEL_NAME".into(), model.to_owned());
@@ -974,7 +977,7 @@ fn list_artifacts(root: &Path) -> Vec<ArtifactView> {
 // The engine
 
 /// Start the workers of this process (when `scheduler.enabled`).
-pub fn start(jobs: web::Data<JobService>, app: web::Data<AppState>) {
+pub fn start(jobs: Arc<JobService>, models: Arc<ModelService>) {
     if !jobs.settings.enabled {
         tracing::info!(
             "scheduler disabled here (scheduler.enabled = false): this process runs no task"
@@ -983,10 +986,9 @@ pub fn start(jobs: web::Data<JobService>, app: web::Data<AppState>) {
     }
     tracing::info!(slots = jobs.slots, gpus = jobs.settings.gpus, executor = jobs.settings.executor.as_str(),
         work_dir = %jobs.work_dir.display(), "scheduler started");
-    let jobs = jobs.into_inner();
     let heartbeat = jobs.clone();
     tokio::spawn(async move { heartbeat.heartbeat_loop().await });
-    tokio::spawn(async move { jobs.schedule_loop(app).await });
+    tokio::spawn(async move { jobs.schedule_loop(models).await });
 }
 
 impl JobService {
@@ -1030,7 +1032,7 @@ impl JobService {
 
     /// Tasks whose worker stopped renewing its lease (a crash, a restart, a lost replica): tried
     /// again if their retry policy allows, failed otherwise, with the reason recorded.
-    async fn reap(&self, now: i64) -> Result<(), ApiError> {
+    async fn reap(&self, now: i64) -> Result<(), ServiceError> {
         for task in self.store.expired_tasks(now).await? {
             let reason = format!(
                 "attempt {} was lost: its worker ({}) stopped renewing its lease (maas stopped or lost the task)",
@@ -1083,16 +1085,16 @@ impl JobService {
         }
     }
 
-    async fn schedule_loop(self: Arc<Self>, app: web::Data<AppState>) {
+    async fn schedule_loop(self: Arc<Self>, models: Arc<ModelService>) {
         let mut workflows: HashMap<String, Arc<Workflow>> = HashMap::new();
         let mut drift_checked = tokio::time::Instant::now();
         loop {
-            if let Err(e) = self.schedule_once(&app, &mut workflows).await {
+            if let Err(e) = self.schedule_once(&models, &mut workflows).await {
                 tracing::warn!(error = %e, "scheduling failed; trying again");
             }
             if drift_checked.elapsed() >= Duration::from_secs(1) {
                 drift_checked = tokio::time::Instant::now();
-                if let Err(e) = self.watch_drift(&app).await {
+                if let Err(e) = self.watch_drift(&models).await {
                     tracing::warn!(error = %e, "retraining on drift failed");
                 }
             }
@@ -1107,9 +1109,9 @@ impl JobService {
     /// Start every ready task that fits, higher priority and older jobs first.
     async fn schedule_once(
         self: &Arc<Self>,
-        app: &web::Data<AppState>,
+        models: &Arc<ModelService>,
         cache: &mut HashMap<String, Arc<Workflow>>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         let jobs = self.store.runnable_jobs().await?;
         cache.retain(|id, _| jobs.iter().any(|j| &j.id == id));
         let mut tasks_of: HashMap<String, Vec<TaskRecord>> = HashMap::new();
@@ -1123,7 +1125,7 @@ impl JobService {
                 Some(w) => w.clone(),
                 None => {
                     let w: Workflow = serde_json::from_str(&job.definition)
-                        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+                        .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;
                     let w = Arc::new(w);
                     cache.insert(job.id.clone(), w.clone());
                     w
@@ -1200,10 +1202,10 @@ impl JobService {
                 },
             );
             let service = self.clone();
-            let app = app.clone();
+            let models = models.clone();
             tokio::spawn(async move {
                 service
-                    .run_attempt(app, job, workflow, claimed, killed)
+                    .run_attempt(models, job, workflow, claimed, killed)
                     .await;
             });
         }
@@ -1220,7 +1222,7 @@ impl JobService {
 
     /// Submit the retraining workflow of models whose drift was detected since their last
     /// retraining job (one such job at a time per model).
-    async fn watch_drift(&self, app: &web::Data<AppState>) -> Result<(), ApiError> {
+    async fn watch_drift(&self, models: &Arc<ModelService>) -> Result<(), ServiceError> {
         for (model, last_drift) in self.store.drifted_retrainable_models().await? {
             if self
                 .store
@@ -1242,7 +1244,7 @@ impl JobService {
                 continue;
             }
             match self
-                .retrain(app, &model, "maas", "drift", BTreeMap::new())
+                .retrain(models, &model, "maas", "drift", BTreeMap::new())
                 .await
             {
                 Ok(job) => {
@@ -1259,7 +1261,7 @@ impl JobService {
     /// Run one claimed attempt to its end and record it.
     async fn run_attempt(
         self: Arc<Self>,
-        app: web::Data<AppState>,
+        models: Arc<ModelService>,
         job: JobRecord,
         workflow: Arc<Workflow>,
         task: TaskRecord,
@@ -1270,7 +1272,9 @@ impl JobService {
             Ok((dir, file)) => {
                 let spec = workflow.task(&task.name).cloned();
                 match spec {
-                    Some(spec) if spec.kind == DEPLOY => deploy_task(&app, &job, &file, &dir).await,
+                    Some(spec) if spec.kind == DEPLOY => {
+                        deploy_task(&models, &job, &file, &dir).await
+                    }
                     Some(spec) => self.execute(&job, &task, &spec, &dir, killed).await,
                     None => Outcome::failed("the task is not in the job's workflow"),
                 }
@@ -1760,7 +1764,12 @@ fn param_list(params: &Map<String, Value>, name: &str) -> Result<Option<Vec<Stri
     }
 }
 
-async fn deploy_task(app: &AppState, job: &JobRecord, file: &TaskFile, dir: &Path) -> Outcome {
+async fn deploy_task(
+    models: &ModelService,
+    job: &JobRecord,
+    file: &TaskFile,
+    dir: &Path,
+) -> Outcome {
     let log = |line: String| {
         use std::io::Write;
         if let Ok(mut f) = std::fs::OpenOptions::new()
@@ -1775,7 +1784,7 @@ async fn deploy_task(app: &AppState, job: &JobRecord, file: &TaskFile, dir: &Pat
     for name in [runner::STDOUT_FILE, runner::STDERR_FILE] {
         let _ = runner::create_private(&dir.join(name));
     }
-    match deploy_inner(app, job, file, &log).await {
+    match deploy_inner(models, job, file, &log).await {
         Ok(result) => {
             for (k, v) in &result.variables {
                 log(format!("maas: export {k}={v}"));
@@ -1800,7 +1809,7 @@ async fn deploy_task(app: &AppState, job: &JobRecord, file: &TaskFile, dir: &Pat
 }
 
 async fn deploy_inner(
-    app: &AppState,
+    models: &ModelService,
     job: &JobRecord,
     file: &TaskFile,
     log: &(dyn Fn(String) + Sync),
@@ -1813,7 +1822,7 @@ async fn deploy_inner(
         ));
     }
     let model = param_text(params, "model_name").ok_or("params.model_name is required")?;
-    crate::models::validate_model_name(&model).map_err(|e| e.message)?;
+    crate::services::models::validate_model_name(&model).map_err(|e| e.message)?;
     let readable = |path: String| {
         file.reads
             .check(Path::new(&path))
@@ -1861,15 +1870,13 @@ async fn deploy_inner(
     // the one serving, on the same holdout.
     if compare {
         if let (Some(holdout), Some(label)) = (&holdout, &label) {
-            let current = app
-                .models
+            let current = models
                 .model(&model)
                 .await
                 .ok()
                 .and_then(|m| m.default_version());
             if let Some(version) = current {
-                let path = app
-                    .models
+                let path = models
                     .artifacts()
                     .path(&model, version)
                     .map_err(|e| format!("cannot find version {version}'s file: {e}"))?;
@@ -1945,11 +1952,10 @@ async fn deploy_inner(
                     );
                     if !better_or_equal {
                         log(format!("maas: the new model is worse than version {version}: kept undeployed (its file stays in the training task's artifacts)"));
-                        let audit = app
-                            .models
+                        let audit = models
                             .store()
                             .record(
-                                crate::audit::Change::new("retrain_rejected")
+                                crate::store::audit::Change::new("retrain_rejected")
                                     .model(&model)
                                     .version(version)
                                     .details(
@@ -1976,8 +1982,7 @@ async fn deploy_inner(
         }
     }
 
-    let mut staged = app
-        .models
+    let mut staged = models
         .artifacts()
         .stage()
         .map_err(|e| format!("cannot stage the model file: {e}"))?;
@@ -1995,14 +2000,14 @@ async fn deploy_inner(
         ),
         None => None,
     };
-    let drift = crate::drift::BaselineUpload {
+    let drift = crate::services::drift::BaselineUpload {
         baseline_csv: None,
         training_csv,
         baseline_size,
         label_column: label.clone(),
         settings: None,
     };
-    let request = crate::models::DeployRequest {
+    let request = crate::services::models::DeployRequest {
         model: model.clone(),
         staged,
         version: None,
@@ -2013,7 +2018,7 @@ async fn deploy_inner(
         drift,
         serving: Default::default(),
     };
-    let record = app.models.deploy(request).await.map_err(|e| e.message)?;
+    let record = models.deploy(request).await.map_err(|e| e.message)?;
     log(format!(
         "maas: deployed {} version {} (from job {})",
         record.model, record.version, job.id

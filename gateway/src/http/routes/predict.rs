@@ -5,12 +5,34 @@ use std::time::Instant;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use crate::api::{Listing, PredictRequest, PredictResponse};
-use crate::auth::{Authorized, Deploy, Predict, Principal};
-use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::models::PredictInput;
-use crate::predictions::{Pending, PredictionPage, PredictionQuery};
-use crate::server::AppState;
+use crate::http::api::{Listing, PredictRequest, PredictResponse};
+use crate::http::auth::Authorized;
+use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
+use crate::http::AppState;
+use crate::services::auth::{Deploy, Predict, Principal};
+use crate::services::models::PredictInput;
+use crate::services::predictions::{Pending, PredictionRecord};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::http::resource;
+
+/// Register this group's routes.
+pub fn configure(cfg: &mut web::ServiceConfig, predict_json: web::JsonConfig) {
+    cfg.service(
+        resource("/v1/models/{name}/predict")
+            .app_data(predict_json.clone())
+            .route(web::post().to(predict_default)),
+    )
+    .service(
+        resource("/v1/models/{name}/versions/{version}/predict")
+            .app_data(predict_json)
+            .route(web::post().to(predict_version)),
+    )
+    .service(
+        resource("/v1/models/{name}/versions/{version}/predictions").route(web::get().to(saved)),
+    );
+}
 
 /// Run a predict and, when asked (`"save"`, or the model's default), hand it to the prediction
 /// log: one queue insert, after the answer is ready.
@@ -21,7 +43,7 @@ async fn run(
     version: Option<u64>,
     body: PredictRequest,
     req: &HttpRequest,
-) -> Result<PredictResponse, ApiError> {
+) -> Result<PredictResponse, ServiceError> {
     let started = Instant::now();
     let save = body
         .save
@@ -34,7 +56,7 @@ async fn run(
         records: body.records,
         shape: body.shape,
         drift: body.drift,
-        client: crate::client::probe(req),
+        client: crate::http::client::probe(req),
     };
     let response = PredictResponse::from(state.models.predict(name, version, input).await?);
     if let Some(inputs) = inputs {
@@ -43,7 +65,7 @@ async fn run(
             version: response.version,
             at_us: chrono::Utc::now().timestamp_micros(),
             actor: principal.username.clone(),
-            request_id: crate::request_id::current(),
+            request_id: crate::http::request_id::current(),
             latency_us: started.elapsed().as_micros() as u64,
             inputs,
             outputs: json!({
@@ -79,7 +101,7 @@ pub async fn predict_default(
     name: web::Path<String>,
     body: web::Json<PredictRequest>,
     req: HttpRequest,
-) -> Result<web::Json<PredictResponse>, ApiError> {
+) -> Result<web::Json<PredictResponse>, ServiceError> {
     let response = run(
         &state,
         &auth.principal,
@@ -111,7 +133,7 @@ pub async fn predict_version(
     path: web::Path<(String, u64)>,
     body: web::Json<PredictRequest>,
     req: HttpRequest,
-) -> Result<web::Json<PredictResponse>, ApiError> {
+) -> Result<web::Json<PredictResponse>, ServiceError> {
     let (name, version) = path.into_inner();
     let response = run(
         &state,
@@ -139,7 +161,7 @@ pub async fn saved(
     state: web::Data<AppState>,
     path: web::Path<(String, u64)>,
     query: web::Query<PredictionQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let (name, version) = path.into_inner();
     state.models.version(&name, version).await?;
     let query = query.into_inner();
@@ -163,10 +185,71 @@ pub async fn saved(
         )
         .await?;
     if listing.csv {
-        let text = crate::predictions::to_csv(&predictions)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        let text = predictions_csv(&predictions)
+            .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;
         let file = format!("{name}-v{version}-predictions.csv");
-        return Ok(super::csv_attachment(text, &file));
+        return Ok(crate::http::csv_attachment(text, &file));
     }
     Ok(HttpResponse::Ok().json(PredictionPage { predictions, total }))
+}
+
+/// A page of saved predictions, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PredictionPage {
+    pub predictions: Vec<PredictionRecord>,
+    /// Records matching the filters in all.
+    pub total: u64,
+}
+
+/// Filters of the predictions route.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PredictionQuery {
+    /// RFC 3339 lower bound (inclusive).
+    pub since: Option<String>,
+    /// RFC 3339 upper bound (exclusive).
+    pub until: Option<String>,
+    /// Page size, 1 to 1000 (default 100; CSV: every match up to 100,000).
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// Records as CSV, JSON columns as JSON text.
+fn predictions_csv(records: &[PredictionRecord]) -> Result<String, csv::Error> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record([
+        "at",
+        "model",
+        "version",
+        "actor",
+        "request_id",
+        "latency_us",
+        "inputs",
+        "outputs",
+        "drift",
+        "id",
+    ])?;
+    for r in records {
+        writer.write_record([
+            r.at.as_str(),
+            &r.model,
+            &r.version.to_string(),
+            &r.actor,
+            &r.request_id,
+            &r.latency_us.to_string(),
+            &r.inputs.to_string(),
+            &r.outputs.to_string(),
+            &r.drift
+                .as_ref()
+                .map(serde_json::Value::to_string)
+                .unwrap_or_default(),
+            &r.id,
+        ])?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| csv::Error::from(std::io::Error::other(e.to_string())))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

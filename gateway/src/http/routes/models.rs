@@ -2,15 +2,51 @@
 
 use actix_web::{web, HttpResponse};
 
-use crate::api::{
-    ActionRequest, CreateModelRequest, DriftEvent, DriftEventList, DriftInfo, DriftQuery,
-    ModelInfo, ModelList, RedeployRequest, ServiceInfo, VersionInfo, VersionList,
+use crate::http::api::{
+    CreateModelRequest, DriftEvent, DriftEventList, DriftInfo, DriftQuery, ModelInfo, ModelList,
+    RedeployRequest, ServiceInfo, VersionInfo, VersionList,
 };
-use crate::auth::{Authorized, Deploy, Read};
-use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::server::AppState;
-use crate::service::ServiceAction;
+use crate::http::auth::Authorized;
+use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
+use crate::http::AppState;
+use crate::services::actions::{ActionRequest, ServiceAction};
+use crate::services::auth::{Deploy, Read};
 use crate::store::VersionRecord;
+
+use crate::http::resource;
+
+/// Register this group's routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/v1/models")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(resource("/v1/models/{name}/actions").route(web::get().to(actions)))
+    .service(resource("/v1/models/{name}/actions/{action}").route(web::post().to(act)))
+    .service(
+        resource("/v1/models/{name}")
+            .route(web::get().to(get))
+            .route(web::delete().to(delete_model)),
+    )
+    .service(
+        resource("/v1/models/{name}/versions")
+            .route(web::get().to(versions))
+            .route(web::post().to(super::deploy::deploy)),
+    )
+    .service(
+        resource("/v1/models/{name}/versions/{version}")
+            .route(web::get().to(version))
+            .route(web::delete().to(delete_version)),
+    )
+    .service(resource("/v1/models/{name}/drift").route(web::get().to(drift_events)))
+    .service(
+        resource("/v1/models/{name}/versions/{version}/deploy").route(web::post().to(redeploy)),
+    )
+    .service(
+        resource("/v1/models/{name}/versions/{version}/undeploy").route(web::post().to(undeploy)),
+    );
+}
 
 fn info(state: &AppState, record: &VersionRecord, default: Option<u64>) -> VersionInfo {
     VersionInfo::new(
@@ -20,7 +56,10 @@ fn info(state: &AppState, record: &VersionRecord, default: Option<u64>) -> Versi
     )
 }
 
-async fn version_info(state: &AppState, record: &VersionRecord) -> Result<VersionInfo, ApiError> {
+async fn version_info(
+    state: &AppState,
+    record: &VersionRecord,
+) -> Result<VersionInfo, ServiceError> {
     let default = state.models.model(&record.model).await?.default_version();
     Ok(info(state, record, default))
 }
@@ -31,7 +70,7 @@ async fn version_info(state: &AppState, record: &VersionRecord) -> Result<Versio
 pub async fn list(
     auth: Authorized<Read>,
     state: web::Data<AppState>,
-) -> Result<web::Json<ModelList>, ApiError> {
+) -> Result<web::Json<ModelList>, ServiceError> {
     let models = state.models.models().await?;
     // A key limited to some models sees only those.
     let visible = models
@@ -50,7 +89,7 @@ pub async fn get(
     _auth: Authorized<Read>,
     state: web::Data<AppState>,
     name: web::Path<String>,
-) -> Result<web::Json<ModelInfo>, ApiError> {
+) -> Result<web::Json<ModelInfo>, ServiceError> {
     Ok(web::Json(ModelInfo::from(
         &state.models.model(&name).await?,
     )))
@@ -64,7 +103,7 @@ pub async fn versions(
     _auth: Authorized<Read>,
     state: web::Data<AppState>,
     name: web::Path<String>,
-) -> Result<web::Json<VersionList>, ApiError> {
+) -> Result<web::Json<VersionList>, ServiceError> {
     let model = state.models.model(&name).await?;
     let default = model.default_version();
     Ok(web::Json(VersionList {
@@ -86,7 +125,7 @@ pub async fn version(
     _auth: Authorized<Read>,
     state: web::Data<AppState>,
     path: web::Path<(String, u64)>,
-) -> Result<web::Json<VersionInfo>, ApiError> {
+) -> Result<web::Json<VersionInfo>, ServiceError> {
     let (name, version) = path.into_inner();
     Ok(web::Json(full_version_info(&state, &name, version).await?))
 }
@@ -96,7 +135,7 @@ pub async fn full_version_info(
     state: &AppState,
     name: &str,
     version: u64,
-) -> Result<VersionInfo, ApiError> {
+) -> Result<VersionInfo, ServiceError> {
     let model = state.models.model(name).await?;
     let record = state.models.version(name, version).await?;
     let mut info = info(state, &record, model.default_version());
@@ -119,7 +158,7 @@ pub async fn drift_events(
     state: web::Data<AppState>,
     name: web::Path<String>,
     query: web::Query<DriftQuery>,
-) -> Result<web::Json<DriftEventList>, ApiError> {
+) -> Result<web::Json<DriftEventList>, ServiceError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let events = state
         .models
@@ -142,18 +181,18 @@ pub async fn redeploy(
     state: web::Data<AppState>,
     path: web::Path<(String, u64)>,
     body: web::Bytes,
-) -> Result<web::Json<VersionInfo>, ApiError> {
+) -> Result<web::Json<VersionInfo>, ServiceError> {
     let (name, version) = path.into_inner();
     let options: RedeployRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RedeployRequest::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| {
             let code = if e.is_data() {
-                ErrorCode::InvalidRequest
+                ErrorKind::InvalidRequest
             } else {
-                ErrorCode::InvalidJson
+                ErrorKind::InvalidJson
             };
-            ApiError::new(
+            ServiceError::new(
                 code,
                 format!("the body must be empty or like {{\"append\": false}}: {e}"),
             )
@@ -172,7 +211,7 @@ pub async fn undeploy(
     _auth: Authorized<Deploy>,
     state: web::Data<AppState>,
     path: web::Path<(String, u64)>,
-) -> Result<web::Json<VersionInfo>, ApiError> {
+) -> Result<web::Json<VersionInfo>, ServiceError> {
     let (name, version) = path.into_inner();
     let record = state.models.undeploy(&name, version).await?;
     Ok(web::Json(version_info(&state, &record).await?))
@@ -186,7 +225,7 @@ pub async fn delete_version(
     _auth: Authorized<Deploy>,
     state: web::Data<AppState>,
     path: web::Path<(String, u64)>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let (name, version) = path.into_inner();
     state.models.delete_version(&name, version).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -200,7 +239,7 @@ pub async fn delete_model(
     _auth: Authorized<Deploy>,
     state: web::Data<AppState>,
     name: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     state.models.delete_model(&name).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -214,7 +253,7 @@ pub async fn create(
     _auth: Authorized<Deploy>,
     state: web::Data<AppState>,
     body: web::Json<CreateModelRequest>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let model = state.models.create_model(&body.name).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/models/{}", model.name)))
@@ -229,7 +268,7 @@ pub async fn actions(
     _auth: Authorized<Read>,
     state: web::Data<AppState>,
     name: web::Path<String>,
-) -> Result<web::Json<ServiceInfo>, ApiError> {
+) -> Result<web::Json<ServiceInfo>, ServiceError> {
     Ok(web::Json(ServiceInfo::from(
         &state.models.model(&name).await?,
     )))
@@ -249,15 +288,15 @@ pub async fn act(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     body: web::Bytes,
-) -> Result<web::Json<ServiceInfo>, ApiError> {
+) -> Result<web::Json<ServiceInfo>, ServiceError> {
     let (name, action) = path.into_inner();
     let action = ServiceAction::parse(&action)?;
     let request = if body.iter().all(u8::is_ascii_whitespace) {
         ActionRequest::default()
     } else {
         serde_json::from_slice::<ActionRequest>(&body).map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidJson,
+            ServiceError::new(
+                ErrorKind::InvalidJson,
                 format!("the action body must be a JSON object: {e}"),
             )
         })?

@@ -7,12 +7,24 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use maas_serving::StagedArtifact;
 
-use crate::api::{DeployForm, ServingOptions, VersionInfo};
-use crate::auth::{Authorized, Deploy};
-use crate::drift::{BaselineUpload, DriftSettings};
-use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::models::{validate_model_name, DeployRequest};
-use crate::server::AppState;
+use crate::http::api::{DeployForm, VersionInfo};
+use crate::http::auth::Authorized;
+use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
+use crate::http::AppState;
+use crate::services::auth::Deploy;
+use crate::services::drift::{BaselineUpload, DriftSettings};
+use crate::services::models::{validate_model_name, DeployRequest};
+use maas_serving::ServingOptions;
+
+use crate::http::resource;
+
+/// Register this group's routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/v1/models/{name}/versions/{version}/baseline")
+            .route(web::put().to(replace_baseline)),
+    );
+}
 
 /// Largest text field of the form (class names of a big classifier fit comfortably).
 const MAX_TEXT_FIELD: usize = 1024 * 1024;
@@ -21,23 +33,23 @@ const FIELDS: &str = "model, model_url, version, class_names, feature_names, app
 /// The fields of a baseline update.
 const BASELINE_FIELDS: &str = "baseline, training_data, baseline_size, label_column, drift";
 
-fn too_large(limit: u64) -> ApiError {
-    ApiError::new(
-        ErrorCode::PayloadTooLarge,
+fn too_large(limit: u64) -> ServiceError {
+    ServiceError::new(
+        ErrorKind::PayloadTooLarge,
         format!("the model is larger than the limit of {limit} bytes (limits.max_model_bytes)"),
     )
 }
 
-fn cut_short(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        ErrorCode::InvalidRequest,
+fn cut_short(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::new(
+        ErrorKind::InvalidRequest,
         format!("the upload was cut short or is not valid multipart: {e}"),
     )
 }
 
-fn stage_error(e: std::io::Error) -> ApiError {
-    ApiError::new(
-        crate::error::file_write_code(&e),
+fn stage_error(e: std::io::Error) -> ServiceError {
+    ServiceError::new(
+        crate::services::error::file_write_kind(&e),
         format!("cannot write the upload: {e}"),
     )
 }
@@ -66,10 +78,15 @@ struct DriftForm {
 
 impl DriftForm {
     /// Read one field if it is a drift field; `Ok(false)` when it is not.
-    async fn take(&mut self, name: &str, field: &mut Field, limit: u64) -> Result<bool, ApiError> {
+    async fn take(
+        &mut self,
+        name: &str,
+        field: &mut Field,
+        limit: u64,
+    ) -> Result<bool, ServiceError> {
         let twice = || {
-            ApiError::new(
-                ErrorCode::InvalidArgument,
+            ServiceError::new(
+                ErrorKind::InvalidArgument,
                 format!("the form has `{name}` twice"),
             )
         };
@@ -103,13 +120,13 @@ impl DriftForm {
         Ok(true)
     }
 
-    fn into_upload(self) -> Result<BaselineUpload, ApiError> {
+    fn into_upload(self) -> Result<BaselineUpload, ServiceError> {
         let baseline_size = self
             .baseline_size
             .map(|t| {
                 t.parse::<usize>().map_err(|_| {
-                    ApiError::new(
-                        ErrorCode::InvalidArgument,
+                    ServiceError::new(
+                        ErrorKind::InvalidArgument,
                         format!("`baseline_size` must be a positive integer, got '{t}'"),
                     )
                 })
@@ -119,8 +136,8 @@ impl DriftForm {
             .settings
             .map(|t| {
                 serde_json::from_str::<DriftSettings>(&t).map_err(|e| {
-                    ApiError::new(
-                        ErrorCode::InvalidArgument,
+                    ServiceError::new(
+                        ErrorKind::InvalidArgument,
                         format!("`drift` must be JSON drift settings: {e}"),
                     )
                 })
@@ -156,7 +173,7 @@ pub async fn deploy(
     name: web::Path<String>,
     req: HttpRequest,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, ServiceError> {
     let name = name.into_inner();
     validate_model_name(&name)?;
     require_multipart(&req, FIELDS)?;
@@ -172,19 +189,22 @@ pub async fn deploy(
     let form = read_form(&state, Multipart::new(req.headers(), payload), limit).await?;
     let (staged, source) = match (form.staged, form.model_url) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidArgument,
+            return Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
                 "send either `model` or `model_url`, not both",
             ))
         }
         (None, None) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidArgument,
+            return Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
                 format!("the form has no `model` file and no `model_url` (fields: {FIELDS})"),
             ))
         }
         (Some(staged), None) => staged,
-        (None, Some(url)) => (fetch(&state, &url, limit).await?, crate::redact::url(&url)),
+        (None, Some(url)) => (
+            fetch(&state, &url, limit).await?,
+            crate::store::redact::url(&url),
+        ),
     };
     let request = DeployRequest {
         model: name,
@@ -231,7 +251,7 @@ async fn read_form(
     state: &AppState,
     mut multipart: Multipart,
     limit: u64,
-) -> Result<Form, ApiError> {
+) -> Result<Form, ServiceError> {
     let mut form = Form::default();
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(cut_short)?;
@@ -239,8 +259,8 @@ async fn read_form(
         let slot = match name.as_str() {
             "model" => {
                 if form.staged.is_some() {
-                    return Err(ApiError::new(
-                        ErrorCode::InvalidArgument,
+                    return Err(ServiceError::new(
+                        ErrorKind::InvalidArgument,
                         "the form has more than one `model` file",
                     ));
                 }
@@ -261,8 +281,8 @@ async fn read_form(
             "append" => &mut form.append,
             "serving" => &mut form.serving,
             other => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidArgument,
+                return Err(ServiceError::new(
+                    ErrorKind::InvalidArgument,
                     format!(
                         "unknown form field '{}'; fields: {FIELDS}",
                         other.chars().take(64).collect::<String>()
@@ -271,8 +291,8 @@ async fn read_form(
             }
         };
         if slot.is_some() {
-            return Err(ApiError::new(
-                ErrorCode::InvalidArgument,
+            return Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
                 format!("the form has `{name}` twice"),
             ));
         }
@@ -285,7 +305,7 @@ async fn stream_field(
     state: &AppState,
     field: &mut Field,
     limit: u64,
-) -> Result<StagedArtifact, ApiError> {
+) -> Result<StagedArtifact, ServiceError> {
     let mut staged = state.models.artifacts().stage().map_err(stage_error)?;
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(cut_short)?;
@@ -297,13 +317,13 @@ async fn stream_field(
     Ok(staged)
 }
 
-async fn read_bytes(name: &str, field: &mut Field, limit: usize) -> Result<Vec<u8>, ApiError> {
+async fn read_bytes(name: &str, field: &mut Field, limit: usize) -> Result<Vec<u8>, ServiceError> {
     let mut bytes = Vec::new();
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(cut_short)?;
         if bytes.len() + chunk.len() > limit {
-            return Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
+            return Err(ServiceError::new(
+                ErrorKind::PayloadTooLarge,
                 format!("`{name}` is larger than {limit} bytes"),
             ));
         }
@@ -312,13 +332,13 @@ async fn read_bytes(name: &str, field: &mut Field, limit: usize) -> Result<Vec<u
     Ok(bytes)
 }
 
-async fn read_text(name: &str, field: &mut Field) -> Result<String, ApiError> {
+async fn read_text(name: &str, field: &mut Field) -> Result<String, ServiceError> {
     let mut bytes = Vec::new();
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(cut_short)?;
         if bytes.len() + chunk.len() > MAX_TEXT_FIELD {
-            return Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
+            return Err(ServiceError::new(
+                ErrorKind::PayloadTooLarge,
                 format!("`{name}` is longer than {MAX_TEXT_FIELD} bytes"),
             ));
         }
@@ -327,64 +347,68 @@ async fn read_text(name: &str, field: &mut Field) -> Result<String, ApiError> {
     String::from_utf8(bytes)
         .map(|s| s.trim().to_owned())
         .map_err(|_| {
-            ApiError::new(
-                ErrorCode::InvalidArgument,
+            ServiceError::new(
+                ErrorKind::InvalidArgument,
                 format!("`{name}` is not UTF-8 text"),
             )
         })
 }
 
-fn parse_version(text: &str) -> Result<u64, ApiError> {
+fn parse_version(text: &str) -> Result<u64, ServiceError> {
     match text.parse::<u64>() {
         Ok(v) if v >= 1 && v <= i64::MAX as u64 => Ok(v),
-        _ => Err(ApiError::new(
-            ErrorCode::InvalidArgument,
+        _ => Err(ServiceError::new(
+            ErrorKind::InvalidArgument,
             format!("`version` must be a positive integer, got '{text}'"),
         )),
     }
 }
 
-fn parse_bool(text: &str) -> Result<bool, ApiError> {
+fn parse_bool(text: &str) -> Result<bool, ServiceError> {
     match text.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
-        _ => Err(ApiError::new(
-            ErrorCode::InvalidArgument,
+        _ => Err(ServiceError::new(
+            ErrorKind::InvalidArgument,
             format!("`append` must be true or false, got '{text}'"),
         )),
     }
 }
 
 /// The `serving` field: JSON serving options, checked against the limits before any load.
-fn parse_serving(state: &AppState, text: &str) -> Result<ServingOptions, ApiError> {
+fn parse_serving(state: &AppState, text: &str) -> Result<ServingOptions, ServiceError> {
     let options: ServingOptions = serde_json::from_str(text).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidArgument,
+        ServiceError::new(
+            ErrorKind::InvalidArgument,
             format!(
                 "`serving` must be JSON serving options, like {{\"backend\": \"auto\", \"max_batch_size\": 32}}: {e}"
             ),
         )
     })?;
-    options.resolve(&state.settings.serving)?;
+    options.resolve(&state.settings.serving.defaults())?;
     Ok(options)
 }
 
-fn parse_names(field: &str, text: &str) -> Result<Vec<String>, ApiError> {
+fn parse_names(field: &str, text: &str) -> Result<Vec<String>, ServiceError> {
     serde_json::from_str::<Vec<String>>(text).map_err(|_| {
-        ApiError::new(
-            ErrorCode::InvalidArgument,
+        ServiceError::new(
+            ErrorKind::InvalidArgument,
             format!("`{field}` must be a JSON array of strings, like [\"a\", \"b\"]"),
         )
     })
 }
 
 /// Fetch `model_url` into staging, with the same size limit as an upload.
-async fn fetch(state: &AppState, real_url: &str, limit: u64) -> Result<StagedArtifact, ApiError> {
-    let failed = |m: String| ApiError::new(ErrorCode::ModelUrlFailed, m);
+async fn fetch(
+    state: &AppState,
+    real_url: &str,
+    limit: u64,
+) -> Result<StagedArtifact, ServiceError> {
+    let failed = |m: String| ServiceError::new(ErrorKind::ModelUrlFailed, m);
     let parsed =
         url::Url::parse(real_url).map_err(|e| failed(format!("`model_url` is not a URL: {e}")))?;
     // What messages name: the URL without its credentials.
-    let shown = crate::redact::url(real_url);
+    let shown = crate::store::redact::url(real_url);
     let url = shown.as_str();
     let mut staged = state.models.artifacts().stage().map_err(stage_error)?;
     match parsed.scheme() {
@@ -465,7 +489,7 @@ pub async fn replace_baseline(
     path: web::Path<(String, u64)>,
     req: HttpRequest,
     payload: web::Payload,
-) -> Result<web::Json<VersionInfo>, ApiError> {
+) -> Result<web::Json<VersionInfo>, ServiceError> {
     let (name, version) = path.into_inner();
     require_multipart(&req, BASELINE_FIELDS)?;
     let limit = state.settings.limits.max_model_bytes;
@@ -475,8 +499,8 @@ pub async fn replace_baseline(
         let mut field = field.map_err(cut_short)?;
         let field_name = field.name().unwrap_or_default().to_owned();
         if !drift.take(&field_name, &mut field, limit).await? {
-            return Err(ApiError::new(
-                ErrorCode::InvalidArgument,
+            return Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
                 format!(
                     "unknown form field '{}'; fields: {BASELINE_FIELDS}",
                     field_name.chars().take(64).collect::<String>()
@@ -493,7 +517,7 @@ pub async fn replace_baseline(
     ))
 }
 
-fn require_multipart(req: &HttpRequest, fields: &str) -> Result<(), ApiError> {
+fn require_multipart(req: &HttpRequest, fields: &str) -> Result<(), ServiceError> {
     let is_multipart = req
         .headers()
         .get(CONTENT_TYPE)
@@ -502,8 +526,8 @@ fn require_multipart(req: &HttpRequest, fields: &str) -> Result<(), ApiError> {
     if is_multipart {
         Ok(())
     } else {
-        Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
+        Err(ServiceError::new(
+            ErrorKind::UnsupportedMediaType,
             format!("send a multipart/form-data form with fields: {fields}"),
         ))
     }

@@ -14,13 +14,54 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::auth::{authorize, Deploy, Permission, Predict, Read};
-use crate::error::{ApiError, ErrorCode};
-use crate::server::AppState;
+use crate::http::auth::authorize;
+use crate::http::error::{ErrorKind, ServiceError};
+use crate::http::AppState;
+use crate::services::auth::{Deploy, Permission, Predict, Read};
+
+use crate::http::resource;
+
+/// Register this group's routes.
+pub fn configure(cfg: &mut web::ServiceConfig, json_limit: usize) {
+    cfg.service(
+        web::scope("/v2")
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(json_limit)
+                    .error_handler(json_error),
+            )
+            .service(resource("/models/{name}/infer").route(web::post().to(infer)))
+            .service(
+                resource("/models/{name}/versions/{version}/infer")
+                    .route(web::post().to(infer_version)),
+            )
+            .service(web::resource("").route(web::get().to(server_metadata)))
+            .service(resource("/health/live").route(web::get().to(live)))
+            .service(resource("/health/ready").route(web::get().to(ready)))
+            .service(resource("/repository/index").route(web::post().to(repository_index)))
+            .service(
+                resource("/repository/models/{name}/load").route(web::post().to(repository_load)),
+            )
+            .service(
+                resource("/repository/models/{name}/unload")
+                    .route(web::post().to(repository_unload)),
+            )
+            .service(resource("/models/{name}").route(web::get().to(model_metadata)))
+            .service(resource("/models/{name}/ready").route(web::get().to(model_ready)))
+            .service(
+                resource("/models/{name}/versions/{version}")
+                    .route(web::get().to(version_metadata)),
+            )
+            .service(
+                resource("/models/{name}/versions/{version}/ready")
+                    .route(web::get().to(version_ready)),
+            ),
+    );
+}
 
 /// An error in the protocol's shape.
 #[derive(Debug)]
-pub struct V2Error(pub ApiError);
+pub struct V2Error(pub ServiceError);
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct V2ErrorBody {
@@ -33,24 +74,24 @@ impl std::fmt::Display for V2Error {
     }
 }
 
-impl From<ApiError> for V2Error {
-    fn from(e: ApiError) -> Self {
+impl From<ServiceError> for V2Error {
+    fn from(e: ServiceError) -> Self {
         V2Error(e)
     }
 }
 
 impl ResponseError for V2Error {
     fn status_code(&self) -> actix_web::http::StatusCode {
-        self.0.code.status()
+        self.0.kind.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.0.code.status());
+        let mut response = HttpResponse::build(self.0.kind.status());
         if let Some(seconds) = self.0.retry_after {
             response.insert_header(("Retry-After", seconds.to_string()));
         }
         response
-            .insert_header(("X-Error-Code", self.0.code.as_str()))
+            .insert_header(("X-Error-Code", self.0.kind.code()))
             .json(V2ErrorBody {
                 error: self.0.message.clone(),
             })
@@ -75,10 +116,11 @@ impl<P: Permission + 'static> FromRequest for V2Authorized<P> {
 
 /// Malformed bodies on these routes get the protocol's error body too.
 pub fn json_error(err: actix_web::error::JsonPayloadError, req: &HttpRequest) -> actix_web::Error {
-    let api: ApiError = match crate::error::extractors::json(err, req).as_error::<ApiError>() {
-        Some(api) => api.clone(),
-        None => ApiError::new(ErrorCode::InvalidRequest, "the body could not be read"),
-    };
+    let api: ServiceError =
+        match crate::http::error::extractors::json(err, req).as_error::<ServiceError>() {
+            Some(api) => api.clone(),
+            None => ServiceError::new(ErrorKind::InvalidRequest, "the body could not be read"),
+        };
     V2Error(api).into()
 }
 
@@ -162,14 +204,14 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
-            V2Error(ApiError::new(
-                ErrorCode::InvalidRequest,
+            V2Error(ServiceError::new(
+                ErrorKind::InvalidRequest,
                 format!("the body could not be read: {e}"),
             ))
         })?;
         if body.len() + chunk.len() > limit {
-            return Err(V2Error(ApiError::new(
-                ErrorCode::PayloadTooLarge,
+            return Err(V2Error(ServiceError::new(
+                ErrorKind::PayloadTooLarge,
                 format!("the body is larger than this route's limit of {limit} bytes"),
             )));
         }
@@ -180,7 +222,7 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
 
 /// Split a request into its JSON header and the binary data after it.
 fn parse_request(req: &HttpRequest, body: &[u8]) -> Result<(InferRequest, Vec<u8>), V2Error> {
-    let bad = |m: String| V2Error(ApiError::new(ErrorCode::InvalidRequest, m));
+    let bad = |m: String| V2Error(ServiceError::new(ErrorKind::InvalidRequest, m));
     let json_len = match req.headers().get(BINARY_HEADER) {
         Some(v) => {
             let n = v
@@ -203,8 +245,8 @@ fn parse_request(req: &HttpRequest, body: &[u8]) -> Result<(InferRequest, Vec<u8
                 .and_then(|v| v.to_str().ok())
                 .is_none_or(|v| v.to_ascii_lowercase().contains("json"));
             if !is_json {
-                return Err(V2Error(ApiError::new(
-                    ErrorCode::UnsupportedMediaType,
+                return Err(V2Error(ServiceError::new(
+                    ErrorKind::UnsupportedMediaType,
                     format!("send JSON, or JSON then binary data with {BINARY_HEADER}"),
                 )));
             }
@@ -213,18 +255,18 @@ fn parse_request(req: &HttpRequest, body: &[u8]) -> Result<(InferRequest, Vec<u8
     };
     let (json, binary) = body.split_at(json_len);
     if json.iter().all(u8::is_ascii_whitespace) {
-        return Err(V2Error(ApiError::new(
-            ErrorCode::InvalidJson,
+        return Err(V2Error(ServiceError::new(
+            ErrorKind::InvalidJson,
             "the body is empty; send an inference request",
         )));
     }
     let request: InferRequest = serde_json::from_slice(json).map_err(|e| {
         let code = if e.is_data() {
-            ErrorCode::InvalidRequest
+            ErrorKind::InvalidRequest
         } else {
-            ErrorCode::InvalidJson
+            ErrorKind::InvalidJson
         };
-        V2Error(ApiError::new(
+        V2Error(ServiceError::new(
             code,
             format!("the inference request is not valid: {e}"),
         ))
@@ -273,8 +315,8 @@ fn dims(shape: &[Dim]) -> Vec<i64> {
 
 fn parse_version(text: &str) -> Result<u64, V2Error> {
     text.parse::<u64>().map_err(|_| {
-        V2Error(ApiError::new(
-            ErrorCode::InvalidPath,
+        V2Error(ServiceError::new(
+            ErrorKind::InvalidPath,
             format!("model version '{text}' is not a positive integer"),
         ))
     })
@@ -295,8 +337,8 @@ pub async fn ready(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, V2Error> {
     if !state.models.is_ready() {
-        return Err(V2Error(ApiError::new(
-            ErrorCode::StorageUnavailable,
+        return Err(V2Error(ServiceError::new(
+            ErrorKind::StorageUnavailable,
             "starting",
         )));
     }
@@ -330,7 +372,7 @@ async fn metadata(
             .await?
             .versions
             .iter()
-            .filter(|v| crate::api::is_deployed(v))
+            .filter(|v| crate::http::api::is_deployed(v))
             .map(|v| v.version.to_string())
             .collect(),
     };
@@ -389,13 +431,13 @@ async fn readiness(
     if state.models.is_serving(model, version) {
         Ok(HttpResponse::Ok().finish())
     } else if state.models.is_paused(model) {
-        Err(V2Error(ApiError::new(
-            ErrorCode::ModelPaused,
+        Err(V2Error(ServiceError::new(
+            ErrorKind::ModelPaused,
             format!("model '{model}' is not ready: it is paused"),
         )))
     } else {
-        Err(V2Error(ApiError::new(
-            ErrorCode::VersionUnavailable,
+        Err(V2Error(ServiceError::new(
+            ErrorKind::VersionUnavailable,
             format!("model '{model}' is not ready"),
         )))
     }
@@ -436,7 +478,7 @@ async fn run_infer(
 ) -> Result<(InferResponse, Vec<u8>), V2Error> {
     let served = state.models.resolve(model, version).await?;
     let signature = served.loaded.signature();
-    let invalid = |m: String| V2Error(ApiError::new(ErrorCode::InvalidInput, m));
+    let invalid = |m: String| V2Error(ServiceError::new(ErrorKind::InvalidInput, m));
     // Binary inputs take their bytes from the tail, in request order.
     let mut ranges = Vec::with_capacity(request.inputs.len());
     let mut at = 0usize;
@@ -481,7 +523,7 @@ async fn run_infer(
                 }
             },
         };
-        tensors.push(tensor.map_err(ApiError::from)?);
+        tensors.push(tensor.map_err(ServiceError::from)?);
     }
     if let Some(extra) = request
         .inputs
@@ -515,7 +557,7 @@ async fn run_infer(
     }
     let results = state
         .models
-        .infer(&served, tensors, crate::client::probe(req))
+        .infer(&served, tensors, crate::http::client::probe(req))
         .await?;
     let mut outputs = Vec::new();
     let mut tail = Vec::new();
@@ -557,7 +599,7 @@ async fn run_infer(
 /// JSON, or JSON then binary output data with the extension's header.
 fn respond(response: InferResponse, tail: Vec<u8>) -> Result<HttpResponse, V2Error> {
     let json = serde_json::to_vec(&response)
-        .map_err(|e| V2Error(ApiError::new(ErrorCode::Internal, e.to_string())))?;
+        .map_err(|e| V2Error(ServiceError::new(ErrorKind::Internal, e.to_string())))?;
     if tail.is_empty() {
         return Ok(HttpResponse::Ok()
             .content_type("application/json")
@@ -656,8 +698,8 @@ pub async fn repository_load(
         .map(|v| v.version)
         .max()
         .ok_or_else(|| {
-            V2Error(ApiError::new(
-                ErrorCode::VersionNotFound,
+            V2Error(ServiceError::new(
+                ErrorKind::VersionNotFound,
                 format!("model '{name}' has no version to load"),
             ))
         })?;
@@ -678,7 +720,11 @@ pub async fn repository_unload(
     name: web::Path<String>,
 ) -> Result<HttpResponse, V2Error> {
     let model = state.models.model(&name).await?;
-    for v in model.versions.iter().filter(|v| crate::api::is_deployed(v)) {
+    for v in model
+        .versions
+        .iter()
+        .filter(|v| crate::http::api::is_deployed(v))
+    {
         state.models.undeploy(&name, v.version).await?;
     }
     Ok(HttpResponse::Ok().finish())

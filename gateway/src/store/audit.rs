@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{Any, Executor, Row};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::store::StoreError;
 
@@ -171,33 +171,6 @@ pub struct AuditEvent {
     pub details: Value,
 }
 
-/// Filters of `GET /v1/audit`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct AuditQuery {
-    pub actor: Option<String>,
-    pub model: Option<String>,
-    pub kind: Option<String>,
-    /// RFC 3339 lower bound (inclusive).
-    pub since: Option<String>,
-    /// RFC 3339 upper bound (exclusive).
-    pub until: Option<String>,
-    /// Page size, 1 to 1000 (default 100).
-    pub limit: Option<u32>,
-    /// Events to skip (newest first).
-    pub offset: Option<u32>,
-    /// `json` (default) or `csv`.
-    pub format: Option<String>,
-}
-
-/// A page of the audit trail, newest first.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AuditPage {
-    pub events: Vec<AuditEvent>,
-    /// Events matching the filters in all.
-    pub total: u64,
-}
-
 /// The filters as SQL, with time bounds in microseconds.
 pub struct AuditFilter {
     pub actor: Option<String>,
@@ -285,7 +258,7 @@ pub async fn query(
         let details: String = row.try_get("details")?;
         events.push(AuditEvent {
             id: row.try_get("id")?,
-            at: crate::api::rfc3339_us(row.try_get("at")?),
+            at: super::rfc3339_us(row.try_get("at")?),
             actor: row.try_get("actor")?,
             client: row.try_get("client")?,
             request_id: row.try_get("request_id")?,
@@ -303,40 +276,7 @@ pub async fn query(
 /// Entries written before sources were redacted on the way in.
 fn redacted(mut details: Value) -> Value {
     if let Some(Value::String(source)) = details.get_mut("source") {
-        *source = crate::redact::url(source);
+        *source = crate::store::redact::url(source);
     }
     details
-}
-
-/// The events as CSV, one row each, details as JSON text.
-pub fn to_csv(events: &[AuditEvent]) -> Result<String, csv::Error> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record([
-        "at",
-        "actor",
-        "client",
-        "request_id",
-        "kind",
-        "model",
-        "version",
-        "details",
-        "id",
-    ])?;
-    for e in events {
-        writer.write_record([
-            e.at.as_str(),
-            &e.actor,
-            &e.client,
-            &e.request_id,
-            &e.kind,
-            e.model.as_deref().unwrap_or(""),
-            &e.version.map(|v| v.to_string()).unwrap_or_default(),
-            &e.details.to_string(),
-            &e.id,
-        ])?;
-    }
-    let bytes = writer
-        .into_inner()
-        .map_err(|e| csv::Error::from(std::io::Error::other(e.to_string())))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

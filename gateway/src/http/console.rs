@@ -11,7 +11,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 
-use crate::error::{ApiError, ErrorCode};
+use crate::http::error::{ErrorKind, ServiceError};
 
 /// One embedded file and the headers it is served with.
 struct Asset {
@@ -88,9 +88,9 @@ fn serve(asset: &Asset, req: &HttpRequest) -> HttpResponse {
         .body(asset.body)
 }
 
-async fn method_not_allowed(req: HttpRequest) -> ApiError {
-    ApiError::new(
-        ErrorCode::MethodNotAllowed,
+async fn method_not_allowed(req: HttpRequest) -> ServiceError {
+    ServiceError::new(
+        ErrorKind::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.path()),
     )
 }

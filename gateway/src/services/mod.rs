@@ -1,0 +1,12 @@
+//! The services: every business rule of the gateway, below HTTP and above the store. They speak
+//! in domain types and return [`error::Error`]; only the HTTP layer turns those into statuses.
+
+pub mod actions;
+pub mod auth;
+pub mod drift;
+pub mod error;
+pub mod jobs;
+pub mod metrics;
+pub mod models;
+pub mod predictions;
+pub mod runtime;
