@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use maas_gateway::metrics::Metrics;
-use maas_gateway::predictions::{Pending, PredictionLog};
+use maas_gateway::services::metrics::Metrics;
+use maas_gateway::services::predictions::{Pending, PredictionLog};
 use serde_json::json;
 
 fn record(rows: usize) -> Pending {

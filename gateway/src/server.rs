@@ -4,6 +4,8 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use maas_serving::{ArtifactStore, BackendChoice, Backends};
@@ -14,12 +16,68 @@ use crate::http::{self, openapi, request_id, AppState};
 use crate::services::auth::jwt::JwtKeys;
 use crate::services::auth::limiter::LoginLimiter;
 use crate::services::auth::{passwords, Authenticator, Role};
+use crate::services::drift::DriftService;
+use crate::services::inference::Inference;
+use crate::services::jobs::JobService;
 use crate::services::metrics::Metrics;
 use crate::services::models::ModelService;
+use crate::services::predictions::PredictionLog;
 use crate::settings::Settings;
 use crate::store::SqlStore;
 
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+/// The actix app: every route, the middleware and the shared services. `serve` runs it on a
+/// listener; tests can run it in process with `actix_web::test::init_service`.
+pub fn create_app(
+    data: &AppData,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let limits = &data.state.settings.limits;
+    let json = |limit: u64| {
+        web::JsonConfig::default()
+            .limit(usize::try_from(limit).unwrap_or(usize::MAX))
+            .error_handler(extractors::json)
+    };
+    let predict_json = json(limits.max_predict_bytes);
+    let v2_limit = usize::try_from(limits.max_predict_bytes).unwrap_or(usize::MAX);
+    App::new()
+        .app_data(data.state.clone())
+        .app_data(data.jobs.clone())
+        .app_data(data.metrics.clone())
+        .app_data(data.authenticator.clone())
+        .app_data(json(limits.max_json_bytes))
+        .app_data(
+            web::PayloadConfig::default()
+                .limit(usize::try_from(limits.max_json_bytes).unwrap_or(usize::MAX)),
+        )
+        .app_data(web::PathConfig::default().error_handler(extractors::path))
+        .app_data(web::QueryConfig::default().error_handler(extractors::query))
+        .wrap(from_fn(crate::http::metrics::middleware))
+        .wrap(from_fn(request_id::middleware))
+        .configure(|cfg| http::configure(cfg, predict_json, v2_limit))
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document()))
+        .configure(crate::http::console::configure)
+        .default_service(web::to(http::not_found))
+}
+
+/// What the app's handlers reach, built once per process by [`build`].
+#[derive(Clone)]
+pub struct AppData {
+    pub state: web::Data<AppState>,
+    pub jobs: web::Data<JobService>,
+    pub metrics: web::Data<Metrics>,
+    pub authenticator: web::Data<Authenticator>,
+}
+
+/// Open the store and the artifacts, bootstrap the admin, load what is deployed, and build every
+/// service the handlers reach. Starts no listener and no scheduler: [`serve`] does.
+pub async fn build(settings: &Settings) -> anyhow::Result<AppData> {
     let metrics = Arc::new(Metrics::new()?);
     let url = settings.database_url()?;
     let store = SqlStore::connect(&url)
@@ -35,7 +93,6 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     bootstrap_admin(&store).await?;
     let runtime_settings = store.runtime_settings().await?;
     crate::services::runtime::apply(&store, runtime_settings);
-    let sync_store_handle = store.clone();
     let authenticator = web::Data::new(Authenticator {
         store: store.clone(),
         jwt: JwtKeys::load(&settings.auth, &settings.storage.data_dir)?,
@@ -85,24 +142,24 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings.scheduler.clone(),
         &settings.storage.data_dir,
     )?);
+    let drift = Arc::new(DriftService::new(
+        store.clone(),
+        metrics.clone(),
+        settings.drift.webhook_url.clone(),
+    ));
+    let models = Arc::new(ModelService::new(
+        store.clone(),
+        artifacts,
+        backends,
+        settings.serving.defaults(),
+        metrics.clone(),
+        drift.clone(),
+    ));
+    let predictions =
+        PredictionLog::start(store.clone(), metrics.clone(), settings.predictions.clone());
     let state = web::Data::new(AppState {
-        predictions: crate::services::predictions::PredictionLog::start(
-            store.clone(),
-            metrics.clone(),
-            settings.predictions.clone(),
-        ),
-        models: Arc::new(ModelService::new(
-            store.clone(),
-            artifacts,
-            backends,
-            settings.serving.defaults(),
-            metrics.clone(),
-            Arc::new(crate::services::drift::DriftService::new(
-                store,
-                metrics.clone(),
-                settings.drift.webhook_url.clone(),
-            )),
-        )),
+        inference: Inference::new(models.clone(), drift, predictions, metrics.clone()),
+        models,
         settings: settings.clone(),
         http,
     });
@@ -111,42 +168,25 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .start()
         .await
         .map_err(|e| anyhow::anyhow!("loading deployed models: {e}"))?;
-    crate::services::jobs::start(jobs.clone().into_inner(), state.models.clone());
+    Ok(AppData {
+        state,
+        jobs,
+        metrics: web::Data::from(metrics),
+        authenticator,
+    })
+}
+
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let data = build(&settings).await?;
+    crate::services::jobs::start(data.jobs.clone().into_inner(), data.state.models.clone());
+    let state = data.state.clone();
 
     let listener = TcpListener::bind(&settings.server.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.bind))?;
     let address = listener.local_addr()?;
-    let metrics_data = web::Data::from(metrics);
-    let limits = settings.limits.clone();
-    let app_state = state.clone();
-    let mut server = HttpServer::new(move || {
-        let json = |limit: u64| {
-            web::JsonConfig::default()
-                .limit(usize::try_from(limit).unwrap_or(usize::MAX))
-                .error_handler(extractors::json)
-        };
-        let predict_json = json(limits.max_predict_bytes);
-        let v2_limit = usize::try_from(limits.max_predict_bytes).unwrap_or(usize::MAX);
-        App::new()
-            .app_data(app_state.clone())
-            .app_data(jobs.clone())
-            .app_data(metrics_data.clone())
-            .app_data(authenticator.clone())
-            .app_data(json(limits.max_json_bytes))
-            .app_data(
-                web::PayloadConfig::default()
-                    .limit(usize::try_from(limits.max_json_bytes).unwrap_or(usize::MAX)),
-            )
-            .app_data(web::PathConfig::default().error_handler(extractors::path))
-            .app_data(web::QueryConfig::default().error_handler(extractors::query))
-            .wrap(from_fn(crate::http::metrics::middleware))
-            .wrap(from_fn(request_id::middleware))
-            .configure(|cfg| http::configure(cfg, predict_json, v2_limit))
-            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document()))
-            .configure(crate::http::console::configure)
-            .default_service(web::to(http::not_found))
-    })
-    .on_connect(crate::http::client::on_connect);
+    let sync_store = data.authenticator.store.clone();
+    let mut server =
+        HttpServer::new(move || create_app(&data)).on_connect(crate::http::client::on_connect);
     let scheme = match (&settings.server.tls_cert, &settings.server.tls_key) {
         (Some(cert), Some(key)) => {
             server = server.listen_rustls_0_23(listener, tls_config(cert, key)?)?;
@@ -164,7 +204,6 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("listening on {scheme}://{address}");
 
     let sync_state = state.clone();
-    let sync_store = sync_store_handle;
     let interval = Duration::from_millis(settings.serving.sync_interval_ms);
     let sync = actix_web::rt::spawn(async move {
         loop {

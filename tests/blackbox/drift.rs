@@ -536,3 +536,199 @@ fn training_data_may_name_its_classes_in_the_label_column() {
         "{body}"
     );
 }
+
+/// The Open Inference Protocol goes through the same pipeline as v1: continuous and per-request
+/// drift checks, drift events, and the prediction log.
+#[test]
+fn v2_infer_gets_the_drift_checks_and_the_prediction_log_of_v1() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    let settings = r#"{"enabled": true, "continuous": true, "detector": {"detector": "adwin"}}"#;
+    let r = deploy_with(
+        &server,
+        "iris",
+        vec![("baseline", csv_part(csv(&iris_like(50, 0, 0.0), false)))],
+        &[("drift", settings)],
+    );
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    let r = server.post_json(
+        "/v1/models/iris/actions/update",
+        &json!({"log_predictions": true}),
+    );
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let body = |rows: &[[f64; 4]], parameters: Value| {
+        let data: Vec<f64> = rows.iter().flatten().copied().collect();
+        json!({
+            "inputs": [{"name": "float_input", "shape": [rows.len(), 4], "datatype": "FP32", "data": data}],
+            "parameters": parameters,
+        })
+    };
+    let infer = |rows: &[[f64; 4]], parameters: Value| {
+        let r = server.post_json("/v2/models/iris/infer", &body(rows, parameters));
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().unwrap()
+    };
+
+    // The same slow drift as the v1 test, sent through V2.
+    let mut found_at = None;
+    for request in 0..80 {
+        let shift = if request >= 20 {
+            (request - 20) as f64 * 0.1
+        } else {
+            0.0
+        };
+        let r = infer(&iris_like(2, 500 + request * 2, shift), json!({}));
+        let drift = &r["parameters"]["drift"];
+        assert_eq!(drift["mode"], "continuous", "{r}");
+        if drift["features"].get("petal_length").is_some() && found_at.is_none() {
+            found_at = Some(request);
+        }
+    }
+    let found_at = found_at.expect("continuous mode found the drift in V2 traffic");
+    assert!(found_at > 20, "not before the drift began ({found_at})");
+
+    // A per-request check, asked for in the request's parameters.
+    let r = infer(
+        &iris_like(40, 3000, 3.0),
+        json!({"drift": {"detector": "adwin"}}),
+    );
+    assert_eq!(r["parameters"]["drift"]["mode"], "request", "{r}");
+    assert!(r["parameters"]["drift"]["features"]
+        .get("petal_length")
+        .is_some());
+    let r = server.post_json(
+        "/v2/models/iris/infer",
+        &body(
+            &iris_like(2, 0, 0.0),
+            json!({"drift": {"detector": "nope"}}),
+        ),
+    );
+    assert_eq!(r.status(), 422);
+    let error = r.json::<Value>().unwrap();
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("parameters.drift"),
+        "{error}"
+    );
+
+    // Drift found in V2 traffic is stored as events.
+    let events = server.get_json("/v1/models/iris/drift");
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["feature"] == "petal_length"),
+        "{events}"
+    );
+
+    // Every V2 predict is in the prediction log, inputs and outputs as JSON; `save: false` opts
+    // one out.
+    infer(&iris_like(1, 0, 0.0), json!({"save": false}));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let page = server.get_json("/v1/models/iris/versions/1/predictions?limit=1000");
+        if page["total"] == 81 || Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(page["total"], 81, "80 continuous and 1 per-request check");
+    let newest = &page["predictions"][0];
+    assert_eq!(newest["inputs"]["inputs"][0]["name"], "float_input");
+    assert_eq!(newest["inputs"]["inputs"][0]["shape"], json!([40, 4]));
+    assert_eq!(newest["outputs"]["outputs"][0]["name"], "label");
+    assert_eq!(newest["drift"]["detector"], "adwin");
+}
+
+/// The same through the real tritonclient, binary tensors both ways: its traffic is watched for
+/// drift and logged like any other.
+#[test]
+fn tritonclient_traffic_is_watched_for_drift_and_logged() {
+    let Some(python) = crate::v2::tritonclient_python() else {
+        if std::env::var("MAAS_REQUIRE_TRITONCLIENT").is_ok_and(|v| v == "1") {
+            panic!("tritonclient is required (MAAS_REQUIRE_TRITONCLIENT=1) but no Python can import it");
+        }
+        eprintln!("NOTICE: tritonclient[http] not installed; skipping (pip install -r tests/v2/requirements.txt)");
+        return;
+    };
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    let settings = r#"{"enabled": true, "continuous": true, "detector": {"detector": "adwin"}}"#;
+    let r = deploy_with(
+        &server,
+        "iris",
+        vec![("baseline", csv_part(csv(&iris_like(50, 0, 0.0), false)))],
+        &[("drift", settings)],
+    );
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    let r = server.post_json(
+        "/v1/models/iris/actions/update",
+        &json!({"log_predictions": true}),
+    );
+    assert_eq!(r.status(), 200);
+    let mut requests: Vec<Value> = (0..60)
+        .map(|request| {
+            let shift = if request >= 20 {
+                (request - 20) as f64 * 0.1
+            } else {
+                0.0
+            };
+            json!({"rows": iris_like(2, 500 + request * 2, shift)})
+        })
+        .collect();
+    requests.push(json!({
+        "rows": iris_like(40, 3000, 3.0),
+        "parameters": {"drift": {"detector": "adwin"}, "save": false},
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("requests.json");
+    std::fs::write(&file, serde_json::to_vec(&requests).unwrap()).unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/v2/tritonclient_drift.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(server.url.trim_start_matches("http://"))
+        .arg(&server.token)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answers.len(), 61);
+    assert!(answers[..60]
+        .iter()
+        .all(|a| a["drift"]["mode"] == "continuous"));
+    let found_at = answers
+        .iter()
+        .position(|a| a["drift"]["features"].get("petal_length").is_some())
+        .expect("continuous drift found in tritonclient traffic");
+    assert!(found_at > 20, "not before the drift began ({found_at})");
+    assert_eq!(answers[60]["drift"]["mode"], "request");
+    assert_eq!(answers[60]["labels"].as_array().unwrap().len(), 40);
+
+    // The 60 continuous requests are saved, the one that said `save: false` is not.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let page = server.get_json("/v1/models/iris/versions/1/predictions?limit=1000");
+        if page["total"] == 60 || Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(page["total"], 60);
+    // Binary inputs are logged as JSON values.
+    assert_eq!(
+        page["predictions"][0]["inputs"]["inputs"][0]["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        8
+    );
+}

@@ -270,7 +270,7 @@ fn metadata_infer_and_errors_follow_the_protocol() {
 
 /// The Python that has `tritonclient[http]`: `MAAS_TRITONCLIENT_PYTHON`, else `python3` if it can
 /// import it.
-fn tritonclient_python() -> Option<String> {
+pub(crate) fn tritonclient_python() -> Option<String> {
     let candidates = std::env::var("MAAS_TRITONCLIENT_PYTHON")
         .into_iter()
         .chain(["python3".to_string()]);

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use crate::http::error::{ErrorKind, ServiceError};
 use crate::services::actions::{ServiceAction, ServiceState};
-use crate::services::models::{LoadStatus, PredictOutput};
+use crate::services::models::LoadStatus;
 use crate::store::{ModelRecord, VersionRecord, VersionState};
 
 use maas_serving::{ServedVersion, ServingOptions};
@@ -462,19 +462,6 @@ pub struct PredictResponse {
     /// The drift check, when the request asked for one or the version checks every predict.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drift: Option<crate::services::drift::DriftResult>,
-}
-
-impl From<PredictOutput> for PredictResponse {
-    fn from(p: PredictOutput) -> Self {
-        PredictResponse {
-            model: p.model,
-            version: p.version,
-            predictions: p.rendered.predictions,
-            probabilities: p.rendered.probabilities,
-            outputs: p.rendered.outputs,
-            drift: p.drift,
-        }
-    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

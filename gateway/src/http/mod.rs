@@ -28,8 +28,8 @@ impl AppState {
 /// What every handler can reach.
 pub struct AppState {
     pub models: std::sync::Arc<crate::services::models::ModelService>,
-    /// Where saved predicts go.
-    pub predictions: crate::services::predictions::PredictionLog,
+    /// The one inference pipeline every protocol's predict goes through.
+    pub inference: crate::services::inference::Inference,
     pub settings: crate::settings::Settings,
     /// Client for `model_url` downloads.
     pub http: reqwest::Client,

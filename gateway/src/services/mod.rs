@@ -5,6 +5,7 @@ pub mod actions;
 pub mod auth;
 pub mod drift;
 pub mod error;
+pub mod inference;
 pub mod jobs;
 pub mod metrics;
 pub mod models;

@@ -9,26 +9,22 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use maas_serving::batching::{self, BatchConfig, BatchQueue, ClientProbe};
-use maas_serving::io::{self, Rendered};
 use maas_serving::{
     ArtifactStore, BackendChoice, BackendKind, Backends, Dim, LoadedModel, ModelRegistry,
     ServedVersion, ServingDefaults, ServingError, ServingOptions, StagedArtifact, VersionMeta,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::services::actions::ActionRequest;
 use crate::services::actions::{ServiceAction, ServiceState};
-use crate::services::drift::{
-    build_record, BaselineUpload, DriftResult, DriftService, VersionDrift,
-};
+use crate::services::drift::{build_record, BaselineUpload, DriftService, VersionDrift};
 use crate::services::error::{ErrorKind, ServiceError};
 use crate::services::metrics::Metrics;
 use crate::store::audit::Change;
 use crate::store::{ModelRecord, ModelStore, NewVersion, SqlStore, VersionRecord, VersionState};
-use maas_drift::DetectorConfig;
 
 /// Leftover artifact files younger than this are never swept: another replica may be between
 /// its rename and its commit.
@@ -47,16 +43,6 @@ pub struct DeployRequest {
     pub drift: BaselineUpload,
     /// Backend, instances and batching limits sent with the deploy.
     pub serving: ServingOptions,
-}
-
-/// How a predict ended, for `maas_predictions_total`: `ok`, `overloaded` (refused by the queue:
-/// full, waited too long, version going away), `invalid_input` (any other client error) or
-/// `error`.
-fn outcome<T>(result: &Result<T, ServiceError>) -> &'static str {
-    match result {
-        Ok(_) => "ok",
-        Err(e) => e.kind.prediction_outcome(),
-    }
 }
 
 /// Test hook: with `MAAS_TEST_INFERENCE_DELAY_MS` set, every inference (the warmup's too) first
@@ -95,25 +81,6 @@ struct Prepared {
     note: Option<String>,
     warmup: std::time::Duration,
     batch: BatchConfig,
-}
-
-/// A predict body, already parsed.
-pub struct PredictInput {
-    pub instances: Option<Value>,
-    pub records: Option<Vec<Map<String, Value>>>,
-    pub shape: Option<Vec<usize>>,
-    /// A drift check this request asks for.
-    pub drift: Option<DetectorConfig>,
-    /// Whether the caller is still there, asked before compute.
-    pub client: Option<ClientProbe>,
-}
-
-/// What a predict answered, and which version answered it.
-pub struct PredictOutput {
-    pub model: String,
-    pub version: u64,
-    pub rendered: Rendered,
-    pub drift: Option<DriftResult>,
 }
 
 /// Whether a stored version is loaded here, or why not.
@@ -821,7 +788,6 @@ impl ModelService {
         }
     }
 
-    /// Run one predict request against the asked-for or the default version.
     /// The loaded version a request runs: the one asked for or the default.
     pub async fn resolve(
         &self,
@@ -848,26 +814,6 @@ impl ModelService {
         }
     }
 
-    /// Run tensors, in the model's input order, through a resolved version (the Open Inference
-    /// Protocol's path), counting the prediction like any other.
-    pub async fn infer(
-        &self,
-        served: &Arc<ServedVersion>,
-        inputs: Vec<maas_serving::Tensor>,
-        client: Option<ClientProbe>,
-    ) -> Result<Vec<maas_serving::Tensor>, ServiceError> {
-        let started = Instant::now();
-        let result = self.run_queued(served, inputs, client).await;
-        let outcome = outcome(&result);
-        self.metrics.observe_prediction(
-            &served.model,
-            served.version,
-            outcome,
-            started.elapsed().as_secs_f64(),
-        );
-        result
-    }
-
     /// Whether a model (or one version) is loaded and answering here.
     pub fn is_serving(&self, model: &str, version: Option<u64>) -> bool {
         !self.is_paused(model) && self.registry.get(model, version).is_ok()
@@ -877,87 +823,9 @@ impl ModelService {
         self.paused.read().contains(model)
     }
 
-    pub async fn predict(
-        &self,
-        model: &str,
-        version: Option<u64>,
-        input: PredictInput,
-    ) -> Result<PredictOutput, ServiceError> {
-        let served = self.resolve(model, version).await?;
-        let started = Instant::now();
-        let result = self.run(&served, input).await;
-        let outcome = outcome(&result);
-        self.metrics.observe_prediction(
-            model,
-            served.version,
-            outcome,
-            started.elapsed().as_secs_f64(),
-        );
-        let (rendered, drift) = result?;
-        Ok(PredictOutput {
-            model: served.model.clone(),
-            version: served.version,
-            rendered,
-            drift,
-        })
-    }
-
-    async fn run(
-        &self,
-        served: &Arc<ServedVersion>,
-        input: PredictInput,
-    ) -> Result<(Rendered, Option<DriftResult>), ServiceError> {
-        let spec = io::single_input(served)?;
-        let plan = self
-            .drift
-            .plan(&served.model, served.version, input.drift)
-            .await?;
-        let tensor = match (input.instances, input.records) {
-            (Some(instances), None) => {
-                io::instances_tensor(spec, &instances, input.shape.as_deref())?
-            }
-            (None, Some(records)) => {
-                if input.shape.is_some() {
-                    return Err(ServiceError::new(
-                        ErrorKind::InvalidInput,
-                        "`shape` goes with `instances`, not `records`",
-                    ));
-                }
-                io::records_tensor(spec, served.meta.feature_names.as_deref(), &records)?
-            }
-            (Some(_), Some(_)) => {
-                return Err(ServiceError::new(
-                    ErrorKind::InvalidInput,
-                    "send either `instances` or `records`, not both",
-                ))
-            }
-            (None, None) => return Err(ServiceError::new(
-                ErrorKind::InvalidInput,
-                "send `instances` (rows of values) or `records` (objects keyed by feature name)",
-            )),
-        };
-        let batch = tensor.shape.first().copied().unwrap_or(1);
-        let rows = plan
-            .as_ref()
-            .map(|p| DriftService::table(p, &tensor))
-            .transpose()?;
-        let outputs = self.run_queued(served, vec![tensor], input.client).await?;
-        let rendered = io::render_outputs(served, batch, outputs)?;
-        let drift = match (&plan, &rows) {
-            (Some(plan), Some(rows)) => {
-                let result = DriftService::evaluate(plan, rows)?;
-                self.drift
-                    .record(plan, &served.model, served.version, &result);
-                Some(result)
-            }
-            _ => None,
-        };
-        Ok((rendered, drift))
-    }
-
     /// Queue tensors on a version and wait for its answer. Dropping this future (the client went
     /// away) withdraws the request: it will not run.
-    async fn run_queued(
+    pub async fn queue(
         &self,
         served: &ServedVersion,
         inputs: Vec<maas_serving::Tensor>,

@@ -1,17 +1,18 @@
 //! Predict against the default version or a given one.
 
-use std::time::Instant;
-
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use maas_serving::io;
+use maas_serving::{ServedVersion, Tensor};
+use serde_json::{json, Map, Value};
 
 use crate::http::api::{Listing, PredictRequest, PredictResponse};
 use crate::http::auth::Authorized;
 use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
 use crate::http::AppState;
 use crate::services::auth::{Deploy, Predict, Principal};
-use crate::services::models::PredictInput;
-use crate::services::predictions::{Pending, PredictionRecord};
+use crate::services::drift::DriftResult;
+use crate::services::inference::{Call, Codec};
+use crate::services::predictions::PredictionRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -34,8 +35,84 @@ pub fn configure(cfg: &mut web::ServiceConfig, predict_json: web::JsonConfig) {
     );
 }
 
-/// Run a predict and, when asked (`"save"`, or the model's default), hand it to the prediction
-/// log: one queue insert, after the answer is ready.
+/// The v1 codec: `instances` (rows, or values with a `shape`) or `records` (objects keyed by
+/// feature name) in; labels, probabilities and other outputs out.
+struct V1Codec {
+    instances: Option<Value>,
+    records: Option<Vec<Map<String, Value>>>,
+    shape: Option<Vec<usize>>,
+    /// Rows in the request, known once decoded.
+    batch: usize,
+}
+
+impl Codec for V1Codec {
+    type Answer = PredictResponse;
+
+    fn decode(
+        &mut self,
+        served: &ServedVersion,
+        log: bool,
+    ) -> Result<(Vec<Tensor>, Option<Value>), ServiceError> {
+        let spec = io::single_input(served)?;
+        let logged = log.then(
+            || json!({"instances": self.instances, "records": self.records, "shape": self.shape}),
+        );
+        let tensor = match (self.instances.take(), self.records.take()) {
+            (Some(instances), None) => {
+                io::instances_tensor(spec, &instances, self.shape.as_deref())?
+            }
+            (None, Some(records)) => {
+                if self.shape.is_some() {
+                    return Err(ServiceError::new(
+                        ErrorKind::InvalidInput,
+                        "`shape` goes with `instances`, not `records`",
+                    ));
+                }
+                io::records_tensor(spec, served.meta.feature_names.as_deref(), &records)?
+            }
+            (Some(_), Some(_)) => {
+                return Err(ServiceError::new(
+                    ErrorKind::InvalidInput,
+                    "send either `instances` or `records`, not both",
+                ))
+            }
+            (None, None) => return Err(ServiceError::new(
+                ErrorKind::InvalidInput,
+                "send `instances` (rows of values) or `records` (objects keyed by feature name)",
+            )),
+        };
+        self.batch = tensor.shape.first().copied().unwrap_or(1);
+        Ok((vec![tensor], logged))
+    }
+
+    fn encode(
+        self,
+        served: &ServedVersion,
+        outputs: Vec<Tensor>,
+        drift: Option<DriftResult>,
+        log: bool,
+    ) -> Result<(PredictResponse, Option<Value>), ServiceError> {
+        let rendered = io::render_outputs(served, self.batch, outputs)?;
+        let response = PredictResponse {
+            model: served.model.clone(),
+            version: served.version,
+            predictions: rendered.predictions,
+            probabilities: rendered.probabilities,
+            outputs: rendered.outputs,
+            drift,
+        };
+        let logged = log.then(|| {
+            json!({
+                "predictions": response.predictions,
+                "probabilities": response.probabilities,
+                "outputs": response.outputs,
+            })
+        });
+        Ok((response, logged))
+    }
+}
+
+/// Run a predict through the inference pipeline.
 async fn run(
     state: &AppState,
     principal: &Principal,
@@ -44,42 +121,21 @@ async fn run(
     body: PredictRequest,
     req: &HttpRequest,
 ) -> Result<PredictResponse, ServiceError> {
-    let started = Instant::now();
-    let save = body
-        .save
-        .unwrap_or_else(|| state.models.logs_predictions(name));
-    let inputs = save.then(
-        || json!({"instances": body.instances, "records": body.records, "shape": body.shape}),
-    );
-    let input = PredictInput {
-        instances: body.instances,
-        records: body.records,
-        shape: body.shape,
+    let call = Call {
+        model: name.to_owned(),
+        version,
+        codec: V1Codec {
+            instances: body.instances,
+            records: body.records,
+            shape: body.shape,
+            batch: 0,
+        },
         drift: body.drift,
+        save: body.save,
+        actor: principal.username.clone(),
         client: crate::http::client::probe(req),
     };
-    let response = PredictResponse::from(state.models.predict(name, version, input).await?);
-    if let Some(inputs) = inputs {
-        state.predictions.log(Pending {
-            model: response.model.clone(),
-            version: response.version,
-            at_us: chrono::Utc::now().timestamp_micros(),
-            actor: principal.username.clone(),
-            request_id: crate::http::request_id::current(),
-            latency_us: started.elapsed().as_micros() as u64,
-            inputs,
-            outputs: json!({
-                "predictions": response.predictions,
-                "probabilities": response.probabilities,
-                "outputs": response.outputs,
-            }),
-            drift: response
-                .drift
-                .as_ref()
-                .map(|d| json!({"detector": d.detector, "features": d.features, "deviation": d.deviation})),
-        });
-    }
-    Ok(response)
+    Ok(state.inference.run(call).await?.answer)
 }
 
 /// Predict with the default version (the newest deployed).

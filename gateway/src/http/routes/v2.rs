@@ -9,15 +9,17 @@ use std::pin::Pin;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 use maas_serving::io::{flat_json, v2_bytes, v2_datatype, v2_tensor, v2_tensor_from_bytes};
-use maas_serving::Dim;
+use maas_serving::{Dim, ServedVersion, Tensor};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::http::auth::authorize;
 use crate::http::error::{ErrorKind, ServiceError};
 use crate::http::AppState;
-use crate::services::auth::{Deploy, Permission, Predict, Read};
+use crate::services::auth::{Deploy, Permission, Predict, Principal, Read};
+use crate::services::drift::DriftResult;
+use crate::services::inference::{Call, Codec};
 
 use crate::http::resource;
 
@@ -99,7 +101,7 @@ impl ResponseError for V2Error {
 }
 
 /// `Authorized<P>` for the protocol's routes, failing with the protocol's error body.
-pub struct V2Authorized<P: Permission>(PhantomData<P>);
+pub struct V2Authorized<P: Permission>(pub Principal, PhantomData<P>);
 
 impl<P: Permission + 'static> FromRequest for V2Authorized<P> {
     type Error = V2Error;
@@ -108,8 +110,8 @@ impl<P: Permission + 'static> FromRequest for V2Authorized<P> {
     fn from_request(req: &HttpRequest, _payload: &mut actix_web::dev::Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            authorize::<P>(&req).await?;
-            Ok(V2Authorized(PhantomData))
+            let principal = authorize::<P>(&req).await?;
+            Ok(V2Authorized(principal, PhantomData))
         })
     }
 }
@@ -174,8 +176,11 @@ pub struct RequestedOutput {
 #[derive(Deserialize, ToSchema)]
 pub struct InferRequest {
     pub id: Option<String>,
+    /// The protocol's `binary_data_output`, and maas's own: `drift` (check these rows with a
+    /// detector, as v1's `drift` field: `{"detector": "adwin"}`) and `save` (true or false: save
+    /// this request in the prediction log, as v1's `save`).
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, example = json!({"drift": {"detector": "adwin"}, "save": true}))]
     pub parameters: Option<Map<String, Value>>,
     pub inputs: Vec<InferInput>,
     pub outputs: Option<Vec<RequestedOutput>>,
@@ -288,6 +293,8 @@ pub struct InferResponse {
     pub model_version: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// `drift`: the drift check (as v1's `drift`), when the request asked for one or the
+    /// version checks every predict.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<Map<String, Value>>,
@@ -468,136 +475,253 @@ pub async fn version_ready(
     readiness(&state, &name, Some(parse_version(&version)?)).await
 }
 
+/// The Open Inference Protocol's codec: named, typed tensors in (JSON `data`, or binary data
+/// after the JSON), the same out.
+struct V2Codec {
+    inputs: Vec<InferInput>,
+    /// Requested outputs, each with whether its data goes in binary; `None`: every output.
+    outputs: Option<Vec<RequestedOutput>>,
+    /// `binary_data_output` of the request: outputs in binary unless they say otherwise.
+    all_binary: bool,
+    /// The binary data after the JSON.
+    binary: Vec<u8>,
+    id: Option<String>,
+}
+
+/// A V2 answer: the JSON response and the binary output data that follows it.
+pub struct V2Answer {
+    response: InferResponse,
+    tail: Vec<u8>,
+}
+
+/// A tensor as the prediction log keeps it: JSON, whatever way it travelled.
+fn logged_tensor(name: &str, tensor: &Tensor) -> Value {
+    json!({
+        "name": name,
+        "datatype": v2_datatype(tensor.data.element_type()),
+        "shape": tensor.shape,
+        "data": flat_json(tensor),
+    })
+}
+
+impl Codec for V2Codec {
+    type Answer = V2Answer;
+
+    fn decode(
+        &mut self,
+        served: &ServedVersion,
+        log: bool,
+    ) -> Result<(Vec<Tensor>, Option<Value>), ServiceError> {
+        let signature = served.loaded.signature();
+        let invalid = |m: String| ServiceError::new(ErrorKind::InvalidInput, m);
+        // Binary inputs take their bytes from the tail, in request order.
+        let mut ranges = Vec::with_capacity(self.inputs.len());
+        let mut at = 0usize;
+        for input in &self.inputs {
+            match binary_size(&input.parameters) {
+                Some(n) => {
+                    let n = usize::try_from(n).unwrap_or(usize::MAX);
+                    let end = at
+                        .checked_add(n)
+                        .filter(|&e| e <= self.binary.len())
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "input '{}' declares {n} bytes of binary data that the body does not hold",
+                                input.name
+                            ))
+                        })?;
+                    ranges.push(Some(at..end));
+                    at = end;
+                }
+                None => ranges.push(None),
+            }
+        }
+        if at != self.binary.len() {
+            return Err(invalid(format!(
+                "{} bytes of binary data belong to no input",
+                self.binary.len() - at
+            )));
+        }
+        let mut tensors = Vec::with_capacity(signature.inputs.len());
+        for spec in &signature.inputs {
+            let (input, range) = self
+                .inputs
+                .iter()
+                .zip(&ranges)
+                .find(|(i, _)| i.name == spec.name)
+                .ok_or_else(|| invalid(format!("the request has no input '{}'", spec.name)))?;
+            let tensor = match range {
+                Some(range) => v2_tensor_from_bytes(
+                    spec,
+                    &input.datatype,
+                    &input.shape,
+                    &self.binary[range.clone()],
+                ),
+                None => match &input.data {
+                    Some(data) => v2_tensor(spec, &input.datatype, &input.shape, data),
+                    None => {
+                        return Err(invalid(format!(
+                            "input '{}' has neither `data` nor binary data",
+                            input.name
+                        )))
+                    }
+                },
+            };
+            tensors.push(tensor?);
+        }
+        if let Some(extra) = self
+            .inputs
+            .iter()
+            .find(|i| !signature.inputs.iter().any(|s| s.name == i.name))
+        {
+            return Err(invalid(format!("the model has no input '{}'", extra.name)));
+        }
+        if let Some(unknown) = self
+            .outputs
+            .iter()
+            .flatten()
+            .find(|o| !signature.outputs.iter().any(|s| s.name == o.name))
+        {
+            return Err(invalid(format!(
+                "the model has no output '{}'",
+                unknown.name
+            )));
+        }
+        let logged = log.then(|| {
+            let inputs: Vec<Value> = signature
+                .inputs
+                .iter()
+                .zip(&tensors)
+                .map(|(spec, t)| logged_tensor(&spec.name, t))
+                .collect();
+            json!({ "inputs": inputs })
+        });
+        Ok((tensors, logged))
+    }
+
+    fn encode(
+        self,
+        served: &ServedVersion,
+        results: Vec<Tensor>,
+        drift: Option<DriftResult>,
+        log: bool,
+    ) -> Result<(V2Answer, Option<Value>), ServiceError> {
+        let signature = served.loaded.signature();
+        let wanted: Option<Vec<(String, bool)>> = self.outputs.map(|o| {
+            o.into_iter()
+                .map(|o| {
+                    let binary = wants_binary(&o.parameters).unwrap_or(self.all_binary);
+                    (o.name, binary)
+                })
+                .collect()
+        });
+        let mut logged = Vec::new();
+        let mut outputs = Vec::new();
+        let mut tail = Vec::new();
+        for (spec, tensor) in signature.outputs.iter().zip(results) {
+            let binary = match &wanted {
+                Some(w) => match w.iter().find(|(n, _)| n == &spec.name) {
+                    Some((_, binary)) => *binary,
+                    None => continue,
+                },
+                None => self.all_binary,
+            };
+            if log {
+                logged.push(logged_tensor(&spec.name, &tensor));
+            }
+            let (parameters, data) = if binary {
+                let bytes = v2_bytes(&tensor);
+                let mut p = Map::new();
+                p.insert("binary_data_size".into(), Value::from(bytes.len()));
+                tail.extend_from_slice(&bytes);
+                (Some(p), None)
+            } else {
+                (None, Some(flat_json(&tensor)))
+            };
+            outputs.push(InferOutput {
+                name: spec.name.clone(),
+                datatype: v2_datatype(tensor.data.element_type()).into(),
+                parameters,
+                data,
+                shape: tensor.shape,
+            });
+        }
+        let parameters = match drift {
+            Some(drift) => {
+                let drift = serde_json::to_value(drift).map_err(|e| {
+                    ServiceError::internal(format!("encoding the drift check: {e}"))
+                })?;
+                Some(Map::from_iter([("drift".to_owned(), drift)]))
+            }
+            None => None,
+        };
+        let response = InferResponse {
+            model_name: served.model.clone(),
+            model_version: served.version.to_string(),
+            id: self.id,
+            parameters,
+            outputs,
+        };
+        Ok((
+            V2Answer { response, tail },
+            log.then(|| json!({ "outputs": logged })),
+        ))
+    }
+}
+
+/// Run an inference request through the pipeline. The request's `parameters` may hold `drift`
+/// (a detector to check these rows with, as v1's `drift` field) and `save` (as v1's `save`).
 async fn run_infer(
     state: &AppState,
+    principal: &Principal,
     model: &str,
     version: Option<u64>,
     request: InferRequest,
-    binary: &[u8],
+    binary: Vec<u8>,
     req: &HttpRequest,
-) -> Result<(InferResponse, Vec<u8>), V2Error> {
-    let served = state.models.resolve(model, version).await?;
-    let signature = served.loaded.signature();
+) -> Result<V2Answer, V2Error> {
     let invalid = |m: String| V2Error(ServiceError::new(ErrorKind::InvalidInput, m));
-    // Binary inputs take their bytes from the tail, in request order.
-    let mut ranges = Vec::with_capacity(request.inputs.len());
-    let mut at = 0usize;
-    for input in &request.inputs {
-        match binary_size(&input.parameters) {
-            Some(n) => {
-                let n = usize::try_from(n).unwrap_or(usize::MAX);
-                let end = at.checked_add(n).filter(|&e| e <= binary.len()).ok_or_else(|| {
-                    invalid(format!("input '{}' declares {n} bytes of binary data that the body does not hold", input.name))
-                })?;
-                ranges.push(Some(at..end));
-                at = end;
-            }
-            None => ranges.push(None),
-        }
-    }
-    if at != binary.len() {
-        return Err(invalid(format!(
-            "{} bytes of binary data belong to no input",
-            binary.len() - at
-        )));
-    }
-    let mut tensors = Vec::with_capacity(signature.inputs.len());
-    for spec in &signature.inputs {
-        let (input, range) = request
-            .inputs
-            .iter()
-            .zip(&ranges)
-            .find(|(i, _)| i.name == spec.name)
-            .ok_or_else(|| invalid(format!("the request has no input '{}'", spec.name)))?;
-        let tensor = match range {
-            Some(range) => {
-                v2_tensor_from_bytes(spec, &input.datatype, &input.shape, &binary[range.clone()])
-            }
-            None => match &input.data {
-                Some(data) => v2_tensor(spec, &input.datatype, &input.shape, data),
-                None => {
-                    return Err(invalid(format!(
-                        "input '{}' has neither `data` nor binary data",
-                        input.name
-                    )))
-                }
-            },
-        };
-        tensors.push(tensor.map_err(ServiceError::from)?);
-    }
-    if let Some(extra) = request
-        .inputs
-        .iter()
-        .find(|i| !signature.inputs.iter().any(|s| s.name == i.name))
-    {
-        return Err(invalid(format!("the model has no input '{}'", extra.name)));
-    }
-    let all_binary = request
-        .parameters
-        .as_ref()
-        .and_then(|p| p.get("binary_data_output"))
+    let parameters = request.parameters.unwrap_or_default();
+    let drift = match parameters.get("drift") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(
+            serde_json::from_value::<maas_drift::DetectorConfig>(value.clone()).map_err(|e| {
+                invalid(format!(
+                    "parameters.drift must be a detector such as {{\"detector\": \"adwin\"}}: {e}"
+                ))
+            })?,
+        ),
+    };
+    let save = match parameters.get("save") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => return Err(invalid("parameters.save must be true or false".into())),
+    };
+    let all_binary = parameters
+        .get("binary_data_output")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    // Requested outputs, each with whether its data goes in binary.
-    let wanted: Option<Vec<(String, bool)>> = request.outputs.map(|o| {
-        o.into_iter()
-            .map(|o| {
-                let binary = wants_binary(&o.parameters).unwrap_or(all_binary);
-                (o.name, binary)
-            })
-            .collect()
-    });
-    if let Some(names) = &wanted {
-        if let Some((unknown, _)) = names
-            .iter()
-            .find(|(n, _)| !signature.outputs.iter().any(|s| &s.name == n))
-        {
-            return Err(invalid(format!("the model has no output '{unknown}'")));
-        }
-    }
-    let results = state
-        .models
-        .infer(&served, tensors, crate::http::client::probe(req))
-        .await?;
-    let mut outputs = Vec::new();
-    let mut tail = Vec::new();
-    for (spec, tensor) in signature.outputs.iter().zip(results) {
-        let binary = match &wanted {
-            Some(w) => match w.iter().find(|(n, _)| n == &spec.name) {
-                Some((_, binary)) => *binary,
-                None => continue,
-            },
-            None => all_binary,
-        };
-        let (parameters, data) = if binary {
-            let bytes = v2_bytes(&tensor);
-            let mut p = Map::new();
-            p.insert("binary_data_size".into(), Value::from(bytes.len()));
-            tail.extend_from_slice(&bytes);
-            (Some(p), None)
-        } else {
-            (None, Some(flat_json(&tensor)))
-        };
-        outputs.push(InferOutput {
-            name: spec.name.clone(),
-            datatype: v2_datatype(tensor.data.element_type()).into(),
-            parameters,
-            data,
-            shape: tensor.shape,
-        });
-    }
-    let response = InferResponse {
-        model_name: served.model.clone(),
-        model_version: served.version.to_string(),
-        id: request.id,
-        parameters: None,
-        outputs,
+    let call = Call {
+        model: model.to_owned(),
+        version,
+        codec: V2Codec {
+            inputs: request.inputs,
+            outputs: request.outputs,
+            all_binary,
+            binary,
+            id: request.id,
+        },
+        drift,
+        save,
+        actor: principal.username.clone(),
+        client: crate::http::client::probe(req),
     };
-    Ok((response, tail))
+    Ok(state.inference.run(call).await?.answer)
 }
 
 /// JSON, or JSON then binary output data with the extension's header.
-fn respond(response: InferResponse, tail: Vec<u8>) -> Result<HttpResponse, V2Error> {
+fn respond(answer: V2Answer) -> Result<HttpResponse, V2Error> {
+    let V2Answer { response, tail } = answer;
     let json = serde_json::to_vec(&response)
         .map_err(|e| V2Error(ServiceError::new(ErrorKind::Internal, e.to_string())))?;
     if tail.is_empty() {
@@ -621,7 +745,7 @@ fn respond(response: InferResponse, tail: Vec<u8>) -> Result<HttpResponse, V2Err
     responses((status = 200, body = InferResponse), (status = 400, body = V2ErrorBody), (status = 401, body = V2ErrorBody),
         (status = 403, body = V2ErrorBody), (status = 404, body = V2ErrorBody), (status = 422, body = V2ErrorBody)))]
 pub async fn infer(
-    _auth: V2Authorized<Predict>,
+    auth: V2Authorized<Predict>,
     state: web::Data<AppState>,
     name: web::Path<String>,
     req: HttpRequest,
@@ -629,8 +753,8 @@ pub async fn infer(
 ) -> Result<HttpResponse, V2Error> {
     let body = read_body(payload, state.v2_limit()).await?;
     let (request, binary) = parse_request(&req, &body)?;
-    let (response, tail) = run_infer(&state, &name, None, request, &binary, &req).await?;
-    respond(response, tail)
+    let answer = run_infer(&state, &auth.0, &name, None, request, binary, &req).await?;
+    respond(answer)
 }
 
 /// Inference with one version.
@@ -641,7 +765,7 @@ pub async fn infer(
         (status = 403, body = V2ErrorBody), (status = 404, body = V2ErrorBody), (status = 409, body = V2ErrorBody),
         (status = 422, body = V2ErrorBody)))]
 pub async fn infer_version(
-    _auth: V2Authorized<Predict>,
+    auth: V2Authorized<Predict>,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     req: HttpRequest,
@@ -651,8 +775,8 @@ pub async fn infer_version(
     let version = parse_version(&version)?;
     let body = read_body(payload, state.v2_limit()).await?;
     let (request, binary) = parse_request(&req, &body)?;
-    let (response, tail) = run_infer(&state, &name, Some(version), request, &binary, &req).await?;
-    respond(response, tail)
+    let answer = run_infer(&state, &auth.0, &name, Some(version), request, binary, &req).await?;
+    respond(answer)
 }
 
 /// Repository extension: every version of every model with its state.
