@@ -44,9 +44,10 @@ enum Command {
         /// Feature names as a JSON array, for `records` predicts.
         #[arg(long)]
         feature_names: Option<String>,
-        /// Make this the only deployed version.
+        /// Keep the deployed versions serving beside this one (default: it replaces them; they
+        /// stay kept, one `rollback` away).
         #[arg(long)]
-        exclusive: bool,
+        append: bool,
         /// Backend: tract, ort-cpu, ort-cuda or auto (default: the server's).
         #[arg(long)]
         backend: Option<String>,
@@ -509,7 +510,7 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             version,
             class_names,
             feature_names,
-            exclusive,
+            append,
             backend,
             serving,
             client,
@@ -535,8 +536,8 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             if let Some(names) = feature_names {
                 form = form.text("feature_names", names);
             }
-            if exclusive {
-                form = form.text("append", "false");
+            if append {
+                form = form.text("append", "true");
             }
             if let Some(options) = serving_options(serving.as_deref(), backend.as_deref())? {
                 form = form.text("serving", options);

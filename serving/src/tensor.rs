@@ -1,9 +1,9 @@
 //! Plain tensor and signature types shared by every backend; no backend type leaks past here.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Element types maas can feed to and read from a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ElementType {
     Float32,
@@ -43,6 +43,21 @@ impl Serialize for Dim {
     }
 }
 
+impl<'de> Deserialize<'de> for Dim {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Fixed(u64),
+            Symbolic(String),
+        }
+        Ok(match Repr::deserialize(d)? {
+            Repr::Fixed(n) => Dim::Fixed(usize::try_from(n).map_err(serde::de::Error::custom)?),
+            Repr::Symbolic(name) => Dim::Symbolic(name),
+        })
+    }
+}
+
 impl std::fmt::Display for Dim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -53,7 +68,7 @@ impl std::fmt::Display for Dim {
 }
 
 /// A named input or output as the model declares it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TensorSpec {
     pub name: String,
     pub element_type: ElementType,
@@ -73,8 +88,9 @@ impl TensorSpec {
     }
 }
 
-/// Inputs and outputs of a loaded model, in the model's order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Inputs and outputs of a loaded model, in the model's order. Stored with each version as this
+/// type's JSON, and read back as it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelSignature {
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
@@ -136,5 +152,32 @@ impl Tensor {
             )));
         }
         Ok(Tensor { shape, data })
+    }
+}
+
+#[cfg(test)]
+mod signature_tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_reads_back_as_it_was_written() {
+        let signature = ModelSignature {
+            inputs: vec![TensorSpec {
+                name: "float_input".into(),
+                element_type: ElementType::Float32,
+                shape: vec![Dim::Symbolic("N".into()), Dim::Fixed(4)],
+            }],
+            outputs: vec![TensorSpec {
+                name: "label".into(),
+                element_type: ElementType::Int64,
+                shape: vec![Dim::Symbolic("N".into())],
+            }],
+        };
+        let text = serde_json::to_string(&signature).unwrap();
+        assert!(text.contains(r#""shape":["N",4]"#), "{text}");
+        assert_eq!(
+            serde_json::from_str::<ModelSignature>(&text).unwrap(),
+            signature
+        );
     }
 }

@@ -120,7 +120,7 @@ on_both_stores!(a_model_goes_through_its_service_states, |store: &Store| {
     server.deploy(
         "iris",
         "iris_logreg_v2.onnx",
-        &[("serving", r#"{"queue_capacity": 64}"#)],
+        &[("serving", r#"{"queue_capacity": 64}"#), ("append", "true")],
     );
     let updated = act_ok(
         &server,

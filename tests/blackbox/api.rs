@@ -174,16 +174,20 @@ on_both_stores!(
         let server = Server::start(store);
         assert_eq!(server.deploy("iris", "iris_logreg.onnx", &[])["version"], 1);
         assert_eq!(
-            server.deploy("iris", "iris_logreg_v2.onnx", &[])["version"],
+            server.deploy("iris", "iris_logreg_v2.onnx", &[("append", "true")])["version"],
             2
         );
         // Explicit numbers may skip ahead; the counter follows.
         assert_eq!(
-            server.deploy("iris", "iris_logreg.onnx", &[("version", "10")])["version"],
+            server.deploy(
+                "iris",
+                "iris_logreg.onnx",
+                &[("version", "10"), ("append", "true")]
+            )["version"],
             10
         );
         assert_eq!(
-            server.deploy("iris", "iris_logreg.onnx", &[])["version"],
+            server.deploy("iris", "iris_logreg.onnx", &[("append", "true")])["version"],
             11
         );
         assert_error(
@@ -414,7 +418,8 @@ fn deploy_from_a_url() {
     assert_eq!(r.status(), 201);
     let answer = server.predict_ok("iris", None, &json!({"instances": [[7.0, 3.2, 4.7, 1.4]]}));
     assert_eq!(answer["version"], 2);
-    assert_eq!(answer["predictions"], json!([2]));
+    // The class names of version 1 carry forward to the version that replaces it.
+    assert_eq!(answer["predictions"], json!(["virginica"]));
 
     assert_error(
         text(&[("model_url", &serve_file(Vec::new(), false))]),

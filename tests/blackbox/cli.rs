@@ -138,12 +138,13 @@ fn client_verbs_deploy_list_predict_roll_back_and_undeploy() {
         v1["class_names"],
         serde_json::from_str::<Value>(IRIS_CLASSES).unwrap()
     );
-    // MAAS_URL instead of --url.
+    // MAAS_URL instead of --url; --append keeps version 1 serving beside it.
     let v2 = maas_with(
         &[
             "deploy",
             "iris",
             path_str(&logreg_v2),
+            "--append",
             "--class-names",
             IRIS_CLASSES,
             "--backend",
@@ -237,14 +238,13 @@ fn client_verbs_deploy_list_predict_roll_back_and_undeploy() {
     let answer = maas(&["predict", "iris", path_str(&rows_file), "--url", url]).json();
     assert_eq!(answer["version"], 1);
 
-    // --exclusive with --version: 5 becomes the only deployed version.
+    // Without --append (the default), 5 replaces the deployed versions.
     let v5 = maas(&[
         "deploy",
         "iris",
         path_str(&logreg_v2),
         "--version",
         "5",
-        "--exclusive",
         "--url",
         url,
     ])

@@ -167,7 +167,8 @@ on_both_stores!(restart_keeps_everything, |store: &Store| {
             "iris_logreg_v2.onnx",
             &[
                 ("class_names", IRIS_CLASSES),
-                ("feature_names", IRIS_FEATURES)
+                ("feature_names", IRIS_FEATURES),
+                ("append", "true")
             ]
         )["version"],
         2
@@ -208,7 +209,11 @@ on_both_stores!(restart_keeps_everything, |store: &Store| {
 
     // Numbers continue after a restart and are never reused, also across restarts.
     assert_eq!(
-        server.deploy("iris", "iris_logreg.onnx", &[("class_names", IRIS_CLASSES)])["version"],
+        server.deploy(
+            "iris",
+            "iris_logreg.onnx",
+            &[("class_names", IRIS_CLASSES), ("append", "true")]
+        )["version"],
         3
     );
     assert_eq!(server.delete("/v1/models/iris/versions/3").status(), 204);
@@ -219,7 +224,11 @@ on_both_stores!(restart_keeps_everything, |store: &Store| {
         "version_not_found",
     );
     assert_eq!(
-        server.deploy("iris", "iris_logreg.onnx", &[("class_names", IRIS_CLASSES)])["version"],
+        server.deploy(
+            "iris",
+            "iris_logreg.onnx",
+            &[("class_names", IRIS_CLASSES), ("append", "true")]
+        )["version"],
         4
     );
     assert_serves(&server, None, 4, "iris_logreg");
@@ -258,7 +267,8 @@ fn crash_during_deploy(store: &Store, point: &str, committed: bool) {
             "model",
             reqwest::blocking::multipart::Part::bytes(bytes).file_name("iris_logreg_v2.onnx"),
         )
-        .text("class_names", IRIS_CLASSES);
+        .text("class_names", IRIS_CLASSES)
+        .text("append", "true");
     let sent = server
         .client
         .post(format!("{}/v1/models/iris/versions", server.url))
@@ -299,7 +309,10 @@ fn crash_during_deploy(store: &Store, point: &str, committed: bool) {
             &[(1, "iris_logreg.onnx"), (2, "iris_logreg_v2.onnx")],
             &[1, 2],
         );
-        assert_eq!(server.deploy("iris", "iris_logreg.onnx", &[])["version"], 3);
+        assert_eq!(
+            server.deploy("iris", "iris_logreg.onnx", &[("append", "true")])["version"],
+            3
+        );
     } else {
         assert_eq!(
             server.get_json("/v1/models"),
@@ -330,7 +343,7 @@ fn crash_during_deploy(store: &Store, point: &str, committed: bool) {
         let record = server.deploy(
             "iris",
             "iris_logreg_v2.onnx",
-            &[("class_names", IRIS_CLASSES)],
+            &[("class_names", IRIS_CLASSES), ("append", "true")],
         );
         assert_eq!(record["version"], 2, "{record}");
         assert_eq!(record["default"], true, "{record}");

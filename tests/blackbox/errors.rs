@@ -230,8 +230,8 @@ on_both_stores!(
                 ("feature_names", IRIS_FEATURES),
             ],
         );
-        server.deploy("iris", "iris_logreg_v2.onnx", &[]);
-        server.deploy("iris", "iris_rf.onnx", &[]);
+        server.deploy("iris", "iris_logreg_v2.onnx", &[("append", "true")]);
+        server.deploy("iris", "iris_rf.onnx", &[("append", "true")]);
         assert_eq!(
             server
                 .post_empty("/v1/models/iris/versions/2/undeploy")

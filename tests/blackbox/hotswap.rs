@@ -63,12 +63,10 @@ impl References {
             2,
             (named("iris_logreg_v2"), probabilities("iris_logreg_v2")),
         );
+        // Version 3 is deployed without class names: it carries version 2's.
         answers.insert(
             3,
-            (
-                all["iris_logreg_v2"]["outputs"]["label"].clone(),
-                probabilities("iris_logreg_v2"),
-            ),
+            (named("iris_logreg_v2"), probabilities("iris_logreg_v2")),
         );
         References {
             body: json!({ "instances": all["iris_logreg"]["inputs"] }),

@@ -17,6 +17,7 @@ mod drift_cli;
 mod errors;
 mod hotswap;
 mod jobs;
+mod lifecycle;
 mod ops;
 mod predictions;
 mod sandbox;

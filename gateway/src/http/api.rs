@@ -155,12 +155,21 @@ pub struct TensorInfo {
     pub shape: Vec<Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct SignatureJson {
-    #[serde(default)]
-    inputs: Vec<TensorInfo>,
-    #[serde(default)]
-    outputs: Vec<TensorInfo>,
+impl From<&maas_serving::TensorSpec> for TensorInfo {
+    fn from(spec: &maas_serving::TensorSpec) -> Self {
+        TensorInfo {
+            name: spec.name.clone(),
+            element_type: spec.element_type.as_str().to_owned(),
+            shape: spec
+                .shape
+                .iter()
+                .map(|d| match d {
+                    maas_serving::Dim::Fixed(n) => Value::from(*n),
+                    maas_serving::Dim::Symbolic(name) => Value::from(name.as_str()),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One version of a model, in full.
@@ -206,7 +215,6 @@ pub struct VersionInfo {
 
 impl VersionInfo {
     pub fn new(record: &VersionRecord, default: Option<u64>, status: LoadStatus) -> Self {
-        let signature: SignatureJson = serde_json::from_str(&record.signature).unwrap_or_default();
         let (ready, load_error, serving) = match status {
             LoadStatus::Loaded(served) => (true, None, Some(ServingInfo::from(served.as_ref()))),
             LoadStatus::NotLoaded => (false, None, None),
@@ -222,8 +230,18 @@ impl VersionInfo {
             backend: record.backend.clone(),
             serving_options: record.serving.clone(),
             serving,
-            inputs: signature.inputs,
-            outputs: signature.outputs,
+            inputs: record
+                .signature
+                .inputs
+                .iter()
+                .map(TensorInfo::from)
+                .collect(),
+            outputs: record
+                .signature
+                .outputs
+                .iter()
+                .map(TensorInfo::from)
+                .collect(),
             class_names: record.class_names.clone(),
             feature_names: record.feature_names.clone(),
             size_bytes: record.size_bytes,
@@ -385,7 +403,8 @@ pub struct DeployForm {
     pub class_names: Option<String>,
     /// JSON array of column names in feature order, for `records` predicts.
     pub feature_names: Option<String>,
-    /// `true` (default): other deployed versions keep serving. `false`: this becomes the only one.
+    /// `false` (default): this version replaces the deployed ones, which stay kept. `true`: they
+    /// keep serving beside it (unversioned predicts go to the newest).
     pub append: Option<bool>,
     /// Serving options as JSON (see `ServingOptions`), e.g.
     /// `{"backend": "ort-cpu", "instances": 2, "max_batch_size": 64, "max_queue_delay_us": 500}`.
@@ -409,8 +428,8 @@ pub struct DeployForm {
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedeployRequest {
-    /// `true` (default): other deployed versions keep serving. `false`: this becomes the only
-    /// deployed version, and so the default (a rollback).
+    /// `false` (default): this becomes the only deployed version, and so the default (a
+    /// rollback). `true`: the deployed versions keep serving beside it.
     #[serde(default)]
     pub append: Option<bool>,
 }

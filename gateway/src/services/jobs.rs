@@ -2007,16 +2007,22 @@ async fn deploy_inner(
         label_column: label.clone(),
         settings: None,
     };
+    // The default placement: the new version replaces the deployed ones. What the task leaves
+    // out (serving options, drift settings, names) is carried from the version it replaces.
     let request = crate::services::models::DeployRequest {
         model: model.clone(),
-        staged,
-        version: None,
-        append: false,
-        class_names: classes,
-        feature_names: features,
-        source: format!("job:{}", job.id),
-        drift,
-        serving: Default::default(),
+        source: crate::services::models::DeploySource::Upload(Box::new(
+            crate::services::models::Upload {
+                staged,
+                version: None,
+                class_names: classes,
+                feature_names: features,
+                source: format!("job:{}", job.id),
+                drift,
+                serving: Default::default(),
+            },
+        )),
+        placement: crate::services::models::Placement::Alone,
     };
     let record = models.deploy(request).await.map_err(|e| e.message)?;
     log(format!(

@@ -16,7 +16,6 @@ use maas_serving::{
     ArtifactStore, BackendChoice, BackendKind, Backends, Dim, LoadedModel, ModelRegistry,
     ServedVersion, ServingDefaults, ServingError, ServingOptions, StagedArtifact, VersionMeta,
 };
-use serde_json::Value;
 
 use crate::services::actions::ActionRequest;
 use crate::services::actions::{ServiceAction, ServiceState};
@@ -24,25 +23,67 @@ use crate::services::drift::{build_record, BaselineUpload, DriftService, Version
 use crate::services::error::{ErrorKind, ServiceError};
 use crate::services::metrics::Metrics;
 use crate::store::audit::Change;
+use crate::store::drift::DriftRecord;
 use crate::store::{ModelRecord, ModelStore, NewVersion, SqlStore, VersionRecord, VersionState};
 
 /// Leftover artifact files younger than this are never swept: another replica may be between
 /// its rename and its commit.
 const SWEEP_MIN_AGE: Duration = Duration::from_secs(600);
 
-/// A deploy, once its file is on disk.
-pub struct DeployRequest {
-    pub model: String,
+/// Whether a deployed version serves alone or alongside the versions already deployed.
+///
+/// The one default, for every entry point (upload, redeploy, the `deploy` service action, the
+/// V2 repository's load, the scheduler's `deploy` task and the CLI): **alone**. The new version
+/// replaces the deployed ones, which stay kept and undeployed, one redeploy away — the "latest
+/// version" policy of TF Serving and Triton. `append` (the seed's APPEND) keeps them serving:
+/// unversioned requests then go to the newest deployed version, and each older one answers its
+/// own version's route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Placement {
+    #[default]
+    Alone,
+    Alongside,
+}
+
+impl Placement {
+    /// From an `append` flag; absent means the default.
+    pub fn from_append(append: Option<bool>) -> Placement {
+        match append {
+            Some(true) => Placement::Alongside,
+            Some(false) | None => Placement::Alone,
+        }
+    }
+}
+
+/// A new model file to deploy as a new version, once it is on disk.
+pub struct Upload {
     pub staged: StagedArtifact,
+    /// The number to give it; `None`: the last number used plus one.
     pub version: Option<u64>,
-    pub append: bool,
+    /// Where it came from: `upload:<file name>`, a URL, `job:<id>`.
+    pub source: String,
+    /// `None` carries the replaced version's, when they fit the new model.
     pub class_names: Option<Vec<String>>,
     pub feature_names: Option<Vec<String>>,
-    pub source: String,
-    /// Baseline and drift settings sent with the deploy.
+    /// A baseline and drift settings. Without a baseline the replaced version's is carried (when
+    /// it fits the new model); without settings, its settings (detector, continuous, webhook…).
     pub drift: BaselineUpload,
-    /// Backend, instances and batching limits sent with the deploy.
+    /// Backend, instances and batching limits; fields left out carry the replaced version's.
     pub serving: ServingOptions,
+}
+
+/// What to deploy.
+pub enum DeploySource {
+    Upload(Box<Upload>),
+    /// A version already kept: a redeploy, or a rollback when alone.
+    Kept(u64),
+}
+
+/// The one deploy operation's request.
+pub struct DeployRequest {
+    pub model: String,
+    pub source: DeploySource,
+    pub placement: Placement,
 }
 
 /// Test hook: with `MAAS_TEST_INFERENCE_DELAY_MS` set, every inference (the warmup's too) first
@@ -364,8 +405,12 @@ impl ModelService {
                             )
                         })?,
                 };
-                self.redeploy(name, version, !request.append.unwrap_or(false))
-                    .await?;
+                self.deploy(DeployRequest {
+                    model: name.to_owned(),
+                    source: DeploySource::Kept(version),
+                    placement: Placement::from_append(request.append),
+                })
+                .await?;
             }
             ServiceAction::Update => self.update(&model, request).await?,
         }
@@ -559,38 +604,115 @@ impl ModelService {
         Ok(())
     }
 
-    /// Deploy an uploaded file as a new version.
+    /// The one deploy operation: a new file as a new version, or a kept version again, alone or
+    /// alongside the deployed ones (see [`Placement`]).
     pub async fn deploy(&self, request: DeployRequest) -> Result<VersionRecord, ServiceError> {
-        let result = self.deploy_inner(request).await;
-        self.metrics
-            .observe_deploy(if result.is_ok() { "ok" } else { "refused" });
-        result
+        let DeployRequest {
+            model,
+            source,
+            placement,
+        } = request;
+        match source {
+            DeploySource::Upload(upload) => {
+                let result = self.deploy_upload(model, *upload, placement).await;
+                self.metrics
+                    .observe_deploy(if result.is_ok() { "ok" } else { "refused" });
+                result
+            }
+            DeploySource::Kept(version) => self.redeploy(&model, version, placement).await,
+        }
     }
 
-    async fn deploy_inner(&self, request: DeployRequest) -> Result<VersionRecord, ServiceError> {
-        validate_model_name(&request.model)?;
+    /// What a new version takes from the one it replaces (the model's default version), for
+    /// every field the deploy left out.
+    async fn carry_forward(
+        &self,
+        model: &str,
+        upload: &mut Upload,
+    ) -> Result<Option<DriftRecord>, ServiceError> {
+        let Some(record) = self.store.model(model).await? else {
+            return Ok(None);
+        };
+        let Some(previous) = record
+            .default_version()
+            .and_then(|v| record.versions.iter().find(|r| r.version == v))
+        else {
+            return Ok(None);
+        };
+        upload.serving = previous.serving.patched(&upload.serving);
+        if upload.class_names.is_none() {
+            upload.class_names = previous.class_names.clone();
+        }
+        if upload.feature_names.is_none() {
+            upload.feature_names = previous.feature_names.clone();
+        }
+        let baseline = self.store.baseline(model, previous.version).await?;
+        let drift = &mut upload.drift;
+        let brings_data = drift.baseline_csv.is_some() || drift.training_csv.is_some();
+        match &baseline {
+            Some(old) if brings_data && drift.settings.is_none() => {
+                drift.settings = serde_json::from_str(&old.settings).ok();
+                Ok(None)
+            }
+            Some(old) if !brings_data => {
+                let mut carried = old.clone();
+                if let Some(settings) = drift.settings.take() {
+                    settings.validate()?;
+                    carried.settings = serde_json::to_string(&settings)
+                        .map_err(|e| ServiceError::internal(e.to_string()))?;
+                }
+                Ok(Some(carried))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn deploy_upload(
+        &self,
+        model: String,
+        mut request: Upload,
+        placement: Placement,
+    ) -> Result<VersionRecord, ServiceError> {
+        validate_model_name(&model)?;
+        let explicit_names = (
+            request.class_names.is_some(),
+            request.feature_names.is_some(),
+        );
+        let carried_baseline = self.carry_forward(&model, &mut request).await?;
         let path = request.staged.path().to_path_buf();
         let prepared = self.prepare(path, &request.serving).await?;
         let loaded = prepared.instances.first().cloned().ok_or_else(|| {
             ServiceError::new(ErrorKind::Internal, "a version loaded no instance")
         })?;
+        // Names carried from the replaced version are dropped when they do not fit the new
+        // model; names the caller sent must fit.
+        if !explicit_names.0 && check_names(loaded.as_ref(), &request.class_names, &None).is_err() {
+            request.class_names = None;
+        }
+        if !explicit_names.1 && check_names(loaded.as_ref(), &None, &request.feature_names).is_err()
+        {
+            request.feature_names = None;
+        }
         check_names(
             loaded.as_ref(),
             &request.class_names,
             &request.feature_names,
         )?;
-        let drift = build_record(
+        let drift = match build_record(
             request.drift,
             loaded.signature(),
             request.feature_names.as_deref(),
-        )?;
+        )? {
+            Some(drift) => Some(drift),
+            None => carried_baseline.filter(|old| baseline_fits(old, loaded.signature())),
+        };
         let digest = request.staged.digest();
-        let signature = serde_json::to_string(loaded.signature())
-            .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;
+        let signature = loaded.signature().clone();
+        let append = placement == Placement::Alongside;
         let new = NewVersion {
-            model: request.model.clone(),
+            model: model.clone(),
             version: request.version,
-            append: request.append,
+            append,
             sha256: digest.sha256,
             size_bytes: digest.size,
             backend: prepared.backend.as_str().to_owned(),
@@ -605,7 +727,6 @@ impl ModelService {
         let _guard = self.write_lock.lock().await;
         let artifacts = self.artifacts.clone();
         let staged = request.staged;
-        let model = request.model;
         let placed = parking_lot::Mutex::new(None);
         let created = self
             .store
@@ -632,23 +753,24 @@ impl ModelService {
         };
         crate::crash_point("deploy.after_commit");
         let served = self.serve(&record, prepared)?;
-        if request.append {
+        if append {
             self.registry.insert(served);
         } else {
             self.registry.replace_all(served);
         }
         self.publish_loaded();
-        tracing::info!(model = %record.model, version = record.version, append = request.append, "deployed");
+        tracing::info!(model = %record.model, version = record.version, append, "deployed");
         Ok(record)
     }
 
-    /// Serve a kept version again (a rollback when `exclusive`).
-    pub async fn redeploy(
+    /// Serve a kept version again (a rollback when alone).
+    async fn redeploy(
         &self,
         model: &str,
         version: u64,
-        exclusive: bool,
+        placement: Placement,
     ) -> Result<VersionRecord, ServiceError> {
+        let exclusive = placement == Placement::Alone;
         let record = self.version(model, version).await?;
         let served = match self.registry.get(model, Some(version)) {
             Ok(served) => served,
@@ -731,7 +853,8 @@ impl ModelService {
             })
     }
 
-    /// Replace a version's drift baseline (and settings); continuous state starts afresh.
+    /// Replace a version's drift baseline; the settings sent with it, else the version's own,
+    /// apply. Continuous state starts afresh.
     pub async fn replace_baseline(
         &self,
         model: &str,
@@ -739,16 +862,14 @@ impl ModelService {
         upload: BaselineUpload,
     ) -> Result<(), ServiceError> {
         let record = self.version(model, version).await?;
-        let signature: maas_serving::ModelSignature =
-            serde_json::from_str::<SignatureJson>(&record.signature)
-                .map_err(|e| {
-                    ServiceError::new(
-                        ErrorKind::Internal,
-                        format!("stored signature is unreadable: {e}"),
-                    )
-                })?
-                .into_signature();
-        let Some(drift) = build_record(upload, &signature, record.feature_names.as_deref())? else {
+        let signature = &record.signature;
+        let mut upload = upload;
+        if upload.settings.is_none() {
+            if let Some(current) = self.store.baseline(model, version).await? {
+                upload.settings = serde_json::from_str(&current.settings).ok();
+            }
+        }
+        let Some(drift) = build_record(upload, signature, record.feature_names.as_deref())? else {
             return Err(ServiceError::new(
                 ErrorKind::InvalidArgument,
                 "send a `baseline` or `training_data` CSV",
@@ -876,6 +997,21 @@ impl ModelService {
     }
 }
 
+/// Whether a baseline kept for one version fits another model: as many features as its one
+/// `[N, features]` input takes (any number when that size is not fixed).
+fn baseline_fits(baseline: &DriftRecord, signature: &maas_serving::ModelSignature) -> bool {
+    let Ok(columns) = serde_json::from_str::<Vec<String>>(&baseline.columns) else {
+        return false;
+    };
+    match signature.inputs.as_slice() {
+        [input] if input.shape.len() == 2 => match input.shape[1] {
+            Dim::Fixed(n) => n == columns.len(),
+            Dim::Symbolic(_) => true,
+        },
+        _ => false,
+    }
+}
+
 /// Class and feature names must fit the model they describe.
 fn check_names(
     model: &dyn LoadedModel,
@@ -932,41 +1068,4 @@ fn check_names(
         }
     }
     Ok(())
-}
-
-/// The stored signature, read back for checks against a new baseline.
-#[derive(serde::Deserialize)]
-struct SignatureJson {
-    inputs: Vec<TensorJson>,
-}
-
-#[derive(serde::Deserialize)]
-struct TensorJson {
-    name: String,
-    shape: Vec<Value>,
-}
-
-impl SignatureJson {
-    fn into_signature(self) -> maas_serving::ModelSignature {
-        let inputs = self
-            .inputs
-            .into_iter()
-            .map(|t| maas_serving::TensorSpec {
-                name: t.name,
-                element_type: maas_serving::ElementType::Float32,
-                shape: t
-                    .shape
-                    .iter()
-                    .map(|d| match d.as_u64() {
-                        Some(n) => Dim::Fixed(n as usize),
-                        None => Dim::Symbolic(d.as_str().unwrap_or("N").to_owned()),
-                    })
-                    .collect(),
-            })
-            .collect();
-        maas_serving::ModelSignature {
-            inputs,
-            outputs: Vec::new(),
-        }
-    }
 }

@@ -18,7 +18,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Connection, Executor, Row};
 
 use crate::store::audit::{AuditSwitch, Change};
-use maas_serving::ServingOptions;
+use maas_serving::{ModelSignature, ServingOptions};
 
 /// Migrations, in order. Each runs once, in its own transaction, and is recorded.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -127,8 +127,8 @@ pub struct VersionRecord {
     pub sha256: String,
     pub size_bytes: u64,
     pub backend: String,
-    /// The model's signature as JSON, as the backend read it at deploy time.
-    pub signature: String,
+    /// The model's signature, as the backend read it at deploy time.
+    pub signature: ModelSignature,
     pub class_names: Option<Vec<String>>,
     pub feature_names: Option<Vec<String>>,
     pub source: String,
@@ -170,7 +170,7 @@ pub struct NewVersion {
     pub sha256: String,
     pub size_bytes: u64,
     pub backend: String,
-    pub signature: String,
+    pub signature: ModelSignature,
     pub class_names: Option<Vec<String>>,
     pub feature_names: Option<Vec<String>>,
     pub source: String,
@@ -656,7 +656,8 @@ fn version_from_row(row: &AnyRow) -> Result<VersionRecord, StoreError> {
         sha256: row.try_get("sha256")?,
         size_bytes: row.try_get::<i64, _>("size_bytes")?.max(0) as u64,
         backend: row.try_get("backend")?,
-        signature: row.try_get("signature")?,
+        signature: serde_json::from_str(&row.try_get::<String, _>("signature")?)
+            .map_err(|e| StoreError::Corrupt(format!("signature: {e}")))?,
         class_names: names_from(row.try_get("class_names")?)?,
         feature_names: names_from(row.try_get("feature_names")?)?,
         source: row.try_get("source")?,
@@ -742,7 +743,10 @@ impl ModelStore for SqlStore {
             .bind(&new.sha256)
             .bind(to_i64(new.size_bytes))
             .bind(&new.backend)
-            .bind(&new.signature)
+            .bind(
+                serde_json::to_string(&new.signature)
+                    .map_err(|e| StoreError::Corrupt(format!("signature: {e}")))?,
+            )
             .bind(names_to(&new.class_names))
             .bind(names_to(&new.feature_names))
             .bind(&new.source)

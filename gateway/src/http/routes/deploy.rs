@@ -13,7 +13,9 @@ use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
 use crate::http::AppState;
 use crate::services::auth::Deploy;
 use crate::services::drift::{BaselineUpload, DriftSettings};
-use crate::services::models::{validate_model_name, DeployRequest};
+use crate::services::models::{
+    validate_model_name, DeployRequest, DeploySource, Placement, Upload,
+};
 use maas_serving::ServingOptions;
 
 use crate::http::resource;
@@ -206,16 +208,10 @@ pub async fn deploy(
             crate::store::redact::url(&url),
         ),
     };
-    let request = DeployRequest {
-        model: name,
+    let placement = Placement::from_append(form.append.as_deref().map(parse_bool).transpose()?);
+    let upload = Upload {
         staged,
         version: form.version.as_deref().map(parse_version).transpose()?,
-        append: form
-            .append
-            .as_deref()
-            .map(parse_bool)
-            .transpose()?
-            .unwrap_or(true),
         class_names: form
             .class_names
             .as_deref()
@@ -235,7 +231,14 @@ pub async fn deploy(
             .transpose()?
             .unwrap_or_default(),
     };
-    let record = state.models.deploy(request).await?;
+    let record = state
+        .models
+        .deploy(DeployRequest {
+            model: name,
+            source: DeploySource::Upload(Box::new(upload)),
+            placement,
+        })
+        .await?;
     let default = state.models.model(&record.model).await?.default_version();
     let status = state.models.load_status(&record.model, record.version);
     let info = VersionInfo::new(&record, default, status);

@@ -11,6 +11,7 @@ use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
 use crate::http::AppState;
 use crate::services::actions::{ActionRequest, ServiceAction};
 use crate::services::auth::{Deploy, Read};
+use crate::services::models::{DeployRequest, DeploySource, Placement};
 use crate::store::VersionRecord;
 
 use crate::http::resource;
@@ -169,8 +170,8 @@ pub async fn drift_events(
     }))
 }
 
-/// Serve a kept version again. With `{"append": false}` it becomes the only deployed version:
-/// a rollback.
+/// Serve a kept version again. By default it becomes the only deployed version (a rollback);
+/// with `{"append": true}` the deployed versions keep serving beside it.
 #[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/deploy", security(("bearer" = ["deployer"])), tag = "models",
     params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Version number")),
     request_body(content = Option<RedeployRequest>, content_type = "application/json"),
@@ -198,8 +199,14 @@ pub async fn redeploy(
             )
         })?
     };
-    let append = options.append.unwrap_or(true);
-    let record = state.models.redeploy(&name, version, !append).await?;
+    let record = state
+        .models
+        .deploy(DeployRequest {
+            model: name,
+            source: DeploySource::Kept(version),
+            placement: Placement::from_append(options.append),
+        })
+        .await?;
     Ok(web::Json(version_info(&state, &record).await?))
 }
 

@@ -20,6 +20,7 @@ use crate::http::AppState;
 use crate::services::auth::{Deploy, Permission, Predict, Principal, Read};
 use crate::services::drift::DriftResult;
 use crate::services::inference::{Call, Codec};
+use crate::services::models::{DeployRequest, DeploySource, Placement};
 
 use crate::http::resource;
 
@@ -828,7 +829,14 @@ pub async fn repository_load(
             ))
         })?;
     if model.default_version().is_none() {
-        state.models.redeploy(&name, newest, false).await?;
+        state
+            .models
+            .deploy(DeployRequest {
+                model: name.to_string(),
+                source: DeploySource::Kept(newest),
+                placement: Placement::Alone,
+            })
+            .await?;
     }
     Ok(HttpResponse::Ok().finish())
 }
