@@ -168,7 +168,7 @@ try {
     await page.setInputFiles('#deploy-training', trainingPath);
     await page.fill('#deploy-label-column', 'species');
     await page.fill('#deploy-feature-names', '["sepal_length","sepal_width","petal_length","petal_width"]');
-    await page.check('#deploy-exclusive');
+    await page.uncheck('#deploy-append');
     await page.click('#deploy-submit');
     const result = await waitForText('#deploy-result', 'Deployed iris version 1', { failOn: '.alert-error' });
     check(result.includes('Deployed iris version 1'), `the deploy failed: ${result}`);
@@ -179,7 +179,7 @@ try {
 
   await step('a second version is deployed beside the first', async () => {
     await page.setInputFiles('#deploy-file', secondModelPath);
-    await page.uncheck('#deploy-exclusive');
+    await page.check('#deploy-append');
     await page.fill('#deploy-label-column', '');
     await page.fill('#deploy-feature-names', '');
     await page.setInputFiles('#deploy-training', []);

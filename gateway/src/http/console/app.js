@@ -611,7 +611,8 @@ function deployCard(onDeployed) {
   const name = h('input', { id: 'deploy-name', name: 'name', required: true, placeholder: 'iris', list: 'model-names', autocomplete: 'off', pattern: '[A-Za-z0-9][A-Za-z0-9._-]*' });
   const file = h('input', { id: 'deploy-file', name: 'model', type: 'file', accept: '.onnx', required: true });
   const classNames = h('input', { id: 'deploy-class-names', name: 'class_names', placeholder: '["setosa", "versicolor", "virginica"]', autocomplete: 'off', spellcheck: 'false' });
-  const exclusive = h('input', { id: 'deploy-exclusive', name: 'exclusive', type: 'checkbox' });
+  // Not named `append`: a form's named controls shadow its methods (form.append).
+  const appendBox = h('input', { id: 'deploy-append', name: 'keep-deployed', type: 'checkbox' });
   const training = h('input', { id: 'deploy-training', name: 'training_data', type: 'file', accept: '.csv,text/csv' });
   const label = h('input', { id: 'deploy-label-column', name: 'label_column', placeholder: 'species', autocomplete: 'off' });
   const features = h('input', { id: 'deploy-feature-names', name: 'feature_names', placeholder: '["sepal_length", "sepal_width", "petal_length", "petal_width"]', autocomplete: 'off', spellcheck: 'false' });
@@ -652,7 +653,7 @@ function deployCard(onDeployed) {
             if (featureList) body.append('feature_names', featureList);
             if (training.files.length) body.append('training_data', training.files[0], training.files[0].name);
             if (label.value.trim()) body.append('label_column', label.value.trim());
-            if (exclusive.checked) body.append('append', 'false');
+            if (appendBox.checked) body.append('append', 'true');
             const v = await api('POST', `/v1/models/${enc(model)}/versions`, { form: body });
             result.replaceChildren(
               okBox(
@@ -692,7 +693,7 @@ function deployCard(onDeployed) {
     h(
       'div',
       { class: 'form-foot' },
-      h('label', { class: 'check' }, exclusive, h('span', {}, 'Exclusive: serve only this version (undeploy the other versions)')),
+      h('label', { class: 'check' }, appendBox, h('span', {}, 'Append: keep the deployed versions serving beside this one (by default it replaces them; they stay kept)')),
       submit,
     ),
     result,
