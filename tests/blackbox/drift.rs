@@ -523,7 +523,8 @@ fn training_data_may_name_its_classes_in_the_label_column() {
         meta["drift"]["columns"],
         json!(["sepal_length", "sepal_width", "petal_length", "petal_width"])
     );
-    // Without naming the label column, the class names are an error that says where.
+    // Without naming the label column, the class names are an error that says where (the
+    // line and the column, never the cell).
     let r = deploy_with(
         &server,
         "iris",
@@ -531,8 +532,10 @@ fn training_data_may_name_its_classes_in_the_label_column() {
         &[],
     );
     let body = assert_error(r, 422, "invalid_argument");
+    let message = body["message"].as_str().unwrap();
     assert!(
-        body["message"].as_str().unwrap().contains("'setosa'"),
+        message.contains("training_data: line 2, column 'species': not a number"),
         "{body}"
     );
+    assert!(!message.contains("setosa"), "{body}");
 }
