@@ -19,9 +19,11 @@
 //!    such columns.
 //! 5. **Rows** have exactly as many cells as the header (or the first row).
 //! 6. **Missing values**: an empty cell, or `NA`, `N/A`, `NaN`, `null`, `None`, `?` in any case
-//!    ([`MISSING_MARKERS`]). Everywhere they are the same thing: in the numeric view, NaN, which
-//!    the drift detectors and statistics skip; the built-in ML tasks refuse them in features
-//!    until `preprocess` fills or drops them.
+//!    ([`MISSING_MARKERS`]). Everywhere they are the same thing: in the numeric view, NaN. The
+//!    server's drift baselines and `maas drift` accept them (the detectors and the statistics
+//!    skip NaN) but refuse a baseline column with no value at all
+//!    ([`NumericTable::require_values`]); the built-in ML tasks refuse them in features until
+//!    `preprocess` fills or drops them.
 //! 7. **Numbers** are what Rust reads as an `f64` (`3`, `-2.5`, `1e-3`, `+.5`) and is finite;
 //!    `inf` or `1e999` is not a number.
 //! 8. **Messages** name the line (the file's own line number, header and blank lines counted) and
