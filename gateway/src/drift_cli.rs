@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use maas_drift::{drift_report, DetectorConfig, FeatureTable, ReportOptions};
+use maas_table::NumericTable;
 use serde_json::json;
 
 #[derive(Debug, Args)]
@@ -43,18 +44,22 @@ impl DetectorArgs {
 
 #[derive(Debug, Subcommand)]
 enum DriftCommand {
-    /// One number per line (a first line that is not a number is a header; `-` reads stdin).
+    /// One number per line (a first line that is not a number is a header; a missing value,
+    /// empty or NA, is skipped and keeps its index; `-` reads stdin).
     Stream {
         #[command(flatten)]
         detector: DetectorArgs,
         file: PathBuf,
     },
     /// The server's table report: per feature, the new-row indices where drift was flagged
-    /// (baseline rows first, then the new rows, through a fresh detector; empty cells are missing).
+    /// (baseline rows first, then the new rows, through a fresh detector). Files are read as the
+    /// server reads a baseline: a missing value (empty, NA, NaN, ...) is skipped, and every
+    /// baseline column needs at least one value.
     Table {
         #[command(flatten)]
         detector: DetectorArgs,
-        /// Baseline rows, CSV with a header row of feature names.
+        /// Baseline rows, CSV with a header row of feature names (without one, the columns are
+        /// f0, f1, ...).
         #[arg(long)]
         baseline: PathBuf,
         /// New rows, CSV with the same columns.
@@ -62,68 +67,52 @@ enum DriftCommand {
     },
 }
 
-fn read(path: &Path) -> anyhow::Result<String> {
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     if path == Path::new("-") {
-        return Ok(std::io::read_to_string(std::io::stdin())?);
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)?;
+        return Ok(bytes);
     }
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// The values of a one-column file. Every data line keeps its index; `nan` and `inf` are fed
-/// as they are, and the detectors skip and count them. The first non-empty line may be a header.
-fn stream_values(text: &str, name: &str) -> anyhow::Result<Vec<f64>> {
-    let mut values = Vec::new();
-    let mut first = true;
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        match line.parse::<f64>() {
-            Ok(x) => values.push(x),
-            Err(_) if first => {}
-            Err(_) => anyhow::bail!("{name}: line {} is '{line}', not a number", n + 1),
-        }
-        first = false;
-    }
-    Ok(values)
+/// A CSV file as numbers, read as the server reads a baseline (`maas-table`'s rules): header
+/// optional, a missing value is NaN, which the detectors skip and count.
+fn numbers(bytes: &[u8], name: &str) -> anyhow::Result<NumericTable> {
+    maas_table::Table::parse(bytes)
+        .and_then(|table| table.numbers(None))
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))
 }
 
-fn table(path: &Path) -> anyhow::Result<FeatureTable> {
-    let text = read(path)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let columns: Vec<String> = reader
-        .headers()
-        .with_context(|| format!("{}: no header row", path.display()))?
-        .iter()
-        .map(str::to_owned)
-        .collect();
-    let mut rows = Vec::new();
-    for (n, record) in reader.records().enumerate() {
-        let record = record.with_context(|| format!("{}: data row {}", path.display(), n + 1))?;
-        let row = record
-            .iter()
-            .enumerate()
-            .map(|(col, cell)| {
-                // An empty cell is a missing value: the detectors skip NaN and count it.
-                if cell.is_empty() {
-                    return Ok(f64::NAN);
-                }
-                cell.parse::<f64>().map_err(|_| {
-                    anyhow::anyhow!(
-                        "{}: data row {} column '{}' is '{cell}', not a number",
-                        path.display(),
-                        n + 1,
-                        columns.get(col).map_or("?", String::as_str)
-                    )
-                })
-            })
-            .collect::<anyhow::Result<Vec<f64>>>()?;
-        rows.push(row);
+/// The values of a one-column file. Every data row keeps its index, missing ones included.
+fn stream_values(bytes: &[u8], name: &str) -> anyhow::Result<Vec<f64>> {
+    let table = numbers(bytes, name)?;
+    if table.columns.len() != 1 {
+        anyhow::bail!(
+            "{name}: one value per line expected, but it has {} columns",
+            table.columns.len()
+        );
     }
-    FeatureTable::new(columns, rows).with_context(|| format!("{}", path.display()))
+    Ok(table.rows.into_iter().flatten().collect())
+}
+
+/// Which file of `drift table` is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Baseline,
+    New,
+}
+
+fn table(path: &Path, role: Role) -> anyhow::Result<FeatureTable> {
+    let name = path.display().to_string();
+    let table = numbers(&read(path)?, &name)?;
+    if role == Role::Baseline {
+        // As the server refuses such a baseline: nothing to compare the column with.
+        table
+            .require_values()
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    }
+    FeatureTable::new(table.columns, table.rows).with_context(|| name)
 }
 
 pub fn run(args: DriftArgs) -> anyhow::Result<()> {
@@ -143,7 +132,7 @@ pub fn run(args: DriftArgs) -> anyhow::Result<()> {
                 detector: detector.config()?,
                 ..ReportOptions::default()
             };
-            let (baseline, new) = (table(&baseline)?, table(&new)?);
+            let (baseline, new) = (table(&baseline, Role::Baseline)?, table(&new, Role::New)?);
             if baseline.columns() != new.columns() {
                 anyhow::bail!(
                     "the baseline has columns {:?} but the new rows have {:?}",
@@ -166,15 +155,22 @@ mod tests {
     #[test]
     fn stream_files_keep_indices_and_skip_a_header() {
         assert_eq!(
-            stream_values("value\n1\n2\n\n3\n", "f").unwrap(),
+            stream_values(b"value\n1\n2\n\n3\n", "f").unwrap(),
             vec![1.0, 2.0, 3.0]
         );
-        let with_nan = stream_values("1\nnan\n3\n", "f").unwrap();
-        assert!(with_nan[1].is_nan() && with_nan.len() == 3);
-        assert_eq!(stream_values("\n\nvalue\n1\n", "f").unwrap(), vec![1.0]);
-        assert!(stream_values("1\nx\n", "f")
+        let with_nan = stream_values(b"1\nnan\n\n,\nNA\n3\n", "f").unwrap_err();
+        assert!(
+            with_nan.to_string().contains("line 4 has 2 fields"),
+            "{with_nan}"
+        );
+        let with_nan = stream_values(b"1\nnan\n\nNA\n3\n", "f").unwrap();
+        assert!(with_nan[1].is_nan() && with_nan[2].is_nan() && with_nan.len() == 4);
+        assert_eq!(stream_values(b"\n\nvalue\n1\n", "f").unwrap(), vec![1.0]);
+        let err = stream_values(b"1\nsecret\n", "f").unwrap_err().to_string();
+        assert!(err.contains("line 2") && !err.contains("secret"), "{err}");
+        assert!(stream_values(b"1,2\n", "f")
             .unwrap_err()
             .to_string()
-            .contains("line 2"));
+            .contains("one value per line"));
     }
 }

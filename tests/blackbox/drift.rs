@@ -523,7 +523,8 @@ fn training_data_may_name_its_classes_in_the_label_column() {
         meta["drift"]["columns"],
         json!(["sepal_length", "sepal_width", "petal_length", "petal_width"])
     );
-    // Without naming the label column, the class names are an error that says where.
+    // Without naming the label column, the class names are an error that says where (the
+    // line and the column, never the cell).
     let r = deploy_with(
         &server,
         "iris",
@@ -531,10 +532,12 @@ fn training_data_may_name_its_classes_in_the_label_column() {
         &[],
     );
     let body = assert_error(r, 422, "invalid_argument");
+    let message = body["message"].as_str().unwrap();
     assert!(
-        body["message"].as_str().unwrap().contains("'setosa'"),
+        message.contains("training_data: line 2, column 'species': not a number"),
         "{body}"
     );
+    assert!(!message.contains("setosa"), "{body}");
 }
 
 /// The Open Inference Protocol goes through the same pipeline as v1: continuous and per-request
@@ -732,3 +735,146 @@ fn tritonclient_traffic_is_watched_for_drift_and_logged() {
         8
     );
 }
+
+/// Iris-like rows on a 1/64 grid: exact in f32 (what the model's input tensor holds, and so
+/// what the server's drift check sees) and in f64 (what the CLI reads), so both see the same
+/// numbers.
+fn on_grid(rows: Vec<[f64; 4]>) -> Vec<[f64; 4]> {
+    rows.into_iter()
+        .map(|r| r.map(|x| (x * 64.0).round() / 64.0))
+        .collect()
+}
+
+/// A CSV of `rows` under the iris header, each cell through `cell(row, column, value)`.
+fn csv_with(rows: &[[f64; 4]], cell: impl Fn(usize, usize, f64) -> String) -> String {
+    let mut text = String::from("sepal_length,sepal_width,petal_length,petal_width\n");
+    for (i, r) in rows.iter().enumerate() {
+        let cells: Vec<String> = (0..4).map(|c| cell(i, c, r[c])).collect();
+        text.push_str(&cells.join(","));
+        text.push('\n');
+    }
+    text
+}
+
+on_both_stores!(
+    a_missing_cell_means_the_same_to_the_server_and_the_cli,
+    |store: &Store| {
+        use crate::drift_cli::{maas, strings};
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.csv");
+        let new = dir.path().join("new.csv");
+        let drift_table = |baseline: &str| {
+            std::fs::write(&base, baseline).unwrap();
+            maas(
+                &strings(&[
+                    "drift",
+                    "table",
+                    "--detector",
+                    "adwin",
+                    "--baseline",
+                    &base.display().to_string(),
+                    &new.display().to_string(),
+                ]),
+                None,
+            )
+        };
+
+        // A baseline with missing cells spelled three ways, a byte-order mark and a blank line.
+        let base_rows = on_grid(iris_like(80, 0, 0.0));
+        let mut baseline = String::from("\u{feff}");
+        baseline.push_str(&csv_with(&base_rows, |i, c, x| match (i, c) {
+            (3, 2) => String::new(),
+            (10, 1) => "NA".into(),
+            (20, 2) => " n/a ".into(),
+            _ => x.to_string(),
+        }));
+        baseline.push('\n');
+        let mut fresh = on_grid(iris_like(60, 1000, 0.0));
+        fresh.extend(on_grid(iris_like(60, 2000, 3.0)));
+        std::fs::write(&new, csv_with(&fresh, |_, _, x| x.to_string())).unwrap();
+
+        let (ok, out, err) = drift_table(&baseline);
+        assert!(ok, "{err}");
+        let cli: Value = serde_json::from_str(&out).unwrap();
+        let cli = &cli["features"];
+        assert!(
+            cli["petal_length"]
+                .as_array()
+                .is_some_and(|rows| !rows.is_empty()),
+            "{cli}"
+        );
+
+        let server = Server::start(store);
+        let r = deploy_with(
+            &server,
+            "iris",
+            vec![("baseline", csv_part(baseline.clone()))],
+            &[],
+        );
+        assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+        let meta = server.get_json("/v1/models/iris/versions/1");
+        assert_eq!(meta["drift"]["baseline_rows"], 80);
+        // The statistics skip what is missing.
+        assert_eq!(meta["drift"]["stats"]["petal_length"]["count"], 78);
+        assert_eq!(meta["drift"]["stats"]["sepal_width"]["count"], 79);
+        assert_eq!(meta["drift"]["stats"]["petal_width"]["count"], 80);
+        let report = server.predict_ok(
+            "iris",
+            None,
+            &json!({"instances": rows_json(&fresh), "drift": {"detector": "adwin"}}),
+        );
+        assert_eq!(&report["drift"]["features"], cli, "server and CLI agree");
+
+        // What one refuses, the other refuses, for the same reason, without quoting the cell.
+        let refused = [
+            (
+                csv_with(
+                    &base_rows,
+                    |_, c, x| {
+                        if c == 3 {
+                            "?".into()
+                        } else {
+                            x.to_string()
+                        }
+                    },
+                ),
+                "column 'petal_width' has no value: every cell is missing",
+            ),
+            (
+                csv_with(&base_rows, |i, c, x| {
+                    if (i, c) == (2, 1) {
+                        "s3cr3t".into()
+                    } else {
+                        x.to_string()
+                    }
+                }),
+                "line 4, column 'sepal_width': not a number",
+            ),
+        ];
+        for (text, reason) in refused {
+            let (ok, _, err) = drift_table(&text);
+            assert!(!ok && err.contains(reason), "CLI: {err}");
+            assert!(!err.contains("s3cr3t"), "CLI: {err}");
+            let r = server
+                .client
+                .put(format!("{}/v1/models/iris/versions/1/baseline", server.url))
+                .multipart(Form::new().part("baseline", csv_part(text)))
+                .send()
+                .unwrap();
+            let body = assert_error(r, 422, "invalid_argument");
+            let message = body["message"].as_str().unwrap();
+            assert!(
+                message.starts_with(&format!("baseline: {reason}")),
+                "server: {message}"
+            );
+            assert!(!message.contains("s3cr3t"), "server: {message}");
+        }
+        // The refusals left the baseline as it was.
+        let again = server.predict_ok(
+            "iris",
+            None,
+            &json!({"instances": rows_json(&fresh), "drift": {"detector": "adwin"}}),
+        );
+        assert_eq!(&again["drift"]["features"], cli);
+    }
+);

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::common::BIN;
 
-fn maas(args: &[String], stdin: Option<&str>) -> (bool, String, String) {
+pub(crate) fn maas(args: &[String], stdin: Option<&str>) -> (bool, String, String) {
     let mut child = Command::new(BIN)
         .args(args)
         .stdin(Stdio::piped())
@@ -33,7 +33,7 @@ fn maas(args: &[String], stdin: Option<&str>) -> (bool, String, String) {
     )
 }
 
-fn strings(items: &[&str]) -> Vec<String> {
+pub(crate) fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
@@ -298,13 +298,21 @@ fn bad_invocations_exit_1_with_a_reason() {
             "/does/not/exist",
         ),
         (table(&other), "columns"),
-        (table(&ragged), "data row 2"),
-        (table(&words), "data row 2 column 'b' is 'four'"),
+        (
+            table(&ragged),
+            "line 3 has 1 field but the header has 2 columns",
+        ),
+        (table(&words), "line 3, column 'b': not a number"),
     ] {
         let (ok, _, err) = maas(&args, None);
         assert!(!ok, "{args:?} succeeded");
         assert!(
             err.starts_with("error: ") && err.contains(needle),
+            "{args:?}: {err}"
+        );
+        // A refused file is never quoted back.
+        assert!(
+            !err.contains("four") && !err.contains("three"),
             "{args:?}: {err}"
         );
     }

@@ -409,11 +409,12 @@ pub struct DeployForm {
     /// Serving options as JSON (see `ServingOptions`), e.g.
     /// `{"backend": "ort-cpu", "instances": 2, "max_batch_size": 64, "max_queue_delay_us": 500}`.
     pub serving: Option<String>,
-    /// Drift baseline rows as CSV (header row optional), used as they are.
+    /// Drift baseline rows as CSV (header row optional), used as they are. A missing cell (empty,
+    /// `NA`, `NaN`, ...) is skipped by the detectors; a column with no value is refused (422).
     #[schema(value_type = Option<String>, format = Binary)]
     pub baseline: Option<Vec<u8>>,
     /// Training data as CSV: `baseline_size` rows are sampled with a fixed seed, and the mean and
-    /// standard deviation of every row are kept for the deviation check.
+    /// standard deviation of every row are kept for the deviation check (missing cells left out).
     #[schema(value_type = Option<String>, format = Binary)]
     pub training_data: Option<Vec<u8>>,
     /// Rows sampled from `training_data` (default 50).

@@ -15,6 +15,7 @@ use maas_drift::{
     ReportOptions, Scaling, DEFAULT_DEVIATION_THRESHOLD,
 };
 use maas_serving::{Dim, ModelSignature, Tensor, TensorData};
+use maas_table::NumericTable;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -118,74 +119,21 @@ impl BaselineUpload {
     }
 }
 
-/// Parse a CSV of numbers. A first row that is not all numbers is the header.
-/// A CSV's header (when it has one) and its rows.
-type Csv = (Option<Vec<String>>, Vec<Vec<f64>>);
-
-/// With `label`, the first row must be the header and names the label column, which is left
-/// out before any number is read (labels are often class names).
-fn parse_csv(bytes: &[u8], what: &str, label: Option<&str>) -> Result<Csv, ServiceError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(bytes);
-    let mut header: Option<Vec<String>> = None;
-    let mut label_at: Option<usize> = None;
-    let mut rows = Vec::new();
-    for (ix, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| invalid(format!("{what} is not valid CSV: {e}")))?;
-        if record.iter().all(str::is_empty) {
-            continue;
-        }
-        if let (Some(label), true) = (label, header.is_none() && rows.is_empty()) {
-            let names: Vec<String> = record.iter().map(str::to_owned).collect();
-            let at = names.iter().position(|n| n == label).ok_or_else(|| {
-                if names.iter().all(|n| n.parse::<f64>().is_ok()) {
-                    invalid("`label_column` needs a CSV with a header row")
-                } else {
-                    invalid(format!("{what} has no column '{label}'"))
-                }
-            })?;
-            label_at = Some(at);
-            header = Some(
-                names
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != at)
-                    .map(|(_, n)| n)
-                    .collect(),
-            );
-            continue;
-        }
-        let parsed: Result<Vec<f64>, usize> = record
-            .iter()
-            .enumerate()
-            .filter(|(col, _)| Some(*col) != label_at)
-            .map(|(col, cell)| {
-                cell.parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite())
-                    .ok_or(col)
-            })
-            .collect();
-        match parsed {
-            Ok(values) => rows.push(values),
-            Err(_) if ix == 0 => header = Some(record.iter().map(str::to_owned).collect()),
-            Err(col) => {
-                return Err(invalid(format!(
-                    "{what}: line {} column {} is '{}', not a finite number",
-                    ix + 1,
-                    col + 1,
-                    record.get(col).unwrap_or_default()
-                )))
-            }
-        }
-    }
-    if rows.is_empty() {
+/// Read a drift CSV with the rules every CSV reader of maas follows (`maas-table`): the header
+/// is optional, `label` (a column that may hold class names) is left out before any number is
+/// read, and a missing value becomes NaN, which the detectors and the statistics skip.
+fn read_numbers(
+    bytes: &[u8],
+    what: &str,
+    label: Option<&str>,
+) -> Result<(bool, NumericTable), ServiceError> {
+    let refused = |e: maas_table::TableError| invalid(format!("{what}: {e}"));
+    let table = maas_table::Table::parse(bytes).map_err(refused)?;
+    let numbers = table.numbers(label).map_err(refused)?;
+    if numbers.rows.is_empty() {
         return Err(invalid(format!("{what} has no data rows")));
     }
-    Ok((header, rows))
+    Ok((table.has_header(), numbers))
 }
 
 /// Fisher–Yates on the first `n` positions with a fixed-seed xorshift: the same training data
@@ -249,14 +197,8 @@ pub fn build_record(
     let settings = upload.settings.unwrap_or_default();
     settings.validate()?;
     let features = feature_count(signature)?;
-    let (header, mut rows) = parse_csv(&bytes, what, upload.label_column.as_deref())?;
-    let width = rows[0].len();
-    if let Some((line, _)) = rows.iter().enumerate().find(|(_, r)| r.len() != width) {
-        return Err(invalid(format!(
-            "{what}: data row {} has a different number of columns",
-            line + 1
-        )));
-    }
+    let (has_header, mut data) = read_numbers(&bytes, what, upload.label_column.as_deref())?;
+    let width = data.columns.len();
     if let Some(n) = features {
         if n != width {
             return Err(invalid(format!(
@@ -264,41 +206,40 @@ pub fn build_record(
             )));
         }
     }
-    if header.as_ref().is_some_and(|h| h.len() != width) {
-        return Err(invalid(format!(
-            "{what}: the header and the rows have different widths"
-        )));
-    }
     // Column names: the deploy's feature names (matched by name when the CSV has a header),
-    // else the header, else f0, f1, …
-    let columns: Vec<String> = match (feature_names, &header) {
-        (Some(names), Some(head)) => {
+    // else the CSV's (its header, or f0, f1, … without one).
+    match feature_names {
+        Some(names) if has_header => {
             let order: Vec<usize> = names
                 .iter()
                 .map(|n| {
-                    head.iter()
+                    data.columns
+                        .iter()
                         .position(|h| h == n)
                         .ok_or_else(|| invalid(format!("{what} has no column '{n}'")))
                 })
                 .collect::<Result<_, _>>()?;
-            rows = rows
-                .into_iter()
-                .map(|r| order.iter().map(|&i| r[i]).collect())
-                .collect();
-            names.to_vec()
+            for row in &mut data.rows {
+                *row = order.iter().map(|&i| row[i]).collect();
+            }
+            data.columns = names.to_vec();
         }
-        (Some(names), None) => {
+        Some(names) => {
             if names.len() != width {
                 return Err(invalid(format!(
                     "{what} has {width} columns but feature_names has {}",
                     names.len()
                 )));
             }
-            names.to_vec()
+            data.columns = names.to_vec();
         }
-        (None, Some(head)) => head.clone(),
-        (None, None) => (0..width).map(|i| format!("f{i}")).collect(),
-    };
+        None => {}
+    }
+    // Missing values are skipped, but every column needs a value: the deviation check takes its
+    // statistics, and the HDDM detectors its range.
+    data.require_values()
+        .map_err(|e| invalid(format!("{what}: {e}")))?;
+    let NumericTable { columns, rows } = data;
     let stats_table = FeatureTable::new(columns.clone(), rows.clone())
         .map_err(|e| invalid(format!("{what}: {e}")))?;
     let stats = stats_table.stats();
@@ -307,7 +248,16 @@ pub fn build_record(
         if n == 0 {
             return Err(invalid("`baseline_size` must be at least 1"));
         }
-        sample(rows, n)
+        let sampled = NumericTable {
+            columns: columns.clone(),
+            rows: sample(rows, n),
+        };
+        sampled.require_values().map_err(|e| {
+            invalid(format!(
+                "the {n} rows sampled from training_data: {e}; send a larger baseline_size"
+            ))
+        })?;
+        sampled.rows
     } else {
         if rows.len() > MAX_BASELINE_ROWS {
             return Err(invalid(format!("a baseline holds at most {MAX_BASELINE_ROWS} rows; send training_data to sample one")));
@@ -352,8 +302,13 @@ impl VersionDrift {
         };
         let columns: Vec<String> =
             serde_json::from_str(&record.columns).map_err(|e| corrupt(e.to_string()))?;
-        let rows: Vec<Vec<f64>> =
+        // A missing value (NaN) is stored as JSON null.
+        let rows: Vec<Vec<Option<f64>>> =
             serde_json::from_str(&record.rows).map_err(|e| corrupt(e.to_string()))?;
+        let rows = rows
+            .into_iter()
+            .map(|row| row.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+            .collect();
         Ok(VersionDrift {
             baseline: FeatureTable::new(columns.clone(), rows)
                 .map_err(|e| corrupt(e.to_string()))?,
@@ -774,6 +729,22 @@ mod tests {
     }
 
     #[test]
+    fn missing_values_are_kept_as_nan_and_skipped_by_the_statistics() {
+        let csv = "a,b\n1,2\n,4\nNA,6\n3,\n";
+        let record = build_record(upload(csv, false), &signature(2), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.rows, "[[1.0,2.0],[null,4.0],[null,6.0],[3.0,null]]");
+        let stats: BTreeMap<String, FeatureStats> = serde_json::from_str(&record.stats).unwrap();
+        assert_eq!((stats["a"].count, stats["a"].mean), (2, 2.0));
+        assert_eq!((stats["b"].count, stats["b"].mean), (3, 4.0));
+        // Stored as null, read back as NaN: the detectors skip it.
+        let drift = VersionDrift::decode(&record).unwrap();
+        let a: Vec<f64> = drift.baseline.column("a").unwrap().collect();
+        assert!(a[0] == 1.0 && a[1].is_nan() && a[2].is_nan() && a[3] == 3.0);
+    }
+
+    #[test]
     fn bad_uploads_are_refused_with_reasons() {
         let err = |up: BaselineUpload, features: usize| {
             build_record(up, &signature(features), None)
@@ -782,8 +753,20 @@ mod tests {
         };
         assert!(err(upload("1,2,3\n", false), 2).contains("3 feature columns"));
         assert!(err(upload("a,b\n", false), 2).contains("no data rows"));
-        assert!(err(upload("1,2\n3,x\n", false), 2).contains("line 2 column 2"));
+        let text = err(upload("1,2\n3,x\n", false), 2);
+        assert!(
+            text.contains("baseline: line 2, column 'f1': not a number"),
+            "{text}"
+        );
         assert!(err(upload("1,2\n3\n", false), 2).contains("columns"));
+        let text = err(upload("a,b\n1,\n2,NA\n", false), 2);
+        assert_eq!(
+            text,
+            "baseline: column 'b' has no value: every cell is missing"
+        );
+        let mut headerless = upload("1,2,0\n", false);
+        headerless.label_column = Some("label".into());
+        assert!(err(headerless, 2).contains("no header row"));
         let mut both = upload("1,2\n", false);
         both.training_csv = Some(b"1,2\n".to_vec());
         assert!(err(both, 2).contains("not both"));

@@ -162,6 +162,7 @@ fn keep_columns(table: &Table, columns: &[String], label: &str) -> Result<Table,
             .iter()
             .map(|row| keep.iter().map(|&i| row[i].clone()).collect())
             .collect(),
+        lines: table.lines.clone(),
     })
 }
 

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::params::Params;
-use super::table::{cell, class_name, format_number, sort_classes, Cell, Table};
+use super::table::{class_name, format_number, sort_classes, Cell, Table};
 use super::{artifacts_dir, MlError, TaskDir, TaskOutput};
 
 pub(crate) const PARAMS: &[&str] = &[
@@ -172,7 +172,7 @@ pub(crate) fn run(values: &Map<String, Value>, workdir: &TaskDir) -> Result<Task
             Role::OneHot(categories) => {
                 let mut seen: BTreeSet<String> = BTreeSet::new();
                 for &r in &train_rows {
-                    if cell(&train.rows[r][c]) != Cell::Missing {
+                    if Cell::of(&train.rows[r][c]) != Cell::Missing {
                         seen.insert(class_name(&train.rows[r][c]));
                     }
                 }
@@ -192,7 +192,7 @@ pub(crate) fn run(values: &Map<String, Value>, workdir: &TaskDir) -> Result<Task
             Role::Numeric => {
                 let observed: Vec<f64> = train_rows
                     .iter()
-                    .filter_map(|&r| match cell(&train.rows[r][c]) {
+                    .filter_map(|&r| match Cell::of(&train.rows[r][c]) {
                         Cell::Number(n) => Some(n),
                         _ => None,
                     })
@@ -269,7 +269,7 @@ fn kept_rows(table: &Table, roles: &[Role], missing: &str) -> Result<(Vec<usize>
     for (r, row) in table.rows.iter().enumerate() {
         let mut keep = true;
         for (c, role) in roles.iter().enumerate() {
-            match (role, cell(&row[c])) {
+            match (role, Cell::of(&row[c])) {
                 (Role::Dropped, _) => {}
                 (Role::Label, Cell::Missing) => keep = false,
                 (Role::Numeric | Role::OneHot(_), Cell::Missing) if missing == "drop" => {
@@ -348,7 +348,7 @@ fn apply(
                 Role::Label => out.push(row[c].trim().to_owned()),
                 Role::Numeric => {
                     let fill = features.next().and_then(|f| f.fill);
-                    let value = match (cell(&row[c]), fill) {
+                    let value = match (Cell::of(&row[c]), fill) {
                         (Cell::Number(n), _) => n,
                         (_, Some(fill)) => fill,
                         (_, None) => {
@@ -358,7 +358,7 @@ fn apply(
                     out.push(format_number(value));
                 }
                 Role::OneHot(categories) => {
-                    let value = match cell(&row[c]) {
+                    let value = match Cell::of(&row[c]) {
                         Cell::Missing => None,
                         _ => Some(class_name(&row[c])),
                     };
@@ -376,6 +376,7 @@ fn apply(
         path: table.path.clone(),
         header,
         rows: out_rows,
+        lines: rows.iter().map(|&r| table.line(r)).collect(),
     })
 }
 

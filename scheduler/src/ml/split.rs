@@ -33,14 +33,9 @@ pub(crate) fn run(values: &Map<String, Value>, workdir: &TaskDir) -> Result<Task
     let (train, test) = split_rows(&strata, train_size, seed);
 
     let dir = artifacts_dir(workdir)?;
-    let subset = |rows: &[usize]| Table {
-        path: table.path.clone(),
-        header: table.header.clone(),
-        rows: rows.iter().map(|&r| table.rows[r].clone()).collect(),
-    };
     let (train_path, test_path) = (dir.join("train.csv"), dir.join("test.csv"));
-    subset(&train).write(&train_path)?;
-    subset(&test).write(&test_path)?;
+    table.subset(&train).write(&train_path)?;
+    table.subset(&test).write(&test_path)?;
 
     let mut out = TaskOutput::default();
     out.export_path("TRAIN", &train_path);

@@ -1,10 +1,13 @@
-//! CSV tables with a header row: the data that flows between the built-in tasks.
+//! CSV tables: the data that flows between the built-in tasks, read by `maas-table` with the
+//! rules every CSV reader of maas follows (header, blank lines, missing values; see its docs).
 //!
-//! Cells stay text until a task asks for numbers, so label columns keep their class names and
-//! errors can quote the cell. A cell that is empty or reads `NA`, `N/A`, `NaN`, `null`, `None` or
-//! `?` (any case) is a missing value.
+//! Cells stay text until a task asks for numbers, so label columns keep their class names.
+//! Messages name the file, the line and the column, never a cell: a task may be pointed at a
+//! file its submitter cannot read, and a refused read must not leak it.
 
 use std::path::{Path, PathBuf};
+
+pub(crate) use maas_table::Cell;
 
 use super::MlError;
 
@@ -15,32 +18,8 @@ pub(crate) struct Table {
     pub path: PathBuf,
     pub header: Vec<String>,
     pub rows: Vec<Vec<String>>,
-}
-
-/// What one cell holds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Cell<'a> {
-    Missing,
-    Number(f64),
-    Text(&'a str),
-}
-
-pub(crate) fn cell(text: &str) -> Cell<'_> {
-    let text = text.trim();
-    if is_missing(text) {
-        return Cell::Missing;
-    }
-    match text.parse::<f64>() {
-        Ok(n) if n.is_finite() => Cell::Number(n),
-        _ => Cell::Text(text),
-    }
-}
-
-fn is_missing(text: &str) -> bool {
-    text.is_empty()
-        || ["na", "n/a", "nan", "null", "none", "?"]
-            .iter()
-            .any(|m| text.eq_ignore_ascii_case(m))
+    /// The line of the file each row was read from, for messages.
+    pub lines: Vec<usize>,
 }
 
 impl Table {
@@ -56,55 +35,28 @@ impl Table {
 
     /// Parse CSV text; `path` only names it in messages.
     pub(crate) fn parse(path: &Path, bytes: &[u8], delimiter: u8) -> Result<Table, MlError> {
-        let csv_error = |e: csv::Error| MlError::Csv {
-            path: path.to_owned(),
-            reason: match e.position() {
-                Some(p) => format!("line {}: {}", p.line(), csv_reason(&e)),
-                None => csv_reason(&e),
-            },
-        };
-        let mut reader = csv::ReaderBuilder::new()
-            .delimiter(delimiter)
-            .trim(csv::Trim::All)
-            .has_headers(true)
-            .from_reader(bytes);
-        let header: Vec<String> = reader
-            .headers()
-            .map_err(csv_error)?
-            .iter()
-            .map(str::to_owned)
-            .collect();
-        if header.iter().all(String::is_empty) {
-            return Err(MlError::Csv {
+        let parts = maas_table::Table::parse_delimited(bytes, delimiter)
+            .map_err(|e| MlError::Csv {
                 path: path.to_owned(),
-                reason: "the file is empty; expected a header row naming the columns".into(),
-            });
-        }
-        for (i, name) in header.iter().enumerate() {
-            if name.is_empty() {
-                return Err(MlError::Csv {
-                    path: path.to_owned(),
-                    reason: format!("column {} of the header has no name", i + 1),
-                });
-            }
-            if header[..i].contains(name) {
-                return Err(MlError::Csv {
-                    path: path.to_owned(),
-                    reason: format!("the header names column '{name}' twice"),
-                });
-            }
-        }
-        let mut rows = Vec::new();
-        for record in reader.records() {
-            // Blank lines are skipped by the reader; they are no rows.
-            let record = record.map_err(csv_error)?;
-            rows.push(record.iter().map(str::to_owned).collect());
-        }
+                reason: e.to_string(),
+            })?
+            .into_parts();
         Ok(Table {
             path: path.to_owned(),
-            header,
-            rows,
+            header: parts.columns,
+            rows: parts.rows,
+            lines: parts.lines,
         })
+    }
+
+    /// Some of this table's rows, in the order given, keeping the lines they were read from.
+    pub(crate) fn subset(&self, rows: &[usize]) -> Table {
+        Table {
+            path: self.path.clone(),
+            header: self.header.clone(),
+            rows: rows.iter().map(|&r| self.rows[r].clone()).collect(),
+            lines: rows.iter().map(|&r| self.line(r)).collect(),
+        }
     }
 
     /// Write as comma-separated text, creating or replacing the file.
@@ -135,15 +87,16 @@ impl Table {
             })
     }
 
-    /// The line of the file a row was read from (the header is line 1).
-    pub(crate) fn line(row: usize) -> usize {
-        row + 2
+    /// The line of the file a row was read from (a table made here is written header first, one
+    /// row per line).
+    pub(crate) fn line(&self, row: usize) -> usize {
+        self.lines.get(row).copied().unwrap_or(row + 2)
     }
 
     pub(crate) fn bad_value(&self, row: usize, column: usize, reason: String) -> MlError {
         MlError::BadValue {
             path: self.path.clone(),
-            line: Table::line(row),
+            line: self.line(row),
             column: self.header[column].clone(),
             reason,
         }
@@ -177,7 +130,7 @@ impl Table {
     }
 
     fn feature(&self, row: usize, column: usize, text: &str) -> Result<f64, MlError> {
-        match cell(text) {
+        match Cell::of(text) {
             Cell::Number(n) => Ok(n),
             Cell::Missing => Err(self.bad_value(
                 row,
@@ -201,7 +154,7 @@ impl Table {
         self.rows
             .iter()
             .enumerate()
-            .map(|(r, row)| match cell(&row[column]) {
+            .map(|(r, row)| match Cell::of(&row[column]) {
                 Cell::Number(n) => Ok(n),
                 Cell::Missing => Err(self.bad_value(r, column, "missing label".into())),
                 Cell::Text(_) => Err(self.bad_value(
@@ -219,7 +172,7 @@ impl Table {
         self.rows
             .iter()
             .enumerate()
-            .map(|(r, row)| match cell(&row[column]) {
+            .map(|(r, row)| match Cell::of(&row[column]) {
                 Cell::Missing => Err(self.bad_value(r, column, "missing label".into())),
                 Cell::Number(_) | Cell::Text(_) => Ok(class_name(&row[column])),
             })
@@ -230,7 +183,7 @@ impl Table {
 /// The canonical spelling of a class label: integral numbers without a fraction.
 pub(crate) fn class_name(text: &str) -> String {
     let text = text.trim();
-    match cell(text) {
+    match Cell::of(text) {
         Cell::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{}", n as i64),
         _ => text.to_owned(),
     }
@@ -240,7 +193,7 @@ pub(crate) fn class_name(text: &str) -> String {
 pub(crate) fn sort_classes(classes: &mut [String]) {
     let numeric: Option<Vec<f64>> = classes
         .iter()
-        .map(|c| match cell(c) {
+        .map(|c| match Cell::of(c) {
             Cell::Number(n) => Some(n),
             _ => None,
         })
@@ -263,19 +216,6 @@ pub(crate) fn format_number(n: f64) -> String {
     format!("{n}")
 }
 
-fn csv_reason(e: &csv::Error) -> String {
-    match e.kind() {
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => format!(
-            "this row has {len} field{} but the header has {expected_len}",
-            if *len == 1 { "" } else { "s" }
-        ),
-        csv::ErrorKind::Utf8 { .. } => "the file is not UTF-8 text".into(),
-        _ => e.to_string(),
-    }
-}
-
 fn csv_write_error(path: &Path, e: csv::Error) -> MlError {
     MlError::Csv {
         path: path.to_owned(),
@@ -291,45 +231,34 @@ mod tests {
         Table::parse(Path::new("t.csv"), text.as_bytes(), b',')
     }
 
+    /// The rules themselves are `maas-table`'s (and tested there); here, that they apply and
+    /// that messages name the file.
     #[test]
-    fn cells_are_numbers_text_or_missing() {
-        assert_eq!(cell(" 2.5 "), Cell::Number(2.5));
-        assert_eq!(cell("NaN"), Cell::Missing);
-        assert_eq!(cell(""), Cell::Missing);
-        assert_eq!(cell("NA"), Cell::Missing);
-        assert_eq!(cell("inf"), Cell::Text("inf"));
-        assert_eq!(cell("red"), Cell::Text("red"));
-    }
-
-    #[test]
-    fn ragged_rows_name_the_line() {
+    fn files_are_read_by_the_shared_rules() {
         let err = table("a,b\n1,2\n3\n").unwrap_err().to_string();
-        assert!(err.contains("line 3"), "{err}");
-        assert!(err.contains("1 field but the header has 2"), "{err}");
-    }
-
-    #[test]
-    fn blank_lines_are_not_rows() {
+        assert_eq!(
+            err,
+            "t.csv: line 3 has 1 field but the header has 2 columns"
+        );
         let t = table("a,b\n1,2\n\n3,4\n\n").unwrap();
         assert_eq!(t.rows, vec![vec!["1", "2"], vec!["3", "4"]]);
-        let t = table("a\n1\n\n2\n").unwrap();
-        assert_eq!(t.rows.len(), 2);
-    }
-
-    #[test]
-    fn duplicate_and_empty_headers_are_refused() {
+        assert_eq!(t.lines, [2, 4]);
         assert!(table("a,a\n1,2\n")
             .unwrap_err()
             .to_string()
             .contains("twice"));
         assert!(table("").unwrap_err().to_string().contains("empty"));
+        let t = table("1,2\n3,4\n").unwrap();
+        assert_eq!(t.header, ["f0", "f1"]);
+        assert_eq!(t.rows.len(), 2);
     }
 
     #[test]
     fn feature_errors_name_line_and_column() {
-        let t = table("x,y\n1,2\n3,NaN\n").unwrap();
+        // Blank lines count: the line is the file's.
+        let t = table("x,y\n1,2\n\n3,NaN\n").unwrap();
         let err = t.features(&[0, 1]).unwrap_err().to_string();
-        assert!(err.contains("t.csv line 3, column 'y'"), "{err}");
+        assert!(err.contains("t.csv line 4, column 'y'"), "{err}");
         assert!(err.contains("missing=drop"), "{err}");
         let t = table("x,y\n1,abc\n").unwrap();
         let err = t.features(&[0, 1]).unwrap_err().to_string();
