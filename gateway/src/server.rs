@@ -79,12 +79,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(settings.serving.model_url_timeout_secs))
         .build()?;
-    let jobs = web::Data::new(crate::services::jobs::JobService::new(
-        store.clone(),
-        metrics.clone(),
-        settings.scheduler.clone(),
-        &settings.storage.data_dir,
-    )?);
+    let job_store = store.clone();
     let state = web::Data::new(AppState {
         predictions: crate::services::predictions::PredictionLog::start(
             store.clone(),
@@ -106,12 +101,20 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings: settings.clone(),
         http,
     });
+    // The scheduler deploys through the same registry a user calls.
+    let jobs = web::Data::new(crate::services::jobs::JobService::new(
+        job_store,
+        metrics.clone(),
+        settings.scheduler.clone(),
+        &settings.storage.data_dir,
+        state.models.clone(),
+    )?);
     state
         .models
         .start()
         .await
         .map_err(|e| anyhow::anyhow!("loading deployed models: {e}"))?;
-    crate::services::jobs::start(jobs.clone().into_inner(), state.models.clone());
+    jobs.start();
 
     let listener = TcpListener::bind(&settings.server.bind)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.bind))?;
