@@ -136,12 +136,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<AppData> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(settings.serving.model_url_timeout_secs))
         .build()?;
-    let jobs = web::Data::new(crate::services::jobs::JobService::new(
-        store.clone(),
-        metrics.clone(),
-        settings.scheduler.clone(),
-        &settings.storage.data_dir,
-    )?);
+    let job_store = store.clone();
     let drift = Arc::new(DriftService::new(
         store.clone(),
         metrics.clone(),
@@ -163,6 +158,14 @@ pub async fn build(settings: &Settings) -> anyhow::Result<AppData> {
         settings: settings.clone(),
         http,
     });
+    // The scheduler deploys through the same registry a user calls.
+    let jobs = web::Data::new(crate::services::jobs::JobService::new(
+        job_store,
+        metrics.clone(),
+        settings.scheduler.clone(),
+        &settings.storage.data_dir,
+        state.models.clone(),
+    )?);
     state
         .models
         .start()
@@ -178,7 +181,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<AppData> {
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let data = build(&settings).await?;
-    crate::services::jobs::start(data.jobs.clone().into_inner(), data.state.models.clone());
+    data.jobs.start();
     let state = data.state.clone();
 
     let listener = TcpListener::bind(&settings.server.bind)

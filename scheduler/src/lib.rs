@@ -2,9 +2,11 @@
 //! process, executors (local processes, Slurm) and the built-in ML tasks that train models and
 //! export them as ONNX.
 //!
-//! It knows nothing of HTTP or SQL: the gateway keeps jobs in its store, claims ready tasks,
-//! hands each attempt to an executor, and deploys through the same registry a user calls.
+//! It knows nothing of HTTP or SQL: its [`engine`] claims ready tasks, hands each attempt to an
+//! executor and deploys through the registry, all behind traits the gateway implements on its
+//! database and registry.
 
+pub mod engine;
 pub mod local;
 pub mod ml;
 pub mod runner;

@@ -1,9 +1,12 @@
 //! Workflows, jobs and tasks in the store. Every transition is one guarded statement (or one
 //! transaction), so two replicas never both claim a task and a worker whose lease was reaped
-//! cannot finish a task twice: its `attempt` and `lease_owner` no longer match.
+//! cannot finish a task twice: its `attempt` and `lease_owner` no longer match. The records are
+//! the scheduler engine's (`maas_scheduler::engine`), which reaches these methods through its
+//! `JobStore` trait (implemented in `services::jobs`).
 
 use std::collections::BTreeMap;
 
+pub use maas_scheduler::engine::{AttemptEnd, JobRecord, NewTask, TaskRecord};
 use maas_scheduler::{JobState, TaskState};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -23,55 +26,6 @@ pub struct WorkflowRecord {
     pub created_at: i64,
 }
 
-/// A job as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobRecord {
-    pub id: String,
-    pub name: String,
-    pub workflow_version: Option<u64>,
-    pub definition: String,
-    pub variables: String,
-    pub priority: i64,
-    pub owner: String,
-    pub origin: String,
-    pub model: Option<String>,
-    pub state: JobState,
-    pub reason: Option<String>,
-    pub submitted_at: i64,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-    pub updated_at: i64,
-}
-
-/// A task of a job as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskRecord {
-    pub job_id: String,
-    pub name: String,
-    pub position: i64,
-    pub state: TaskState,
-    pub attempt: u32,
-    pub max_attempts: u32,
-    pub executor: String,
-    pub native_id: Option<String>,
-    pub lease_owner: Option<String>,
-    pub lease_until: Option<i64>,
-    pub not_before: i64,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
-    pub error: Option<String>,
-    pub variables: String,
-    pub metrics: String,
-    pub history: String,
-}
-
-/// A task to create with its job.
-pub struct NewTask {
-    pub name: String,
-    pub max_attempts: u32,
-    pub executor: String,
-}
-
 /// Which jobs a listing, summary or export covers.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
@@ -83,16 +37,6 @@ pub struct JobFilter {
     pub until_ms: Option<i64>,
     pub limit: i64,
     pub offset: i64,
-}
-
-/// How an attempt ended, as the store records it.
-pub struct AttemptEnd {
-    pub state: TaskState,
-    pub error: Option<String>,
-    pub variables: BTreeMap<String, String>,
-    pub metrics: serde_json::Map<String, serde_json::Value>,
-    /// When to try again (the task goes back to `pending`), if it will be retried.
-    pub retry_at: Option<i64>,
 }
 
 const JOB_COLUMNS: &str = "id, name, workflow_version, definition, variables, priority, owner, \

@@ -632,14 +632,13 @@ pub async fn get_workflow_version(
 pub async fn retrain(
     auth: Authorized<Deploy>,
     jobs: web::Data<JobService>,
-    state: web::Data<AppState>,
     path: web::Path<String>,
     body: Option<web::Json<RetrainRequest>>,
 ) -> Result<HttpResponse, ServiceError> {
     unscoped(&auth)?;
     let variables = scalar_variables(body.and_then(|b| b.into_inner().variables))?;
     let job = jobs
-        .retrain(&state.models, &path, auth.username(), "retrain", variables)
+        .retrain(&path, auth.username(), "retrain", variables)
         .await?;
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/v1/jobs/{}", job.id)))
