@@ -12,7 +12,6 @@ use utoipa::{IntoParams, ToSchema};
 use crate::http::api::{rfc3339, Listing};
 use crate::http::auth::Authorized;
 use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
-use crate::http::AppState;
 use crate::services::auth::{Deploy, Read, Role};
 use crate::services::jobs::{
     JobPage, JobReader, JobResults, JobService, JobSummary, JobView, Submission,
