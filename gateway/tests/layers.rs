@@ -80,3 +80,13 @@ fn the_services_know_neither_http_nor_the_wiring() {
         found.join("\n")
     );
 }
+
+#[test]
+fn handlers_reach_the_store_only_through_the_services() {
+    let found = forbidden_in("http", &["sqlx", ".store()."]);
+    assert!(
+        found.is_empty(),
+        "a handler reaches into the store:\n{}",
+        found.join("\n")
+    );
+}

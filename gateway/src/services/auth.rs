@@ -8,6 +8,7 @@
 //! the inference of a small model): a deleted user, a changed role or a revoked key takes effect
 //! at once on the process that made the change, and within that delay on other replicas.
 
+pub mod accounts;
 pub mod jwt;
 pub mod limiter;
 pub mod passwords;

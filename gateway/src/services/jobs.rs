@@ -24,7 +24,7 @@ use utoipa::ToSchema;
 use crate::services::error::{ErrorKind, ServiceError};
 use crate::services::metrics::Metrics;
 use crate::services::models::ModelService;
-use crate::store::jobs::{JobFilter, JobRecord, TaskRecord};
+use crate::store::jobs::{JobFilter, JobRecord, TaskRecord, WorkflowRecord};
 use crate::store::rfc3339;
 use crate::store::{now_ms, SqlStore};
 
@@ -290,8 +290,62 @@ impl JobService {
         })
     }
 
-    pub fn store(&self) -> &SqlStore {
-        &self.store
+    /// A saved workflow: the given version, else the latest. `WorkflowNotFound` when there is
+    /// none.
+    pub async fn workflow(
+        &self,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<WorkflowRecord, ServiceError> {
+        self.store.workflow(name, version).await?.ok_or_else(|| {
+            ServiceError::new(
+                ErrorKind::WorkflowNotFound,
+                match version {
+                    Some(v) => format!("workflow '{name}' has no version {v}"),
+                    None => format!("no workflow named '{name}' is saved"),
+                },
+            )
+        })
+    }
+
+    /// The catalog: the latest version of every saved workflow.
+    pub async fn workflows(&self) -> Result<Vec<WorkflowRecord>, ServiceError> {
+        Ok(self.store.workflows().await?)
+    }
+
+    /// Every version of one saved workflow, oldest first (empty when none is saved).
+    pub async fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowRecord>, ServiceError> {
+        Ok(self.store.workflow_versions(name).await?)
+    }
+
+    /// Save a workflow definition (YAML or JSON) as a new version under its name.
+    pub async fn save_workflow(
+        &self,
+        source: &str,
+        owner: &str,
+    ) -> Result<WorkflowRecord, ServiceError> {
+        let workflow = self.parse(source)?;
+        let definition =
+            serde_json::to_string(&workflow).map_err(|e| ServiceError::internal(e.to_string()))?;
+        let mut attempt = 0;
+        loop {
+            match self
+                .store
+                .save_workflow(
+                    &workflow.name,
+                    &workflow.description,
+                    &definition,
+                    source,
+                    owner,
+                )
+                .await
+            {
+                Ok(record) => return Ok(record),
+                // Two saves of one name at once: the loser takes the next number.
+                Err(crate::store::StoreError::Database(_)) if attempt < 3 => attempt += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Start the scheduler's loops in this process (when `scheduler.enabled`).

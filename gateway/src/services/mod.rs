@@ -2,6 +2,7 @@
 //! in domain types and return [`error::Error`]; only the HTTP layer turns those into statuses.
 
 pub mod actions;
+pub mod audit;
 pub mod auth;
 pub mod drift;
 pub mod error;

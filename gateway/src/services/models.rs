@@ -881,6 +881,22 @@ impl ModelService {
         Ok(())
     }
 
+    /// A page of a version's saved predictions, newest first, and how many match in all.
+    pub async fn saved_predictions(
+        &self,
+        model: &str,
+        version: u64,
+        window: (Option<i64>, Option<i64>),
+        limit: u32,
+        offset: u32,
+    ) -> Result<(Vec<crate::store::predictions::PredictionRecord>, u64), ServiceError> {
+        self.version(model, version).await?;
+        Ok(self
+            .store
+            .predictions(model, version, window.0, window.1, limit, offset)
+            .await?)
+    }
+
     pub async fn version_drift(
         &self,
         model: &str,

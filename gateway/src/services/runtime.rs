@@ -29,10 +29,34 @@ pub fn apply_debug(on: bool) {
     }
 }
 
+use crate::services::error::ServiceError;
 pub use crate::store::runtime::{RuntimeSettings, SettingsPatch};
 
 /// Make runtime settings take effect on this process.
 pub fn apply(store: &crate::store::SqlStore, settings: RuntimeSettings) {
     apply_debug(settings.debug);
     store.audit().set(settings.trace);
+}
+
+/// The runtime settings as stored.
+pub async fn current(store: &crate::store::SqlStore) -> Result<RuntimeSettings, ServiceError> {
+    Ok(store.runtime_settings().await?)
+}
+
+/// Change runtime settings: stored (the change is recorded in the audit trail even when it
+/// turns tracing off), applied here at once and on other replicas at their next sync.
+pub async fn change(
+    store: &crate::store::SqlStore,
+    patch: &SettingsPatch,
+) -> Result<RuntimeSettings, ServiceError> {
+    let before = store.runtime_settings().await?;
+    let after = before.patched(patch);
+    store.put_runtime_settings(before, after).await?;
+    apply(store, after);
+    tracing::info!(
+        debug = after.debug,
+        trace = after.trace,
+        "runtime settings changed"
+    );
+    Ok(after)
 }

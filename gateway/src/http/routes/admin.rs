@@ -30,7 +30,7 @@ pub async fn settings(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,
 ) -> Result<web::Json<RuntimeSettings>, ServiceError> {
-    Ok(web::Json(authn.store.runtime_settings().await?))
+    Ok(web::Json(runtime::current(&authn.store).await?))
 }
 
 /// Change runtime settings (`{"debug": true}`, `{"trace": false}`); they apply at once here,
@@ -46,15 +46,7 @@ pub async fn update_settings(
     authn: web::Data<Authenticator>,
     body: web::Json<SettingsPatch>,
 ) -> Result<web::Json<RuntimeSettings>, ServiceError> {
-    let before = authn.store.runtime_settings().await?;
-    let after = before.patched(&body);
-    authn.store.put_runtime_settings(before, after).await?;
-    runtime::apply(&authn.store, after);
-    tracing::info!(
-        debug = after.debug,
-        trace = after.trace,
-        "runtime settings changed"
-    );
+    let after = runtime::change(&authn.store, &body).await?;
     Ok(web::Json(after))
 }
 
@@ -89,7 +81,7 @@ pub async fn audit(
         limit: listing.limit,
         offset: listing.offset,
     };
-    let (events, total) = authn.store.audit_events(&filter).await?;
+    let (events, total) = crate::services::audit::events(&authn.store, &filter).await?;
     if listing.csv {
         let text = audit_csv(&events)
             .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;

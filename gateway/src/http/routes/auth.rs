@@ -6,8 +6,9 @@ use utoipa::ToSchema;
 
 use crate::http::api::rfc3339;
 use crate::http::auth::Authorized;
-use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
-use crate::services::auth::{self, passwords, Admin, Authenticator, Read, Role};
+use crate::http::error::{ErrorBody, ServiceError};
+use crate::services::auth::accounts::NewKey;
+use crate::services::auth::{self, Admin, Authenticator, Read, Role};
 use crate::store::auth::{ApiKeyRecord, UserRecord};
 
 use crate::http::resource;
@@ -55,22 +56,6 @@ pub struct TokenResponse {
     pub expires_in: u64,
 }
 
-fn validate_username(name: &str) -> Result<(), ServiceError> {
-    let ok = (1..=64).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ServiceError::new(
-            ErrorKind::InvalidArgument,
-            "a user name has 1 to 64 letters, digits, '-', '_', '.' or '@', starting with a letter or digit",
-        ))
-    }
-}
-
 /// Exchange a user name and password for a bearer token. Failed attempts are limited per user
 /// name and per client address (429 with `Retry-After`).
 #[utoipa::path(post, path = "/v1/auth/token", tag = "auth",
@@ -87,52 +72,13 @@ pub async fn token(
     body: web::Json<TokenRequest>,
 ) -> Result<web::Json<TokenResponse>, ServiceError> {
     let TokenRequest { username, password } = body.into_inner();
-    let keys = Authenticator::login_keys(&username, req.peer_addr().map(|a| a.ip()));
-    if let Some(wait) = auth.limiter.blocked(&keys) {
-        return Err(ServiceError::new(
-            ErrorKind::TooManyRequests,
-            format!("too many failed logins; try again in {wait} s"),
-        )
-        .retry_after(wait));
-    }
-    let user = auth.store.user(&username).await?;
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || passwords::verify(&password, stored.as_deref()))
-        .await
-        .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;
-    let Some(user) = user.filter(|_| ok) else {
-        auth.limiter.failed(&keys);
-        tracing::warn!(username = %username.chars().take(64).collect::<String>(), "failed login");
-        return Err(ServiceError::new(
-            ErrorKind::Unauthorized,
-            "wrong user name or password",
-        ));
-    };
-    auth.limiter.succeeded(&keys[..1]);
-    let access_token = auth
-        .jwt
-        .issue(&user.username, user.role.as_str())
-        .map_err(|e| {
-            ServiceError::new(
-                ErrorKind::Internal,
-                format!("signing the token failed: {e}"),
-            )
-        })?;
-    crate::store::audit::set_actor(user.username.clone());
-    auth.store
-        .record(
-            crate::store::audit::Change::new("token_issued").details(serde_json::json!({
-                "username": user.username,
-                "role": user.role.as_str(),
-                "expires_in": auth.jwt.ttl_secs(),
-            })),
-        )
+    let issued = auth
+        .login(username, password, req.peer_addr().map(|a| a.ip()))
         .await?;
-    tracing::info!(username = %user.username, "issued a token");
     Ok(web::Json(TokenResponse {
-        access_token,
+        access_token: issued.access_token,
         token_type: "Bearer".into(),
-        expires_in: auth.jwt.ttl_secs(),
+        expires_in: issued.expires_in,
     }))
 }
 
@@ -203,13 +149,6 @@ pub struct UserList {
     pub users: Vec<UserInfo>,
 }
 
-async fn hash(password: String) -> Result<String, ServiceError> {
-    tokio::task::spawn_blocking(move || passwords::hash(&password))
-        .await
-        .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?
-        .map_err(|m| ServiceError::new(ErrorKind::InvalidArgument, m))
-}
-
 /// List users.
 #[utoipa::path(get, path = "/v1/users", tag = "auth", security(("bearer" = ["admin"])),
     responses((status = 200, body = UserList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -217,7 +156,7 @@ pub async fn list_users(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,
 ) -> Result<web::Json<UserList>, ServiceError> {
-    let users = authn.store.users().await?;
+    let users = authn.users().await?;
     Ok(web::Json(UserList {
         users: users.iter().map(UserInfo::from).collect(),
     }))
@@ -238,11 +177,7 @@ pub async fn create_user(
         password,
         role,
     } = body.into_inner();
-    validate_username(&username)?;
-    let hashed = hash(password).await?;
-    let user = authn.store.create_user(&username, &hashed, role).await?;
-    authn.cache.clear();
-    tracing::info!(username = %user.username, role = role.as_str(), "created user");
+    let user = authn.create_user(&username, password, role).await?;
     Ok(HttpResponse::Created().json(UserInfo::from(&user)))
 }
 
@@ -259,32 +194,8 @@ pub async fn update_user(
     body: web::Json<UserUpdate>,
 ) -> Result<web::Json<UserInfo>, ServiceError> {
     let UserUpdate { password, role } = body.into_inner();
-    let hashed = match password {
-        Some(p) => Some(hash(p).await?),
-        None => None,
-    };
-    if role.is_some_and(|r| r != Role::Admin) {
-        refuse_last_admin(&authn, &username).await?;
-    }
-    let user = authn
-        .store
-        .update_user(&username, hashed.as_deref(), role)
-        .await?;
-    authn.cache.clear();
-    tracing::info!(username = %user.username, "updated user");
+    let user = authn.update_user(&username, password, role).await?;
     Ok(web::Json(UserInfo::from(&user)))
-}
-
-async fn refuse_last_admin(authn: &Authenticator, username: &str) -> Result<(), ServiceError> {
-    let users = authn.store.users().await?;
-    let admins: Vec<&UserRecord> = users.iter().filter(|u| u.role == Role::Admin).collect();
-    if admins.len() == 1 && admins[0].username == username {
-        return Err(ServiceError::new(
-            ErrorKind::InvalidArgument,
-            format!("'{username}' is the last admin; make another admin first"),
-        ));
-    }
-    Ok(())
 }
 
 /// Delete a user; their API keys are revoked and their tokens stop working at once.
@@ -297,10 +208,7 @@ pub async fn delete_user(
     authn: web::Data<Authenticator>,
     username: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
-    refuse_last_admin(&authn, &username).await?;
-    authn.store.delete_user(&username).await?;
-    authn.cache.clear();
-    tracing::info!(username = %username, "deleted user");
+    authn.delete_user(&username).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -372,58 +280,15 @@ pub async fn create_key(
     body: web::Json<NewApiKey>,
 ) -> Result<HttpResponse, ServiceError> {
     let request = body.into_inner();
-    let user = authn.store.user(&request.username).await?.ok_or_else(|| {
-        ServiceError::new(
-            ErrorKind::UserNotFound,
-            format!("user '{}' does not exist", request.username),
-        )
-    })?;
-    if request.role > user.role {
-        return Err(ServiceError::new(
-            ErrorKind::InvalidArgument,
-            format!(
-                "'{}' is a {}; a key cannot hold more than its user",
-                user.username,
-                user.role.as_str()
-            ),
-        ));
-    }
-    if let Some(patterns) = &request.models {
-        if patterns.is_empty() || patterns.iter().any(|p| p.is_empty() || p.len() > 128) {
-            return Err(ServiceError::new(
-                ErrorKind::InvalidArgument,
-                "`models` must list 1 or more non-empty patterns",
-            ));
-        }
-    }
-    let now = crate::store::now_ms();
-    let expires_at = match request.expires_in_secs {
-        Some(0) => {
-            return Err(ServiceError::new(
-                ErrorKind::InvalidArgument,
-                "`expires_in_secs` must be positive",
-            ))
-        }
-        Some(secs) => {
-            Some(now.saturating_add(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)))
-        }
-        None => None,
-    };
-    let (id, secret_sha256, key) = auth::new_key_material();
-    let record = ApiKeyRecord {
-        id,
-        username: user.username,
-        role: request.role,
-        secret_sha256,
-        description: request.description.unwrap_or_default(),
-        model_patterns: request.models,
-        expires_at,
-        created_at: now,
-        revoked_at: None,
-    };
-    authn.store.create_key(&record).await?;
-    authn.cache.clear();
-    tracing::info!(id = %record.id, username = %record.username, role = record.role.as_str(), "created API key");
+    let (record, key) = authn
+        .create_key(NewKey {
+            username: request.username,
+            role: request.role,
+            models: request.models,
+            expires_in_secs: request.expires_in_secs,
+            description: request.description,
+        })
+        .await?;
     Ok(HttpResponse::Created().json(CreatedApiKey {
         key,
         info: ApiKeyInfo::from(&record),
@@ -437,7 +302,7 @@ pub async fn list_keys(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,
 ) -> Result<web::Json<ApiKeyList>, ServiceError> {
-    let keys = authn.store.keys().await?;
+    let keys = authn.keys().await?;
     Ok(web::Json(ApiKeyList {
         keys: keys.iter().map(ApiKeyInfo::from).collect(),
     }))
@@ -453,8 +318,6 @@ pub async fn revoke_key(
     authn: web::Data<Authenticator>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ServiceError> {
-    let key = authn.store.revoke_key(&id).await?;
-    authn.cache.clear();
-    tracing::info!(id = %key.id, "revoked API key");
+    authn.revoke_key(&id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -277,19 +277,7 @@ pub async fn submit(
             (jobs.parse(&definition_text(definition)?)?, None)
         }
         (None, Some(name)) => {
-            let saved = jobs
-                .store()
-                .workflow(name, body.version)
-                .await?
-                .ok_or_else(|| {
-                    ServiceError::new(
-                        ErrorKind::WorkflowNotFound,
-                        match body.version {
-                            Some(v) => format!("workflow '{name}' has no version {v}"),
-                            None => format!("no workflow named '{name}' is saved"),
-                        },
-                    )
-                })?;
+            let saved = jobs.workflow(name, body.version).await?;
             (jobs.parse(&saved.source)?, Some(saved.version))
         }
         _ => {
@@ -524,28 +512,7 @@ pub async fn save_workflow(
 ) -> Result<HttpResponse, ServiceError> {
     unscoped(&auth)?;
     let source = definition_text(&body.workflow)?;
-    let workflow = jobs.parse(&source)?;
-    let definition = serde_json::to_string(&workflow)
-        .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;
-    let mut attempt = 0;
-    let record = loop {
-        match jobs
-            .store()
-            .save_workflow(
-                &workflow.name,
-                &workflow.description,
-                &definition,
-                &source,
-                auth.username(),
-            )
-            .await
-        {
-            Ok(record) => break record,
-            // Two saves of one name at once: the loser takes the next number.
-            Err(crate::store::StoreError::Database(_)) if attempt < 3 => attempt += 1,
-            Err(e) => return Err(e.into()),
-        }
-    };
+    let record = jobs.save_workflow(&source, auth.username()).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/workflows/{}", record.name)))
         .json(workflow_view(record)))
@@ -558,7 +525,7 @@ pub async fn list_workflows(
     _auth: Authorized<Read>,
     jobs: web::Data<JobService>,
 ) -> Result<web::Json<WorkflowList>, ServiceError> {
-    let workflows = jobs.store().workflows().await?;
+    let workflows = jobs.workflows().await?;
     Ok(web::Json(WorkflowList {
         workflows: workflows.into_iter().map(workflow_view).collect(),
     }))
@@ -581,7 +548,7 @@ pub async fn get_workflow(
     jobs: web::Data<JobService>,
     path: web::Path<String>,
 ) -> Result<web::Json<WorkflowHistory>, ServiceError> {
-    let versions = jobs.store().workflow_versions(&path).await?;
+    let versions = jobs.workflow_versions(&path).await?;
     let numbers = versions.iter().map(|v| v.version).collect();
     let latest = versions
         .into_iter()
@@ -604,16 +571,7 @@ pub async fn get_workflow_version(
     path: web::Path<(String, u64)>,
 ) -> Result<web::Json<WorkflowView>, ServiceError> {
     let (name, version) = path.into_inner();
-    let record = jobs
-        .store()
-        .workflow(&name, Some(version))
-        .await?
-        .ok_or_else(|| {
-            ServiceError::new(
-                ErrorKind::WorkflowNotFound,
-                format!("workflow '{name}' has no version {version}"),
-            )
-        })?;
+    let record = jobs.workflow(&name, Some(version)).await?;
     Ok(web::Json(workflow_view(record)))
 }
 

@@ -219,7 +219,6 @@ pub async fn saved(
     query: web::Query<PredictionQuery>,
 ) -> Result<HttpResponse, ServiceError> {
     let (name, version) = path.into_inner();
-    state.models.version(&name, version).await?;
     let query = query.into_inner();
     let listing = Listing::parse(
         query.format.as_deref(),
@@ -230,12 +229,10 @@ pub async fn saved(
     )?;
     let (predictions, total) = state
         .models
-        .store()
-        .predictions(
+        .saved_predictions(
             &name,
             version,
-            listing.since_us,
-            listing.until_us,
+            (listing.since_us, listing.until_us),
             listing.limit,
             listing.offset,
         )
