@@ -78,8 +78,8 @@ on_both_stores!(a_model_goes_through_its_service_states, |store: &Store| {
         .contains("paused"));
     assert_eq!(server.get_json("/v1/models/iris/versions/1")["ready"], true);
     // Loaded, but not ready for the Open Inference Protocol: it answers no inference.
-    assert_eq!(server.get("/v2/models/iris/ready").status(), 503);
-    assert_eq!(server.get("/v2/models/iris/versions/1/ready").status(), 503);
+    assert_eq!(server.get("/v2/models/iris/ready").status(), 400);
+    assert_eq!(server.get("/v2/models/iris/versions/1/ready").status(), 400);
     assert_eq!(server.get_json("/v1/models/iris")["state"], "paused");
     let refused = assert_error(
         act(&server, "iris", "pause", &json!({})),

@@ -252,7 +252,8 @@ fn metadata_infer_and_errors_follow_the_protocol() {
         server.get_json("/v1/models/iris")["default_version"],
         Value::Null
     );
-    v2_error(server.get("/v2/models/iris/ready"), 503, "not ready");
+    // Not ready is a 4xx, as the protocol says (tritonclient's is_model_ready reads False).
+    v2_error(server.get("/v2/models/iris/ready"), 400, "not ready");
     assert_eq!(
         server
             .client

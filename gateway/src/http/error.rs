@@ -132,6 +132,7 @@ pub fn table(kind: ErrorKind) -> Row {
             S::SERVICE_UNAVAILABLE,
             "the version is deployed but not serving here yet, or is going away",
         ),
+        K::NotReady => row("not_ready", S::BAD_REQUEST, "an Open Inference Protocol readiness probe's no: the model, version or server is not ready (4xx, as the protocol says)"),
         K::QueueFull => row(
             "queue_full",
             S::TOO_MANY_REQUESTS,

@@ -36,6 +36,8 @@ pub enum ErrorKind {
     InvalidInput,
     InferenceFailed,
     VersionUnavailable,
+    /// A readiness probe's "no": the model, version or server cannot answer yet.
+    NotReady,
     QueueFull,
     QueueTimeout,
     BackendUnavailable,
@@ -71,7 +73,7 @@ impl ErrorKind {
             | InvalidArgument | InvalidModel | UnsupportedModel | ModelUrlFailed | ModelExists
             | InvalidAction | InvalidInput | BackendUnavailable | Unauthorized | Forbidden
             | TooManyRequests | UserExists | UserNotFound | KeyNotFound | JobNotFound
-            | TaskNotFound | ArtifactNotFound | WorkflowNotFound | InvalidWorkflow => {
+            | TaskNotFound | ArtifactNotFound | WorkflowNotFound | InvalidWorkflow | NotReady => {
                 "invalid_input"
             }
             InferenceFailed | StorageUnavailable | Internal => "error",

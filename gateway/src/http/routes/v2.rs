@@ -337,20 +337,26 @@ pub async fn live(_auth: V2Authorized<Read>) -> HttpResponse {
     HttpResponse::Ok().finish()
 }
 
-/// Deployed models are loaded and the store answers.
+/// Deployed models are loaded and the store answers: 200. Not ready: 400 `not_ready`, a 4xx as
+/// the protocol says (the ops probe `/health/ready` answers 503 instead).
 #[utoipa::path(get, path = "/v2/health/ready", tag = "v2", security(("bearer" = ["viewer"])),
-    responses((status = 200, description = "Ready"), (status = 401, body = V2ErrorBody), (status = 503, body = V2ErrorBody)))]
+    responses((status = 200, description = "Ready"), (status = 400, description = "Not ready", body = V2ErrorBody), (status = 401, body = V2ErrorBody)))]
 pub async fn ready(
     _auth: V2Authorized<Read>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, V2Error> {
     if !state.models.is_ready() {
         return Err(V2Error(ServiceError::new(
-            ErrorKind::StorageUnavailable,
-            "starting",
+            ErrorKind::NotReady,
+            "the server is starting: it is loading the deployed models",
         )));
     }
-    state.models.ping().await?;
+    state.models.ping().await.map_err(|e| {
+        ServiceError::new(
+            ErrorKind::NotReady,
+            format!("the server cannot reach its store: {e}"),
+        )
+    })?;
     Ok(HttpResponse::Ok().finish())
 }
 
@@ -440,21 +446,22 @@ async fn readiness(
         Ok(HttpResponse::Ok().finish())
     } else if state.models.is_paused(model) {
         Err(V2Error(ServiceError::new(
-            ErrorKind::ModelPaused,
+            ErrorKind::NotReady,
             format!("model '{model}' is not ready: it is paused"),
         )))
     } else {
         Err(V2Error(ServiceError::new(
-            ErrorKind::VersionUnavailable,
-            format!("model '{model}' is not ready"),
+            ErrorKind::NotReady,
+            format!("model '{model}' is not ready: no deployed version is loaded here"),
         )))
     }
 }
 
-/// Whether the model's default version is ready.
+/// Whether the model's default version is ready: 200, or 400 `not_ready` (undeployed, paused,
+/// still loading), a 4xx as the protocol says.
 #[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2", security(("bearer" = ["viewer"])),
     params(("name" = String, Path, description = "Model name")),
-    responses((status = 200, description = "Ready"), (status = 404, body = V2ErrorBody), (status = 503, body = V2ErrorBody)))]
+    responses((status = 200, description = "Ready"), (status = 400, description = "Not ready", body = V2ErrorBody), (status = 404, body = V2ErrorBody)))]
 pub async fn model_ready(
     _auth: V2Authorized<Read>,
     state: web::Data<AppState>,
@@ -463,10 +470,10 @@ pub async fn model_ready(
     readiness(&state, &name, None).await
 }
 
-/// Whether one version is ready.
+/// Whether one version is ready: 200, or 400 `not_ready`, a 4xx as the protocol says.
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "v2", security(("bearer" = ["viewer"])),
     params(("name" = String, Path, description = "Model name"), ("version" = String, Path, description = "Version")),
-    responses((status = 200, description = "Ready"), (status = 404, body = V2ErrorBody), (status = 503, body = V2ErrorBody)))]
+    responses((status = 200, description = "Ready"), (status = 400, description = "Not ready", body = V2ErrorBody), (status = 404, body = V2ErrorBody)))]
 pub async fn version_ready(
     _auth: V2Authorized<Read>,
     state: web::Data<AppState>,
