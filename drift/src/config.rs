@@ -16,14 +16,81 @@ use crate::page_hinkley::{PageHinkley, PageHinkleyParams};
 /// `{"detector": "adwin", "delta": 0.01, "clock": 1}`.
 ///
 /// Deserializing does not validate; [`DetectorConfig::validate`] and [`DetectorConfig::build`] do.
+/// It takes the detector's name in any case and with the seed's spellings (`ADWIN`,
+/// `Page Hinkley`, `HDDM` for HDDM_A), and a bare name stands for the detector with river's
+/// defaults: `"adwin"` is `{"detector": "adwin"}`.
 /// The default is HDDM_A, the seed's default detector ("HDDM").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "detector", rename_all = "snake_case")]
 pub enum DetectorConfig {
     Adwin(AdwinParams),
     PageHinkley(PageHinkleyParams),
     HddmA(HddmAParams),
     HddmW(HddmWParams),
+}
+
+/// A detector's name as maas writes it (`adwin`, `page_hinkley`, `hddm_a`, `hddm_w`), from any
+/// case and the seed's spellings: `ADWIN`, `Page Hinkley`, `PageHinkley`, `HDDM` (HDDM_A),
+/// `HDDM-W`.
+pub fn canonical_name(name: &str) -> Option<&'static str> {
+    let folded: String = name
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '_' | '-'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    match folded.as_str() {
+        "adwin" => Some("adwin"),
+        "pagehinkley" | "ph" => Some("page_hinkley"),
+        "hddm" | "hddma" => Some("hddm_a"),
+        "hddmw" => Some("hddm_w"),
+        _ => None,
+    }
+}
+
+impl<'de> Deserialize<'de> for DetectorConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        use serde_json::Value;
+        const EXPECTED: &str = "a detector: a name (adwin, page_hinkley, hddm_a, hddm_w) or an \
+                                object like {\"detector\": \"adwin\", \"delta\": 0.002}";
+        let (name, params) = match Value::deserialize(d)? {
+            Value::String(name) => (name, serde_json::Map::new()),
+            Value::Object(mut map) => match map.remove("detector") {
+                Some(Value::String(name)) => (name, map),
+                Some(_) => {
+                    return Err(D::Error::custom(
+                        "`detector` must be a name, such as \"adwin\"",
+                    ))
+                }
+                None => return Err(D::Error::custom(
+                    "the detector object needs `detector`: adwin, page_hinkley, hddm_a or hddm_w",
+                )),
+            },
+            _ => return Err(D::Error::custom(format!("expected {EXPECTED}"))),
+        };
+        let params = Value::Object(params);
+        let params_error = |e: serde_json::Error| D::Error::custom(format!("{name}: {e}"));
+        match canonical_name(&name) {
+            Some("adwin") => AdwinParams::deserialize(params)
+                .map(DetectorConfig::Adwin)
+                .map_err(params_error),
+            Some("page_hinkley") => PageHinkleyParams::deserialize(params)
+                .map(DetectorConfig::PageHinkley)
+                .map_err(params_error),
+            Some("hddm_a") => HddmAParams::deserialize(params)
+                .map(DetectorConfig::HddmA)
+                .map_err(params_error),
+            Some("hddm_w") => HddmWParams::deserialize(params)
+                .map(DetectorConfig::HddmW)
+                .map_err(params_error),
+            _ => Err(D::Error::custom(format!(
+                "unknown detector '{}': use adwin, page_hinkley, hddm_a or hddm_w (ADWIN, Page \
+                 Hinkley and HDDM, the seed's names, work too)",
+                name.chars().take(64).collect::<String>()
+            ))),
+        }
+    }
 }
 
 impl Default for DetectorConfig {
@@ -45,12 +112,12 @@ impl DetectorConfig {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let mut config = match detector {
-            "adwin" => DetectorConfig::Adwin(AdwinParams::default()),
-            "page_hinkley" => DetectorConfig::PageHinkley(PageHinkleyParams::default()),
-            "hddm_a" => DetectorConfig::HddmA(HddmAParams::default()),
-            "hddm_w" => DetectorConfig::HddmW(HddmWParams::default()),
-            other => return Err(DriftError::UnknownDetector(other.to_owned())),
+        let mut config = match canonical_name(detector) {
+            Some("adwin") => DetectorConfig::Adwin(AdwinParams::default()),
+            Some("page_hinkley") => DetectorConfig::PageHinkley(PageHinkleyParams::default()),
+            Some("hddm_a") => DetectorConfig::HddmA(HddmAParams::default()),
+            Some("hddm_w") => DetectorConfig::HddmW(HddmWParams::default()),
+            _ => return Err(DriftError::UnknownDetector(detector.to_owned())),
         };
         let mut seen: Vec<String> = Vec::new();
         for (key, value) in params {
@@ -305,6 +372,37 @@ mod tests {
                 other => panic!("{detector} {key}={value}: unexpected {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_seeds_spellings_and_bare_names_are_accepted() {
+        for (text, name) in [
+            (r#"{"detector": "ADWIN"}"#, "adwin"),
+            (
+                r#"{"detector": "Page Hinkley", "threshold": 20}"#,
+                "page_hinkley",
+            ),
+            (r#"{"detector": "HDDM"}"#, "hddm_a"),
+            (r#"{"detector": "hddm-w"}"#, "hddm_w"),
+            (r#""adwin""#, "adwin"),
+            (r#""PageHinkley""#, "page_hinkley"),
+        ] {
+            let config: DetectorConfig = serde_json::from_str(text).unwrap();
+            assert_eq!(config.name(), name, "{text}");
+        }
+        let err = serde_json::from_str::<DetectorConfig>(r#"{"detector": "kswin"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown detector 'kswin'"),
+            "{err}"
+        );
+        let err = serde_json::from_str::<DetectorConfig>("[1, 2]").unwrap_err();
+        assert!(err.to_string().contains("a name (adwin"), "{err}");
+        assert_eq!(
+            DetectorConfig::from_params("Page Hinkley", [("threshold", "20")])
+                .unwrap()
+                .name(),
+            "page_hinkley"
+        );
     }
 
     #[test]

@@ -878,3 +878,49 @@ on_both_stores!(
         assert_eq!(&again["drift"]["features"], cli);
     }
 );
+
+/// Detector names are read in any case and with the seed's spellings; a bare name is the
+/// detector with river's defaults.
+#[test]
+fn detectors_take_the_seeds_names_in_any_case() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    let r = deploy_with(
+        &server,
+        "iris",
+        vec![("baseline", csv_part(csv(&iris_like(50, 0, 0.0), false)))],
+        &[(
+            "drift",
+            r#"{"enabled": false, "detector": {"detector": "HDDM"}}"#,
+        )],
+    );
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    let meta = server.get_json("/v1/models/iris/versions/1");
+    assert_eq!(meta["drift"]["settings"]["detector"]["detector"], "hddm_a");
+    let rows = rows_json(&iris_like(20, 100, 0.0));
+    for (asked, name) in [
+        (json!("ADWIN"), "adwin"),
+        (
+            json!({"detector": "Page Hinkley", "threshold": 20}),
+            "page_hinkley",
+        ),
+        (json!({"detector": "hddm-w"}), "hddm_w"),
+    ] {
+        let r = server.predict_ok("iris", None, &json!({"instances": rows, "drift": asked}));
+        assert_eq!(r["drift"]["detector"], name, "{asked}: {r}");
+    }
+    let r = server.predict(
+        "iris",
+        None,
+        &json!({"instances": rows, "drift": {"detector": "kswin"}}),
+    );
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown detector 'kswin'"),
+        "{body}"
+    );
+}
