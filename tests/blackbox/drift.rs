@@ -540,15 +540,11 @@ fn training_data_may_name_its_classes_in_the_label_column() {
     assert!(!message.contains("setosa"), "{body}");
 }
 
-/// The Open Inference Protocol goes through the same pipeline as v1: continuous and per-request
-/// drift checks, drift events, and the prediction log.
-#[test]
-fn v2_infer_gets_the_drift_checks_and_the_prediction_log_of_v1() {
-    let store = Store::new(StoreKind::Sqlite).unwrap();
-    let server = Server::start(&store);
+/// Iris with a baseline, continuous ADWIN on every predict, and every predict saved.
+fn watched_and_logged_iris(server: &Server) {
     let settings = r#"{"enabled": true, "continuous": true, "detector": {"detector": "adwin"}}"#;
     let r = deploy_with(
-        &server,
+        server,
         "iris",
         vec![("baseline", csv_part(csv(&iris_like(50, 0, 0.0), false)))],
         &[("drift", settings)],
@@ -559,6 +555,15 @@ fn v2_infer_gets_the_drift_checks_and_the_prediction_log_of_v1() {
         &json!({"log_predictions": true}),
     );
     assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+}
+
+/// The Open Inference Protocol goes through the same pipeline as v1: continuous and per-request
+/// drift checks, drift events, and the prediction log.
+#[test]
+fn v2_infer_gets_the_drift_checks_and_the_prediction_log_of_v1() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    watched_and_logged_iris(&server);
     let body = |rows: &[[f64; 4]], parameters: Value| {
         let data: Vec<f64> = rows.iter().flatten().copied().collect();
         json!({
@@ -650,28 +655,12 @@ fn v2_infer_gets_the_drift_checks_and_the_prediction_log_of_v1() {
 /// drift and logged like any other.
 #[test]
 fn tritonclient_traffic_is_watched_for_drift_and_logged() {
-    let Some(python) = crate::v2::tritonclient_python() else {
-        if std::env::var("MAAS_REQUIRE_TRITONCLIENT").is_ok_and(|v| v == "1") {
-            panic!("tritonclient is required (MAAS_REQUIRE_TRITONCLIENT=1) but no Python can import it");
-        }
-        eprintln!("NOTICE: tritonclient[http] not installed; skipping (pip install -r tests/v2/requirements.txt)");
+    let Some(python) = crate::v2::tritonclient_or_skip() else {
         return;
     };
     let store = Store::new(StoreKind::Sqlite).unwrap();
     let server = Server::start(&store);
-    let settings = r#"{"enabled": true, "continuous": true, "detector": {"detector": "adwin"}}"#;
-    let r = deploy_with(
-        &server,
-        "iris",
-        vec![("baseline", csv_part(csv(&iris_like(50, 0, 0.0), false)))],
-        &[("drift", settings)],
-    );
-    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
-    let r = server.post_json(
-        "/v1/models/iris/actions/update",
-        &json!({"log_predictions": true}),
-    );
-    assert_eq!(r.status(), 200);
+    watched_and_logged_iris(&server);
     let mut requests: Vec<Value> = (0..60)
         .map(|request| {
             let shift = if request >= 20 {
