@@ -48,6 +48,17 @@ fn openapi_document_is_committed_served_and_complete() {
     );
     let doc: Value = serde_json::from_str(&printed).unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    // Every operation has its own operationId (clients generate one function per id).
+    let mut ids = std::collections::BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if let Some(id) = op["operationId"].as_str() {
+                if let Some(other) = ids.insert(id.to_owned(), format!("{method} {path}")) {
+                    panic!("operationId '{id}' is used by {other} and {method} {path}");
+                }
+            }
+        }
+    }
     for path in [
         "/health/live",
         "/health/ready",

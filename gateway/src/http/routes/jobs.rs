@@ -317,7 +317,7 @@ pub async fn submit(
 
 /// Jobs, newest first, filtered by workflow name, owner, state, model and submit time; pages
 /// with `limit`/`offset`; `format=csv` exports every match with its variables and results.
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", security(("bearer" = ["viewer"])),
+#[utoipa::path(get, path = "/v1/jobs", operation_id = "list_jobs", tag = "jobs", security(("bearer" = ["viewer"])),
     params(JobQuery),
     responses((status = 200, body = JobPage, description = "JSON, or CSV with format=csv"),
         (status = 400, description = "Unknown query parameter", body = ErrorBody),
@@ -354,7 +354,7 @@ pub async fn summary(
 
 /// A job with its tasks: states, attempts, executors, timings, errors. The failure reason and
 /// the tasks' errors are null for callers other than the job's owner and admins.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", security(("bearer" = ["viewer"])),
+#[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "jobs", security(("bearer" = ["viewer"])),
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 401, description = "No valid bearer", body = ErrorBody),
         (status = 404, description = "Unknown job", body = ErrorBody)))]
@@ -369,7 +369,7 @@ pub async fn get(
 /// `cancel` (nothing new starts, running tasks finish), `pause` (nothing new starts), `resume`,
 /// or `kill` (running processes are ended). Refused with 409 when the job's state does not
 /// allow it.
-#[utoipa::path(post, path = "/v1/jobs/{id}/{action}", tag = "jobs", security(("bearer" = ["deployer"])),
+#[utoipa::path(post, path = "/v1/jobs/{id}/{action}", operation_id = "act_on_job", tag = "jobs", security(("bearer" = ["deployer"])),
     params(("id" = String, Path, description = "Job id"), ("action" = String, Path, description = "cancel, pause, resume or kill")),
     responses((status = 200, body = JobView), (status = 401, description = "No valid bearer", body = ErrorBody),
         (status = 403, description = "Not a deployer", body = ErrorBody),

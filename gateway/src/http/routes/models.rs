@@ -66,7 +66,7 @@ async fn version_info(
 }
 
 /// List models with their versions and default version.
-#[utoipa::path(get, path = "/v1/models", security(("bearer" = ["viewer"])), tag = "models",
+#[utoipa::path(get, path = "/v1/models", operation_id = "list_models", security(("bearer" = ["viewer"])), tag = "models",
     responses((status = 200, body = ModelList), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn list(
     auth: Authorized<Read>,
@@ -83,7 +83,7 @@ pub async fn list(
 }
 
 /// One model: its versions, their states, and the default version.
-#[utoipa::path(get, path = "/v1/models/{name}", security(("bearer" = ["viewer"])), tag = "models",
+#[utoipa::path(get, path = "/v1/models/{name}", operation_id = "get_model", security(("bearer" = ["viewer"])), tag = "models",
     params(("name" = String, Path, description = "Model name")),
     responses((status = 200, body = ModelInfo), (status = 404, body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn get(
@@ -284,7 +284,7 @@ pub async fn actions(
 /// Run a service action: `deploy` (serve a kept version again, the newest by default), `update`
 /// (serving options, drift settings), `pause` (predicts answer 503 `model_paused`), `resume`,
 /// `finish` (undeploy every version, keep the history). 409 when the state does not allow it.
-#[utoipa::path(post, path = "/v1/models/{name}/actions/{action}", security(("bearer" = ["deployer"])), tag = "actions",
+#[utoipa::path(post, path = "/v1/models/{name}/actions/{action}", operation_id = "act_on_model", security(("bearer" = ["deployer"])), tag = "actions",
     params(("name" = String, Path, description = "Model name"), ("action" = String, Path, description = "deploy, update, pause, resume or finish")),
     request_body(content = Option<ActionRequest>, description = "Optional; `version`/`append` for deploy, `serving`/`drift` for update"),
     responses((status = 200, body = ServiceInfo), (status = 400, description = "Unknown action or malformed body", body = ErrorBody),

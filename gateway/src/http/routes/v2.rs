@@ -331,7 +331,7 @@ fn parse_version(text: &str) -> Result<u64, V2Error> {
 }
 
 /// The server is up.
-#[utoipa::path(get, path = "/v2/health/live", tag = "v2", security(("bearer" = ["viewer"])),
+#[utoipa::path(get, path = "/v2/health/live", operation_id = "v2_live", tag = "v2", security(("bearer" = ["viewer"])),
     responses((status = 200, description = "Live"), (status = 401, body = V2ErrorBody)))]
 pub async fn live(_auth: V2Authorized<Read>) -> HttpResponse {
     HttpResponse::Ok().finish()
@@ -339,7 +339,7 @@ pub async fn live(_auth: V2Authorized<Read>) -> HttpResponse {
 
 /// Deployed models are loaded and the store answers: 200. Not ready: 400 `not_ready`, a 4xx as
 /// the protocol says (the ops probe `/health/ready` answers 503 instead).
-#[utoipa::path(get, path = "/v2/health/ready", tag = "v2", security(("bearer" = ["viewer"])),
+#[utoipa::path(get, path = "/v2/health/ready", operation_id = "v2_ready", tag = "v2", security(("bearer" = ["viewer"])),
     responses((status = 200, description = "Ready"), (status = 400, description = "Not ready", body = V2ErrorBody), (status = 401, body = V2ErrorBody)))]
 pub async fn ready(
     _auth: V2Authorized<Read>,
