@@ -151,8 +151,18 @@ pub struct TensorInfo {
     #[schema(example = "float32")]
     pub element_type: String,
     /// Sizes; a symbolic dimension (such as the batch size) is shown by its name.
-    #[schema(value_type = Vec<Object>, example = json!(["N", 4]))]
+    #[schema(value_type = Vec<Dimension>, example = json!(["N", 4]))]
     pub shape: Vec<Value>,
+}
+
+/// One dimension of a declared shape, as the API shows it: its size, or the name of a symbolic
+/// dimension such as the batch size `N`. (Only its schema is used; values are built as JSON.)
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+pub enum Dimension {
+    Size(u64),
+    Symbol(String),
 }
 
 impl From<&maas_serving::TensorSpec> for TensorInfo {
