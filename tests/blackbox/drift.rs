@@ -540,6 +540,19 @@ fn training_data_may_name_its_classes_in_the_label_column() {
     assert!(!message.contains("setosa"), "{body}");
 }
 
+/// Version 1's saved predictions once `total` are there (saving is asynchronous), or as they
+/// are after 10 s.
+fn saved_page(server: &Server, total: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = server.get_json("/v1/models/iris/versions/1/predictions?limit=1000");
+        if page["total"] == total || Instant::now() > deadline {
+            return page;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Iris with a baseline, continuous ADWIN on every predict, and every predict saved.
 fn watched_and_logged_iris(server: &Server) {
     let settings = r#"{"enabled": true, "continuous": true, "detector": {"detector": "adwin"}}"#;
@@ -635,14 +648,7 @@ fn v2_infer_gets_the_drift_checks_and_the_prediction_log_of_v1() {
     // Every V2 predict is in the prediction log, inputs and outputs as JSON; `save: false` opts
     // one out.
     infer(&iris_like(1, 0, 0.0), json!({"save": false}));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let page = loop {
-        let page = server.get_json("/v1/models/iris/versions/1/predictions?limit=1000");
-        if page["total"] == 81 || Instant::now() > deadline {
-            break page;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let page = saved_page(&server, 81);
     assert_eq!(page["total"], 81, "80 continuous and 1 per-request check");
     let newest = &page["predictions"][0];
     assert_eq!(newest["inputs"]["inputs"][0]["name"], "float_input");
@@ -706,14 +712,7 @@ fn tritonclient_traffic_is_watched_for_drift_and_logged() {
     assert_eq!(answers[60]["labels"].as_array().unwrap().len(), 40);
 
     // The 60 continuous requests are saved, the one that said `save: false` is not.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let page = loop {
-        let page = server.get_json("/v1/models/iris/versions/1/predictions?limit=1000");
-        if page["total"] == 60 || Instant::now() > deadline {
-            break page;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let page = saved_page(&server, 60);
     assert_eq!(page["total"], 60);
     // Binary inputs are logged as JSON values.
     assert_eq!(

@@ -81,6 +81,21 @@ pub async fn not_found(req: HttpRequest) -> ServiceError {
     )
 }
 
+/// CSV text: a header row, then one row per item (cells already rendered as text).
+pub fn csv_table(
+    header: &[&str],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> Result<String, ServiceError> {
+    let failed = |e: &dyn std::fmt::Display| ServiceError::internal(format!("writing CSV: {e}"));
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(header).map_err(|e| failed(&e))?;
+    for row in rows {
+        writer.write_record(&row).map_err(|e| failed(&e))?;
+    }
+    let bytes = writer.into_inner().map_err(|e| failed(&e))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// A CSV export, offered as a download.
 pub fn csv_attachment(text: String, file_name: &str) -> HttpResponse {
     HttpResponse::Ok()

@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 
 use crate::http::api::Listing;
 use crate::http::auth::Authorized;
-use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
+use crate::http::error::{ErrorBody, ServiceError};
 use crate::services::auth::{Admin, Authenticator};
 use crate::services::runtime::{self, RuntimeSettings, SettingsPatch};
 use crate::store::audit::{AuditEvent, AuditFilter};
@@ -83,8 +83,7 @@ pub async fn audit(
     };
     let (events, total) = crate::services::audit::events(&authn.store, &filter).await?;
     if listing.csv {
-        let text = audit_csv(&events)
-            .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;
+        let text = audit_csv(&events)?;
         return Ok(crate::http::csv_attachment(text, "maas-audit.csv"));
     }
     Ok(HttpResponse::Ok().json(AuditPage { events, total }))
@@ -118,9 +117,8 @@ pub struct AuditPage {
 }
 
 /// The events as CSV, one row each, details as JSON text.
-fn audit_csv(events: &[AuditEvent]) -> Result<String, csv::Error> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record([
+fn audit_csv(events: &[AuditEvent]) -> Result<String, ServiceError> {
+    let header = [
         "at",
         "actor",
         "client",
@@ -130,22 +128,21 @@ fn audit_csv(events: &[AuditEvent]) -> Result<String, csv::Error> {
         "version",
         "details",
         "id",
-    ])?;
-    for e in events {
-        writer.write_record([
-            e.at.as_str(),
-            &e.actor,
-            &e.client,
-            &e.request_id,
-            &e.kind,
-            e.model.as_deref().unwrap_or(""),
-            &e.version.map(|v| v.to_string()).unwrap_or_default(),
-            &e.details.to_string(),
-            &e.id,
-        ])?;
-    }
-    let bytes = writer
-        .into_inner()
-        .map_err(|e| csv::Error::from(std::io::Error::other(e.to_string())))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    ];
+    crate::http::csv_table(
+        &header,
+        events.iter().map(|e| {
+            vec![
+                e.at.clone(),
+                e.actor.clone(),
+                e.client.clone(),
+                e.request_id.clone(),
+                e.kind.clone(),
+                e.model.clone().unwrap_or_default(),
+                e.version.map(|v| v.to_string()).unwrap_or_default(),
+                e.details.to_string(),
+                e.id.clone(),
+            ]
+        }),
+    )
 }

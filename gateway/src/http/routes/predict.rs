@@ -238,8 +238,7 @@ pub async fn saved(
         )
         .await?;
     if listing.csv {
-        let text = predictions_csv(&predictions)
-            .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;
+        let text = predictions_csv(&predictions)?;
         let file = format!("{name}-v{version}-predictions.csv");
         return Ok(crate::http::csv_attachment(text, &file));
     }
@@ -270,9 +269,8 @@ pub struct PredictionQuery {
 }
 
 /// Records as CSV, JSON columns as JSON text.
-fn predictions_csv(records: &[PredictionRecord]) -> Result<String, csv::Error> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record([
+fn predictions_csv(records: &[PredictionRecord]) -> Result<String, ServiceError> {
+    let header = [
         "at",
         "model",
         "version",
@@ -283,26 +281,25 @@ fn predictions_csv(records: &[PredictionRecord]) -> Result<String, csv::Error> {
         "outputs",
         "drift",
         "id",
-    ])?;
-    for r in records {
-        writer.write_record([
-            r.at.as_str(),
-            &r.model,
-            &r.version.to_string(),
-            &r.actor,
-            &r.request_id,
-            &r.latency_us.to_string(),
-            &r.inputs.to_string(),
-            &r.outputs.to_string(),
-            &r.drift
-                .as_ref()
-                .map(serde_json::Value::to_string)
-                .unwrap_or_default(),
-            &r.id,
-        ])?;
-    }
-    let bytes = writer
-        .into_inner()
-        .map_err(|e| csv::Error::from(std::io::Error::other(e.to_string())))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    ];
+    crate::http::csv_table(
+        &header,
+        records.iter().map(|r| {
+            vec![
+                r.at.clone(),
+                r.model.clone(),
+                r.version.to_string(),
+                r.actor.clone(),
+                r.request_id.clone(),
+                r.latency_us.to_string(),
+                r.inputs.to_string(),
+                r.outputs.to_string(),
+                r.drift
+                    .as_ref()
+                    .map(serde_json::Value::to_string)
+                    .unwrap_or_default(),
+                r.id.clone(),
+            ]
+        }),
+    )
 }
