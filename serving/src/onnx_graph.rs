@@ -19,15 +19,49 @@ pub(crate) fn parse_model(onnx: &[u8]) -> Result<pb::ModelProto, ServingError> {
     if onnx.is_empty() {
         return Err(ServingError::InvalidModel("the file is empty".into()));
     }
+    if let Some(other) = other_format(onnx) {
+        return Err(ServingError::InvalidModel(other));
+    }
     let proto = tract_onnx::onnx()
         .proto_model_for_read(&mut &onnx[..])
-        .map_err(|e| ServingError::InvalidModel(format!("not an ONNX protobuf ({e})")))?;
+        .map_err(|_| {
+            ServingError::InvalidModel(
+                "the file is not an ONNX model (it does not decode as ONNX's protobuf); export \
+                 the model to ONNX first (skl2onnx, torch.onnx.export, tf2onnx)"
+                    .into(),
+            )
+        })?;
     if proto.graph.is_none() {
         return Err(ServingError::InvalidModel(
             "the ONNX file has no graph".into(),
         ));
     }
     Ok(proto)
+}
+
+/// What a file that is not ONNX most likely is, from its first bytes, and how to convert it: the
+/// formats people upload by mistake are pickles (scikit-learn, joblib), zip archives (PyTorch's
+/// `.pt`, Keras's `.keras`) and HDF5 (Keras's `.h5`).
+fn other_format(file: &[u8]) -> Option<String> {
+    match file {
+        [0x80, 2..=5, ..] => Some(
+            "the file is a Python pickle (scikit-learn or joblib), not ONNX: maas serves ONNX; \
+             convert scikit-learn models with skl2onnx (`skl2onnx.to_onnx(model, X[:1])`) and \
+             upload the .onnx file"
+                .into(),
+        ),
+        [b'P', b'K', 3, 4, ..] => Some(
+            "the file is a zip archive (a PyTorch .pt or a Keras .keras model?), not ONNX: maas \
+             serves ONNX; export PyTorch models with torch.onnx.export and Keras models with tf2onnx"
+                .into(),
+        ),
+        [0x89, b'H', b'D', b'F', ..] => Some(
+            "the file is HDF5 (a Keras .h5 model?), not ONNX: maas serves ONNX; convert it with \
+             tf2onnx"
+                .into(),
+        ),
+        _ => None,
+    }
 }
 
 /// The graph of a model that [`parse_model`] accepted.

@@ -182,7 +182,7 @@ on_both_stores!(a_model_goes_through_its_service_states, |store: &Store| {
     assert_error(
         act(&server, "iris", "update", &json!({"nope": 1})),
         400,
-        "invalid_json",
+        "invalid_request",
     );
     assert_error(
         act(&server, "iris", "explode", &json!({})),

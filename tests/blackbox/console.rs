@@ -73,7 +73,7 @@ fn the_console_files_are_served_without_outside_assets() {
 }
 
 /// Why the browser test cannot run here, if it cannot.
-fn browser_missing(console_dir: &Path, chromium: &Path) -> Vec<String> {
+pub(crate) fn browser_missing(console_dir: &Path, chromium: &Path) -> Vec<String> {
     let mut missing = Vec::new();
     let node = Command::new("node")
         .arg("--version")

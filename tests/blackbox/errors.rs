@@ -703,3 +703,159 @@ on_both_stores!(concurrent_deploys_get_distinct_versions, |store: &Store| {
     // Appended deploys: the newest is the default.
     assert_eq!(server.get_json("/v1/models/race")["default_version"], 8);
 });
+
+/// The mistakes a new user makes get a message that names the field and the fix, in JSON's words
+/// and never in a parser's (no Rust type names, no "struct", no "sequence").
+#[test]
+fn common_mistakes_get_messages_that_name_the_field_and_the_fix() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    server.deploy("iris", "iris_logreg.onnx", &[]);
+    let message = |r: Response, status: u16, code: &str| -> String {
+        let body = assert_error(r, status, code);
+        let message = body["message"].as_str().unwrap().to_owned();
+        for internal in [
+            "struct ",
+            "sequence",
+            "usize",
+            "u64",
+            "f64",
+            "line 1 column",
+            "invalid type",
+            "invalid length",
+        ] {
+            assert!(
+                !message.contains(internal),
+                "'{message}' shows the parser's '{internal}'"
+            );
+        }
+        message
+    };
+
+    // A bare list as the predict body.
+    let m = message(
+        server.post_json("/v1/models/iris/predict", &json!([[5.1, 3.5, 1.4, 0.2]])),
+        400,
+        "invalid_request",
+    );
+    assert!(
+        m.contains("got a list") && m.contains(r#"{"instances": "#),
+        "{m}"
+    );
+
+    // A detector name where drift settings (an object) go.
+    let m = message(
+        server.post_json("/v1/models/iris/actions/update", &json!({"drift": "adwin"})),
+        400,
+        "invalid_request",
+    );
+    assert!(
+        m.contains("`drift`") && m.contains("expected a JSON object"),
+        "{m}"
+    );
+    let m = message(
+        server.post_json(
+            "/v1/models/iris/actions/update",
+            &json!({"serving": {"instances": "two"}}),
+        ),
+        400,
+        "invalid_request",
+    );
+    assert!(
+        m.contains("`serving.instances`") && m.contains("non-negative integer"),
+        "{m}"
+    );
+
+    // An unknown field in an action body names it and the fields there are.
+    let m = message(
+        server.post_json(
+            "/v1/models/iris/actions/update",
+            &json!({"log_prediction": true}),
+        ),
+        400,
+        "invalid_request",
+    );
+    assert!(
+        m.contains("'log_prediction'") && m.contains("log_predictions"),
+        "{m}"
+    );
+
+    // The Open Inference Protocol's body names the field too.
+    let r = server
+        .client
+        .post(format!("{}/v2/models/iris/infer", server.url))
+        .json(&json!({"inputs": [{"name": "float_input", "shape": [1, 4], "datatype": 5, "data": [1, 2, 3, 4]}]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v2: Value = r.json().unwrap();
+    let m = v2["error"].as_str().unwrap();
+    assert!(
+        m.contains("`inputs[0].datatype`") && !m.contains("line 1"),
+        "{m}"
+    );
+
+    // class_names on a regressor.
+    let r = server.deploy_form(
+        "house",
+        "house_linreg.onnx",
+        &[("class_names", r#"["cheap", "dear"]"#)],
+    );
+    let m = message(r, 422, "invalid_argument");
+    assert!(
+        m.contains("regressor") && m.contains("without class_names"),
+        "{m}"
+    );
+
+    // A pickled scikit-learn model.
+    let mut pickle = vec![0x80, 0x04, 0x95];
+    pickle.extend_from_slice(b"\x00\x00\x00\x00\x00\x00\x00\x00\x8c\x15sklearn.linear_model");
+    let r = server.deploy_multipart(
+        "pickled",
+        reqwest::blocking::multipart::Form::new().part(
+            "model",
+            reqwest::blocking::multipart::Part::bytes(pickle).file_name("model.pkl"),
+        ),
+    );
+    let m = message(r, 422, "invalid_model");
+    assert!(
+        m.contains("maas serves ONNX") && m.contains("skl2onnx"),
+        "{m}"
+    );
+    // Nothing of them was stored.
+    assert_eq!(
+        server.get("/v1/models/house").status(),
+        404,
+        "the refused deploy created no model"
+    );
+    assert_eq!(server.get("/v1/models/pickled").status(), 404);
+}
+
+/// A form's optional fields sent empty (as HTML forms and Swagger UI send them) count as absent.
+#[test]
+fn empty_optional_form_fields_count_as_absent() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    let empty = [
+        "model_url",
+        "version",
+        "class_names",
+        "feature_names",
+        "append",
+        "serving",
+        "baseline_size",
+        "label_column",
+        "drift",
+    ];
+    let mut form = multipart::Form::new().part("model", fixture_part("iris_logreg.onnx"));
+    for name in empty {
+        form = form.text(name, "");
+    }
+    // File inputs left empty: a nameless, empty part.
+    form = form.part("training_data", multipart::Part::bytes(Vec::new()));
+    let r = server.deploy_multipart("iris", form);
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+    let info = server.get_json("/v1/models/iris/versions/1");
+    assert_eq!(info["version"], 1);
+    assert!(info["class_names"].is_null(), "{info}");
+}

@@ -398,41 +398,51 @@ pub struct VersionList {
     pub versions: Vec<VersionInfo>,
 }
 
-/// The multipart form of a deploy. Send `model` or `model_url`, not both.
+/// The multipart form of a deploy. Send `model` or `model_url`, not both. Every field but one of
+/// those two is optional; a field sent empty counts as absent.
 #[allow(dead_code)]
 #[derive(ToSchema)]
 pub struct DeployForm {
     /// The ONNX file.
-    #[schema(value_type = Option<String>, format = Binary)]
-    pub model: Option<Vec<u8>>,
+    #[schema(value_type = String, format = Binary, required = false)]
+    pub model: Vec<u8>,
     /// Fetch the ONNX file from here instead: http, https or file URL.
-    pub model_url: Option<String>,
+    #[schema(required = false, example = "")]
+    pub model_url: String,
     /// The version number; by default the last number used plus one. Numbers are never reused.
-    pub version: Option<u64>,
+    #[schema(required = false, example = "", pattern = "^[0-9]*$")]
+    pub version: String,
     /// JSON array of class labels in class-index order, e.g. `["setosa","versicolor","virginica"]`.
-    pub class_names: Option<String>,
+    #[schema(required = false, example = "")]
+    pub class_names: String,
     /// JSON array of column names in feature order, for `records` predicts.
-    pub feature_names: Option<String>,
+    #[schema(required = false, example = "")]
+    pub feature_names: String,
     /// `false` (default): this version replaces the deployed ones, which stay kept. `true`: they
     /// keep serving beside it (unversioned predicts go to the newest).
-    pub append: Option<bool>,
+    #[schema(required = false)]
+    pub append: bool,
     /// Serving options as JSON (see `ServingOptions`), e.g.
     /// `{"backend": "ort-cpu", "instances": 2, "max_batch_size": 64, "max_queue_delay_us": 500}`.
-    pub serving: Option<String>,
+    #[schema(required = false, example = "")]
+    pub serving: String,
     /// Drift baseline rows as CSV (header row optional), used as they are. A missing cell (empty,
     /// `NA`, `NaN`, ...) is skipped by the detectors; a column with no value is refused (422).
-    #[schema(value_type = Option<String>, format = Binary)]
-    pub baseline: Option<Vec<u8>>,
+    #[schema(value_type = String, format = Binary, required = false)]
+    pub baseline: Vec<u8>,
     /// Training data as CSV: `baseline_size` rows are sampled with a fixed seed, and the mean and
     /// standard deviation of every row are kept for the deviation check (missing cells left out).
-    #[schema(value_type = Option<String>, format = Binary)]
-    pub training_data: Option<Vec<u8>>,
+    #[schema(value_type = String, format = Binary, required = false)]
+    pub training_data: Vec<u8>,
     /// Rows sampled from `training_data` (default 50).
-    pub baseline_size: Option<u64>,
+    #[schema(required = false, example = "", pattern = "^[0-9]*$")]
+    pub baseline_size: String,
     /// A CSV column to drop (the label).
-    pub label_column: Option<String>,
+    #[schema(required = false, example = "")]
+    pub label_column: String,
     /// Drift settings as JSON, e.g. `{"enabled": true, "detector": {"detector": "adwin"}, "continuous": true}`.
-    pub drift: Option<String>,
+    #[schema(required = false, example = "")]
+    pub drift: String,
 }
 
 /// Options of a redeploy (rollback).

@@ -271,7 +271,7 @@ pub mod extractors {
 
     use super::{ErrorKind, ServiceError};
 
-    pub fn json(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    pub fn json(err: JsonPayloadError, req: &HttpRequest) -> actix_web::Error {
         let api = match &err {
             JsonPayloadError::OverflowKnownLength { length, limit } => ServiceError::new(
                 ErrorKind::PayloadTooLarge,
@@ -285,9 +285,19 @@ pub mod extractors {
                 ErrorKind::UnsupportedMediaType,
                 "send the body as JSON with Content-Type: application/json",
             ),
+            JsonPayloadError::Deserialize(e) if e.is_data() && req.path().ends_with("/predict") => {
+                ServiceError::new(
+                    ErrorKind::InvalidRequest,
+                    format!(
+                        "{}; a predict body is an object such as {{\"instances\": [[5.1, 3.5, 1.4, 0.2]]}} \
+                         or {{\"records\": [{{\"feature\": 1.0}}]}}",
+                        crate::http::json::describe(e, "")
+                    ),
+                )
+            }
             JsonPayloadError::Deserialize(e) if e.is_data() => ServiceError::new(
                 ErrorKind::InvalidRequest,
-                format!("the JSON does not fit: {e}"),
+                crate::http::json::describe(e, ""),
             ),
             JsonPayloadError::Deserialize(e) if e.is_eof() && e.line() == 1 && e.column() == 0 => {
                 ServiceError::new(
@@ -297,7 +307,7 @@ pub mod extractors {
             }
             JsonPayloadError::Deserialize(e) => ServiceError::new(
                 ErrorKind::InvalidJson,
-                format!("the body is not valid JSON: {e}"),
+                format!("the body is not valid JSON: {}", crate::http::json::syntax(e)),
             ),
             JsonPayloadError::Serialize(e) => ServiceError::new(ErrorKind::Internal, e.to_string()),
             JsonPayloadError::Payload(e) => ServiceError::new(

@@ -16,7 +16,7 @@ use crate::http::routes::{admin, auth, deploy, health, jobs, models, predict, v2
                        has the body `{code, message, request_id}` with a stable snake_case `code`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    modifiers(&BearerScheme),
+    modifiers(&BearerScheme, &CommonResponses),
     paths(
         admin::settings,
         admin::update_settings,
@@ -174,6 +174,71 @@ impl Modify for BearerScheme {
                     .build(),
             ),
         );
+    }
+}
+
+/// The statuses every route can answer for the same reasons, added where a route's own list
+/// leaves them out: 401 on a route that needs a bearer; 400 on one that reads a path value, a
+/// query string or a body (a value of the wrong type, an unknown query key, JSON that does not
+/// parse); 413 and 415 on one that takes a body (too large, wrong `Content-Type`). `/v2` routes
+/// answer with the Open Inference Protocol's `{"error"}` body, the others with `ErrorBody`.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let body = if path.starts_with("/v2") {
+                "V2ErrorBody"
+            } else {
+                "ErrorBody"
+            };
+            let error = |description: &str| {
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name(body)))
+                            .build(),
+                    )
+                    .build()
+            };
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let takes_body = operation.request_body.is_some();
+                let reads_input =
+                    takes_body || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+                let mut common = Vec::new();
+                if reads_input {
+                    common.push((
+                        "400",
+                        "Malformed request: a path value of the wrong type, an unknown query key, \
+                         or a body that is not valid JSON",
+                    ));
+                }
+                if secured {
+                    common.push(("401", "No valid bearer"));
+                }
+                if takes_body {
+                    common.push(("413", "The body is larger than this route takes"));
+                    common.push(("415", "The body's Content-Type is not one this route takes"));
+                }
+                let responses = &mut operation.responses.responses;
+                for (status, description) in common {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
     }
 }
 

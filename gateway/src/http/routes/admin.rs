@@ -5,6 +5,7 @@ use actix_web::{web, HttpResponse};
 use crate::http::api::Listing;
 use crate::http::auth::Authorized;
 use crate::http::error::{ErrorBody, ServiceError};
+use crate::http::json::Json;
 use crate::services::auth::{Admin, Authenticator};
 use crate::services::runtime::{self, RuntimeSettings, SettingsPatch};
 use crate::store::audit::{AuditEvent, AuditFilter};
@@ -44,7 +45,7 @@ pub async fn settings(
 pub async fn update_settings(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,
-    body: web::Json<SettingsPatch>,
+    body: Json<SettingsPatch>,
 ) -> Result<web::Json<RuntimeSettings>, ServiceError> {
     let after = runtime::change(&authn.store, &body).await?;
     Ok(web::Json(after))

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use crate::http::api::rfc3339;
 use crate::http::auth::Authorized;
 use crate::http::error::{ErrorBody, ServiceError};
+use crate::http::json::Json;
 use crate::services::auth::accounts::NewKey;
 use crate::services::auth::{self, Admin, Authenticator, Read, Role};
 use crate::store::auth::{ApiKeyRecord, UserRecord};
@@ -59,7 +60,7 @@ pub struct TokenResponse {
 /// Exchange a user name and password for a bearer token. Failed attempts are limited per user
 /// name and per client address (429 with `Retry-After`).
 #[utoipa::path(post, path = "/v1/auth/token", tag = "auth",
-    request_body = TokenRequest,
+    request_body(content = TokenRequest, example = json!({"username": "admin", "password": "change-me-now"})),
     responses(
         (status = 200, body = TokenResponse),
         (status = 400, body = ErrorBody),
@@ -69,7 +70,7 @@ pub struct TokenResponse {
 pub async fn token(
     auth: web::Data<Authenticator>,
     req: HttpRequest,
-    body: web::Json<TokenRequest>,
+    body: Json<TokenRequest>,
 ) -> Result<web::Json<TokenResponse>, ServiceError> {
     let TokenRequest { username, password } = body.into_inner();
     let issued = auth
@@ -164,13 +165,13 @@ pub async fn list_users(
 
 /// Create a user.
 #[utoipa::path(post, path = "/v1/users", tag = "auth", security(("bearer" = ["admin"])),
-    request_body = NewUser,
+    request_body(content = NewUser, example = json!({"username": "alice", "password": "a-long-passphrase", "role": "predictor"})),
     responses((status = 201, body = UserInfo), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_user(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,
-    body: web::Json<NewUser>,
+    body: Json<NewUser>,
 ) -> Result<HttpResponse, ServiceError> {
     let NewUser {
         username,
@@ -191,7 +192,7 @@ pub async fn update_user(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,
     username: web::Path<String>,
-    body: web::Json<UserUpdate>,
+    body: Json<UserUpdate>,
 ) -> Result<web::Json<UserInfo>, ServiceError> {
     let UserUpdate { password, role } = body.into_inner();
     let user = authn.update_user(&username, password, role).await?;
@@ -271,13 +272,13 @@ pub struct ApiKeyList {
 
 /// Create an API key for a user.
 #[utoipa::path(post, path = "/v1/api-keys", tag = "auth", security(("bearer" = ["admin"])),
-    request_body = NewApiKey,
+    request_body(content = NewApiKey, example = json!({"username": "admin", "role": "viewer", "description": "dashboards"})),
     responses((status = 201, body = CreatedApiKey), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_key(
     _auth: Authorized<Admin>,
     authn: web::Data<Authenticator>,
-    body: web::Json<NewApiKey>,
+    body: Json<NewApiKey>,
 ) -> Result<HttpResponse, ServiceError> {
     let request = body.into_inner();
     let (record, key) = authn

@@ -99,12 +99,19 @@ impl DriftForm {
                 } else {
                     &mut self.training_data
                 };
+                let named = field
+                    .content_disposition()
+                    .is_some_and(|d| d.get_filename().is_some());
+                let bytes =
+                    read_bytes(name, field, usize::try_from(limit).unwrap_or(usize::MAX)).await?;
+                // An empty, nameless part is a file input left empty.
+                if bytes.is_empty() && !named {
+                    return Ok(true);
+                }
                 if slot.is_some() {
                     return Err(twice());
                 }
-                *slot = Some(
-                    read_bytes(name, field, usize::try_from(limit).unwrap_or(usize::MAX)).await?,
-                );
+                *slot = Some(bytes);
             }
             "baseline_size" | "label_column" | "drift" => {
                 let slot = match name {
@@ -112,10 +119,14 @@ impl DriftForm {
                     "label_column" => &mut self.label_column,
                     _ => &mut self.settings,
                 };
+                let text = read_text(name, field).await?;
+                if text.is_empty() {
+                    return Ok(true);
+                }
                 if slot.is_some() {
                     return Err(twice());
                 }
-                *slot = Some(read_text(name, field).await?);
+                *slot = Some(text);
             }
             _ => return Ok(false),
         }
@@ -159,7 +170,7 @@ impl DriftForm {
 /// `class_names`, `feature_names`, `append`). The file must load and run before anything is
 /// recorded; a failed deploy leaves the previous state serving.
 #[utoipa::path(post, path = "/v1/models/{name}/versions", security(("bearer" = ["deployer"])), tag = "models",
-    params(("name" = String, Path, description = "Model name")),
+    params(("name" = String, Path, description = "Model name", example = "iris")),
     request_body(content = DeployForm, content_type = "multipart/form-data"),
     responses(
         (status = 201, description = "Deployed", body = VersionInfo),
@@ -267,13 +278,16 @@ async fn read_form(
                         "the form has more than one `model` file",
                     ));
                 }
-                let file_name = field
+                let given_name = field
                     .content_disposition()
                     .and_then(|d| d.get_filename())
-                    .unwrap_or("model.onnx")
-                    .to_owned();
+                    .map(str::to_owned);
                 let staged = stream_field(state, &mut field, limit).await?;
-                form.staged = Some((staged, format!("upload:{file_name}")));
+                // A form's empty, nameless `model` (Swagger UI with no file chosen) is no file.
+                if staged.size() > 0 || given_name.is_some() {
+                    let file_name = given_name.unwrap_or_else(|| "model.onnx".into());
+                    form.staged = Some((staged, format!("upload:{file_name}")));
+                }
                 continue;
             }
             drift_field if form.drift.take(drift_field, &mut field, limit).await? => continue,
@@ -293,13 +307,18 @@ async fn read_form(
                 ))
             }
         };
+        let text = read_text(&name, &mut field).await?;
+        // An optional field left empty counts as absent, as forms (and Swagger UI) send them.
+        if text.is_empty() {
+            continue;
+        }
         if slot.is_some() {
             return Err(ServiceError::new(
                 ErrorKind::InvalidArgument,
                 format!("the form has `{name}` twice"),
             ));
         }
-        *slot = Some(read_text(&name, &mut field).await?);
+        *slot = Some(text);
     }
     Ok(form)
 }

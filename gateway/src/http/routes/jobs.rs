@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::http::api::{rfc3339, Listing};
 use crate::http::auth::Authorized;
 use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
+use crate::http::json::Json;
 use crate::services::auth::{Deploy, Read, Role};
 use crate::services::jobs::{
     JobPage, JobReader, JobResults, JobService, JobSummary, JobView, Submission,
@@ -252,7 +253,7 @@ fn scalar_variables(
 /// Submit a job: a workflow definition, or a saved workflow by name, with variables. Answers
 /// 202 with the job; its tasks run as executors become free.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", security(("bearer" = ["deployer"])),
-    request_body = SubmitRequest,
+    request_body(content = SubmitRequest, example = json!({"workflow": {"name": "load-iris", "tasks": [{"name": "load", "kind": "load_dataset", "params": {"name": "iris"}}]}})),
     responses((status = 202, body = JobView, description = "Accepted: the job is pending"),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Not a deployer", body = ErrorBody),
@@ -262,7 +263,7 @@ fn scalar_variables(
 pub async fn submit(
     auth: Authorized<Deploy>,
     jobs: web::Data<JobService>,
-    body: web::Json<SubmitRequest>,
+    body: Json<SubmitRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     unscoped(&auth)?;
     let body = body.into_inner();
@@ -508,7 +509,7 @@ pub async fn artifact(
 pub async fn save_workflow(
     auth: Authorized<Deploy>,
     jobs: web::Data<JobService>,
-    body: web::Json<WorkflowBody>,
+    body: Json<WorkflowBody>,
 ) -> Result<HttpResponse, ServiceError> {
     unscoped(&auth)?;
     let source = definition_text(&body.workflow)?;
@@ -590,7 +591,7 @@ pub async fn retrain(
     auth: Authorized<Deploy>,
     jobs: web::Data<JobService>,
     path: web::Path<String>,
-    body: Option<web::Json<RetrainRequest>>,
+    body: Option<Json<RetrainRequest>>,
 ) -> Result<HttpResponse, ServiceError> {
     unscoped(&auth)?;
     let variables = scalar_variables(body.and_then(|b| b.into_inner().variables))?;

@@ -7,7 +7,8 @@ use crate::http::api::{
     RedeployRequest, ServiceInfo, VersionInfo, VersionList,
 };
 use crate::http::auth::Authorized;
-use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
+use crate::http::error::{ErrorBody, ServiceError};
+use crate::http::json::Json;
 use crate::http::AppState;
 use crate::services::actions::{ActionRequest, ServiceAction};
 use crate::services::auth::{Deploy, Read};
@@ -174,7 +175,7 @@ pub async fn drift_events(
 /// with `{"append": true}` the deployed versions keep serving beside it.
 #[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/deploy", security(("bearer" = ["deployer"])), tag = "models",
     params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Version number")),
-    request_body(content = Option<RedeployRequest>, content_type = "application/json"),
+    request_body(content = Option<RedeployRequest>, content_type = "application/json", example = json!({"append": false})),
     responses((status = 200, body = VersionInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn redeploy(
@@ -187,15 +188,13 @@ pub async fn redeploy(
     let options: RedeployRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RedeployRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            let code = if e.is_data() {
-                ErrorKind::InvalidRequest
-            } else {
-                ErrorKind::InvalidJson
-            };
+        crate::http::json::from_slice(&body).map_err(|e| {
             ServiceError::new(
-                code,
-                format!("the body must be empty or like {{\"append\": false}}: {e}"),
+                e.kind,
+                format!(
+                    "{}; the body must be empty or like {{\"append\": false}}",
+                    e.message
+                ),
             )
         })?
     };
@@ -259,7 +258,7 @@ pub async fn delete_model(
 pub async fn create(
     _auth: Authorized<Deploy>,
     state: web::Data<AppState>,
-    body: web::Json<CreateModelRequest>,
+    body: Json<CreateModelRequest>,
 ) -> Result<HttpResponse, ServiceError> {
     let model = state.models.create_model(&body.name).await?;
     Ok(HttpResponse::Created()
@@ -286,7 +285,7 @@ pub async fn actions(
 /// `finish` (undeploy every version, keep the history). 409 when the state does not allow it.
 #[utoipa::path(post, path = "/v1/models/{name}/actions/{action}", operation_id = "act_on_model", security(("bearer" = ["deployer"])), tag = "actions",
     params(("name" = String, Path, description = "Model name"), ("action" = String, Path, description = "deploy, update, pause, resume or finish")),
-    request_body(content = Option<ActionRequest>, description = "Optional; `version`/`append` for deploy, `serving`/`drift` for update"),
+    request_body(content = Option<ActionRequest>, description = "Optional; `version`/`append` for deploy, `serving`/`drift`/`log_predictions`/`retrain_workflow` for update", example = json!({"log_predictions": true})),
     responses((status = 200, body = ServiceInfo), (status = 400, description = "Unknown action or malformed body", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, description = "Not allowed in the model's state", body = ErrorBody),
         (status = 422, description = "Invalid options", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
@@ -301,12 +300,7 @@ pub async fn act(
     let request = if body.iter().all(u8::is_ascii_whitespace) {
         ActionRequest::default()
     } else {
-        serde_json::from_slice::<ActionRequest>(&body).map_err(|e| {
-            ServiceError::new(
-                ErrorKind::InvalidJson,
-                format!("the action body must be a JSON object: {e}"),
-            )
-        })?
+        crate::http::json::from_slice::<ActionRequest>(&body)?
     };
     let model = state.models.act(&name, action, request).await?;
     Ok(web::Json(ServiceInfo::from(&model)))

@@ -140,8 +140,8 @@ async fn run(
 
 /// Predict with the default version (the newest deployed).
 #[utoipa::path(post, path = "/v1/models/{name}/predict", security(("bearer" = ["predictor"])), tag = "predict",
-    params(("name" = String, Path, description = "Model name")),
-    request_body = PredictRequest,
+    params(("name" = String, Path, description = "Model name", example = "iris")),
+    request_body(content = PredictRequest, example = json!({"instances": [[5.1, 3.5, 1.4, 0.2]]})),
     responses(
         (status = 200, body = PredictResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
@@ -150,12 +150,14 @@ async fn run(
         (status = 413, description = "Body over the predict limit", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Input does not fit the model", body = ErrorBody),
-        (status = 503, description = "Deployed but not loaded here yet", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
+        (status = 429, description = "The version's queue is full (`queue_full`); retry after `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Paused (`model_paused`), deployed but not loaded here yet (`version_unavailable`), or waited in the queue too long (`queue_timeout`)", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn predict_default(
     auth: Authorized<Predict>,
     state: web::Data<AppState>,
     name: web::Path<String>,
-    body: web::Json<PredictRequest>,
+    body: web::Json<crate::http::json::Object<PredictRequest>>,
     req: HttpRequest,
 ) -> Result<web::Json<PredictResponse>, ServiceError> {
     let response = run(
@@ -163,7 +165,7 @@ pub async fn predict_default(
         &auth.principal,
         &name,
         None,
-        body.into_inner(),
+        body.into_inner().0,
         &req,
     )
     .await?;
@@ -172,8 +174,8 @@ pub async fn predict_default(
 
 /// Predict with one version.
 #[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/predict", security(("bearer" = ["predictor"])), tag = "predict",
-    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Version number")),
-    request_body = PredictRequest,
+    params(("name" = String, Path, description = "Model name", example = "iris"), ("version" = u64, Path, description = "Version number", example = 1)),
+    request_body(content = PredictRequest, example = json!({"instances": [[5.1, 3.5, 1.4, 0.2]]})),
     responses(
         (status = 200, body = PredictResponse),
         (status = 400, description = "Malformed JSON or path", body = ErrorBody),
@@ -182,12 +184,14 @@ pub async fn predict_default(
         (status = 413, description = "Body over the predict limit", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Input does not fit the model", body = ErrorBody),
-        (status = 503, description = "Deployed but not loaded here yet", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
+        (status = 429, description = "The version's queue is full (`queue_full`); retry after `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Paused (`model_paused`), deployed but not loaded here yet (`version_unavailable`), or waited in the queue too long (`queue_timeout`)", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody)))]
 pub async fn predict_version(
     auth: Authorized<Predict>,
     state: web::Data<AppState>,
     path: web::Path<(String, u64)>,
-    body: web::Json<PredictRequest>,
+    body: web::Json<crate::http::json::Object<PredictRequest>>,
     req: HttpRequest,
 ) -> Result<web::Json<PredictResponse>, ServiceError> {
     let (name, version) = path.into_inner();
@@ -196,7 +200,7 @@ pub async fn predict_version(
         &auth.principal,
         &name,
         Some(version),
-        body.into_inner(),
+        body.into_inner().0,
         &req,
     )
     .await?;

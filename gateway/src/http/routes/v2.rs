@@ -266,15 +266,10 @@ fn parse_request(req: &HttpRequest, body: &[u8]) -> Result<(InferRequest, Vec<u8
             "the body is empty; send an inference request",
         )));
     }
-    let request: InferRequest = serde_json::from_slice(json).map_err(|e| {
-        let code = if e.is_data() {
-            ErrorKind::InvalidRequest
-        } else {
-            ErrorKind::InvalidJson
-        };
+    let request: InferRequest = crate::http::json::from_slice(json).map_err(|e| {
         V2Error(ServiceError::new(
-            code,
-            format!("the inference request is not valid: {e}"),
+            e.kind,
+            format!("the inference request is not valid: {}", e.message),
         ))
     })?;
     Ok((request, binary.to_vec()))
@@ -412,7 +407,8 @@ async fn metadata(
 /// Model metadata (the default version's signature).
 #[utoipa::path(get, path = "/v2/models/{name}", tag = "v2", security(("bearer" = ["viewer"])),
     params(("name" = String, Path, description = "Model name")),
-    responses((status = 200, body = ModelMetadata), (status = 401, body = V2ErrorBody), (status = 404, body = V2ErrorBody)))]
+    responses((status = 200, body = ModelMetadata), (status = 401, body = V2ErrorBody), (status = 404, body = V2ErrorBody),
+        (status = 409, description = "The model has no deployed version, or this version is kept but not deployed", body = V2ErrorBody)))]
 pub async fn model_metadata(
     _auth: V2Authorized<Read>,
     state: web::Data<AppState>,
@@ -424,7 +420,8 @@ pub async fn model_metadata(
 /// Metadata of one version.
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "v2", security(("bearer" = ["viewer"])),
     params(("name" = String, Path, description = "Model name"), ("version" = String, Path, description = "Version")),
-    responses((status = 200, body = ModelMetadata), (status = 401, body = V2ErrorBody), (status = 404, body = V2ErrorBody)))]
+    responses((status = 200, body = ModelMetadata), (status = 401, body = V2ErrorBody), (status = 404, body = V2ErrorBody),
+        (status = 409, description = "The model has no deployed version, or this version is kept but not deployed", body = V2ErrorBody)))]
 pub async fn version_metadata(
     _auth: V2Authorized<Read>,
     state: web::Data<AppState>,
@@ -749,9 +746,13 @@ fn respond(answer: V2Answer) -> Result<HttpResponse, V2Error> {
 /// Inference with the default version: typed tensors in, typed tensors out.
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2", security(("bearer" = ["predictor"])),
     params(("name" = String, Path, description = "Model name")),
-    request_body = InferRequest,
+    request_body(content = InferRequest, example = json!({"inputs": [{"name": "float_input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]})),
     responses((status = 200, body = InferResponse), (status = 400, body = V2ErrorBody), (status = 401, body = V2ErrorBody),
-        (status = 403, body = V2ErrorBody), (status = 404, body = V2ErrorBody), (status = 422, body = V2ErrorBody)))]
+        (status = 403, body = V2ErrorBody), (status = 404, body = V2ErrorBody),
+        (status = 409, description = "The model has no deployed version", body = V2ErrorBody), (status = 422, body = V2ErrorBody),
+        (status = 429, description = "The version's queue is full; retry after `Retry-After` seconds", body = V2ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Paused, not loaded here yet, or waited in the queue too long", body = V2ErrorBody)))]
 pub async fn infer(
     auth: V2Authorized<Predict>,
     state: web::Data<AppState>,
@@ -768,10 +769,13 @@ pub async fn infer(
 /// Inference with one version.
 #[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2", security(("bearer" = ["predictor"])),
     params(("name" = String, Path, description = "Model name"), ("version" = String, Path, description = "Version")),
-    request_body = InferRequest,
+    request_body(content = InferRequest, example = json!({"inputs": [{"name": "float_input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]})),
     responses((status = 200, body = InferResponse), (status = 400, body = V2ErrorBody), (status = 401, body = V2ErrorBody),
-        (status = 403, body = V2ErrorBody), (status = 404, body = V2ErrorBody), (status = 409, body = V2ErrorBody),
-        (status = 422, body = V2ErrorBody)))]
+        (status = 403, body = V2ErrorBody), (status = 404, body = V2ErrorBody),
+        (status = 409, description = "The version is kept but not deployed", body = V2ErrorBody), (status = 422, body = V2ErrorBody),
+        (status = 429, description = "The version's queue is full; retry after `Retry-After` seconds", body = V2ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Paused, not loaded here yet, or waited in the queue too long", body = V2ErrorBody)))]
 pub async fn infer_version(
     auth: V2Authorized<Predict>,
     state: web::Data<AppState>,

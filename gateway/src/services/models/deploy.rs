@@ -283,6 +283,21 @@ fn check_names(
         if names.is_empty() {
             return invalid("class_names is empty".into());
         }
+        // One float per row and nothing else: a regressor, which has no classes to name.
+        let regressor = signature.outputs.iter().all(|o| {
+            matches!(
+                o.element_type,
+                maas_serving::ElementType::Float32 | maas_serving::ElementType::Float64
+            ) && (o.shape.len() == 1 || (o.shape.len() == 2 && o.shape[1] == Dim::Fixed(1)))
+        });
+        if regressor {
+            let outputs: Vec<&str> = signature.outputs.iter().map(|o| o.name.as_str()).collect();
+            return invalid(format!(
+                "class_names applies to classifiers, and this model is a regressor: its output {} \
+                 is one number per row; deploy it without class_names",
+                outputs.join(", ")
+            ));
+        }
         let classes = signature
             .outputs
             .iter()

@@ -1,0 +1,59 @@
+//! Swagger UI at `/docs` in a real browser (headless Chromium, `tests/console/docs.mjs`): a new
+//! user authorizes, deploys iris with the form (only the file chosen) and predicts with the
+//! pre-filled example, sent as it is.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+use crate::console::browser_missing;
+
+#[test]
+fn swagger_ui_deploys_and_predicts_as_sent() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap();
+    let console_dir = root.join("tests/console");
+    let chromium =
+        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned()));
+    let missing = browser_missing(&console_dir, &chromium);
+    if !missing.is_empty() {
+        let what = missing.join(", ");
+        if std::env::var("MAAS_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+            panic!("the Swagger UI browser test is required (MAAS_REQUIRE_BROWSER=1) but these are missing: {what}");
+        }
+        eprintln!("NOTICE: skipping the Swagger UI browser test: missing {what}");
+        return;
+    }
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    let screenshots = root.join("target/console-screenshots");
+    let out = Command::new("node")
+        .arg("docs.mjs")
+        .arg(&server.url)
+        .arg(&screenshots)
+        .current_dir(&console_dir)
+        .env("MAAS_E2E_TOKEN", &server.token)
+        .env("MAAS_E2E_MODEL", fixture("iris_logreg.onnx"))
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("spawn node");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "deploy and predict from /docs failed; screenshots in {}:\n{text}",
+        screenshots.display()
+    );
+    // What the browser did is what the API holds.
+    let predicted = server.predict_ok(
+        "iris",
+        Some(1),
+        &serde_json::json!({"instances": [[5.1, 3.5, 1.4, 0.2]]}),
+    );
+    assert_eq!(predicted["version"], 1);
+}
