@@ -118,7 +118,16 @@ fn every_protected_route_needs_a_valid_bearer() {
 
     // Malformed, garbage, badly signed, expired, alg none, tampered: all 401.
     let secret = server_secret(&store);
-    let good = hs256(&secret, &claims("admin", "admin", 600));
+    // A token names the credentials generation of its user; a forged one must too.
+    let issued: Value =
+        serde_json::from_slice(&B64.decode(server.token.split('.').nth(1).unwrap()).unwrap())
+            .unwrap();
+    let generation = issued["gen"].as_i64().expect("a login token carries `gen`");
+    let good = hs256(&secret, &{
+        let mut c = claims("admin", "admin", 600);
+        c["gen"] = generation.into();
+        c
+    });
     assert_eq!(
         bearer(&server, &good, reqwest::Method::GET, "/v1/models")
             .send()
@@ -176,6 +185,18 @@ fn every_protected_route_needs_a_valid_bearer() {
         ),
         ("alg none", none),
         ("tampered claims", tampered),
+        (
+            "another credentials generation",
+            hs256(&secret, &{
+                let mut c = claims("admin", "admin", 600);
+                c["gen"] = (generation - 1).into();
+                c
+            }),
+        ),
+        (
+            "no credentials generation",
+            hs256(&secret, &claims("admin", "admin", 600)),
+        ),
         (
             "unknown user",
             hs256(&secret, &claims("ghost", "admin", 600)),
@@ -288,7 +309,7 @@ fn roles_limit_what_each_user_may_do() {
         2
     );
 
-    // A role change takes effect on the next request, with the same token.
+    // A role change ends the tokens issued before it (#15); a new login holds the new role.
     let r = server
         .client
         .patch(format!("{}/v1/users/paul", server.url))
@@ -298,6 +319,11 @@ fn roles_limit_what_each_user_may_do() {
     assert_eq!(r.status(), 200);
     assert_eq!(
         status(&predictor, M::POST, "/v1/models/iris/predict", Some(&row)),
+        401
+    );
+    let demoted = login(&server.anonymous, &server.url, "paul", "paul-password-1");
+    assert_eq!(
+        status(&demoted, M::POST, "/v1/models/iris/predict", Some(&row)),
         403
     );
 

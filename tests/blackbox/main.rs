@@ -22,6 +22,7 @@ mod ops;
 mod predictions;
 mod sandbox;
 mod serving;
+mod sessions;
 mod storage;
 mod training;
 mod v2;

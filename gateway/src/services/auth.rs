@@ -7,6 +7,10 @@
 //! trusted for `auth.cache_ttl_ms` (1 s by default; a store read per request would cost more than
 //! the inference of a small model): a deleted user, a changed role or a revoked key takes effect
 //! at once on the process that made the change, and within that delay on other replicas.
+//!
+//! A login token carries its user's credentials generation (`gen`), which the store moves on with
+//! every password or role change and which a re-created user starts afresh: a token whose `gen`
+//! differs from its user's is refused, so such a change ends every token issued before it.
 
 pub mod accounts;
 pub mod jwt;
@@ -243,6 +247,12 @@ impl Authenticator {
             .user(&self.store, &claims.sub)
             .await?
             .ok_or_else(|| unauthorized("the token's user no longer exists"))?;
+        if claims.gen != user.credentials_generation {
+            return Err(unauthorized(
+                "the token was issued before its user's password or role last changed, or to an \
+                 earlier user of that name; log in again at POST /v1/auth/token",
+            ));
+        }
         Ok(Principal {
             username: user.username,
             role: user.role,

@@ -83,7 +83,11 @@ impl Authenticator {
         self.limiter.succeeded(&keys[..1]);
         let access_token = self
             .jwt
-            .issue(&user.username, user.role.as_str())
+            .issue(
+                &user.username,
+                user.role.as_str(),
+                user.credentials_generation,
+            )
             .map_err(|e| ServiceError::internal(format!("signing the token failed: {e}")))?;
         audit::set_actor(user.username.clone());
         self.store

@@ -73,6 +73,11 @@ pub struct Claims {
     pub aud: String,
     pub iat: i64,
     pub exp: i64,
+    /// The user's credentials generation when the token was issued; a password or role change
+    /// moves it on, and the token is refused from then on. Tokens from before it existed have
+    /// none, which reads as 0: the generation of every user that existed then.
+    #[serde(default)]
+    pub gen: i64,
 }
 
 pub struct JwtKeys {
@@ -187,7 +192,7 @@ impl JwtKeys {
         self.ttl_secs
     }
 
-    pub fn issue(&self, username: &str, role: &str) -> anyhow::Result<String> {
+    pub fn issue(&self, username: &str, role: &str, generation: i64) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: username.to_owned(),
@@ -196,6 +201,7 @@ impl JwtKeys {
             aud: self.audience.clone(),
             iat: now,
             exp: now + i64::try_from(self.ttl_secs).unwrap_or(i64::MAX / 2),
+            gen: generation,
         };
         Ok(jsonwebtoken::encode(
             &Header::new(self.algorithm),
@@ -222,13 +228,11 @@ mod tests {
     fn secret_is_generated_once_with_mode_0600_and_tokens_verify() {
         let dir = tempfile::tempdir().unwrap();
         let a = keys(dir.path());
-        let token = a.issue("alice", "viewer").unwrap();
+        let token = a.issue("alice", "viewer", 7).unwrap();
         let b = keys(dir.path());
-        assert_eq!(
-            b.verify(&token).unwrap().sub,
-            "alice",
-            "the secret survives a restart"
-        );
+        let claims = b.verify(&token).unwrap();
+        assert_eq!(claims.sub, "alice", "the secret survives a restart");
+        assert_eq!(claims.gen, 7);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -250,7 +254,7 @@ mod tests {
         use base64::Engine;
         let dir = tempfile::tempdir().unwrap();
         let k = keys(dir.path());
-        let token = k.issue("bob", "viewer").unwrap();
+        let token = k.issue("bob", "viewer", 0).unwrap();
         let parts: Vec<&str> = token.split('.').collect();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let mut claims: serde_json::Value =
