@@ -14,7 +14,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::http::error::extractors;
 use crate::http::{self, openapi, request_id, AppState};
 use crate::services::auth::jwt::JwtKeys;
-use crate::services::auth::limiter::LoginLimiter;
+use crate::services::auth::limiter::{LoginLimiter, LoginLimits};
 use crate::services::auth::{passwords, Authenticator, Role};
 use crate::services::drift::DriftService;
 use crate::services::inference::Inference;
@@ -96,10 +96,12 @@ pub async fn build(settings: &Settings) -> anyhow::Result<AppData> {
     let authenticator = web::Data::new(Authenticator {
         store: store.clone(),
         jwt: JwtKeys::load(&settings.auth, &settings.storage.data_dir)?,
-        limiter: LoginLimiter::new(
-            settings.auth.login_max_failures,
-            Duration::from_secs(settings.auth.login_window_secs),
-        ),
+        limiter: LoginLimiter::new(LoginLimits {
+            max_failures: settings.auth.login_max_failures,
+            address_max_failures: settings.auth.login_address_max_failures,
+            max_backoff: Duration::from_secs(settings.auth.login_max_backoff_secs),
+            window: Duration::from_secs(settings.auth.login_window_secs),
+        }),
         protect_metrics: settings.auth.protect_metrics,
         cache: crate::services::auth::CredentialCache::new(Duration::from_millis(
             settings.auth.cache_ttl_ms,

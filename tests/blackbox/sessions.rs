@@ -1,5 +1,6 @@
 //! What happens around a login (#15): a password or role change, or a delete, ends the tokens
-//! issued before it on every replica.
+//! issued before it on every replica; failed logins back off without ever locking a user out,
+//! counted per address as a trusted proxy reports it.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -186,4 +187,206 @@ fn maas_user_passwd_ends_older_tokens_on_a_running_server() {
     );
     assert_ended_within_the_cache_ttl(&server, &new, Instant::now());
     login(&server.anonymous, &server.url, "dave", "dave-password-2");
+}
+
+/// A login as if from `client`: the test server trusts 127.0.0.1 as a proxy, so
+/// `X-Forwarded-For` names the address the attempt counts under.
+fn attempt_from(server: &Server, client: &str, username: &str, password: &str) -> Response {
+    server
+        .anonymous
+        .post(format!("{}/v1/auth/token", server.url))
+        .header("X-Forwarded-For", client)
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .unwrap()
+}
+
+fn retry_after(r: &Response) -> u64 {
+    r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A 429, with its `Retry-After` and the message naming the reason.
+fn assert_throttled(r: Response, reason: &str) -> u64 {
+    let wait = retry_after(&r);
+    let body = assert_error(r, 429, "too_many_requests");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains(reason), "{message}");
+    assert!(
+        message.contains(&format!("try again in {wait} s")),
+        "{message}"
+    );
+    wait
+}
+
+const ATTACKER: &str = "203.0.113.66";
+const OFFICE: &str = "192.0.2.10";
+
+#[test]
+fn failed_logins_back_off_and_never_lock_the_user_out_from_another_address() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let mut server = Server::start_with(
+        &store,
+        Options::default()
+            .env("MAAS__AUTH__LOGIN_MAX_FAILURES", "3")
+            .env("MAAS__AUTH__LOGIN_MAX_BACKOFF_SECS", "30")
+            .env("MAAS__AUTH__TRUSTED_PROXIES", "127.0.0.1"),
+    );
+    for guess in ["guess-1", "guess-2", "guess-3"] {
+        assert_error(
+            attempt_from(&server, ATTACKER, "admin", guess),
+            401,
+            "unauthorized",
+        );
+    }
+    // Back-off: 1 s after the third failure; even the right password waits, unchecked.
+    let wait = assert_throttled(
+        attempt_from(&server, ATTACKER, "admin", ADMIN_PASSWORD),
+        "for this user name",
+    );
+    assert_eq!(wait, 1);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_error(
+        attempt_from(&server, ATTACKER, "admin", "guess-4"),
+        401,
+        "unauthorized",
+    );
+    // ... then 2 s: each further failure doubles the wait.
+    assert_eq!(
+        assert_throttled(
+            attempt_from(&server, ATTACKER, "admin", "guess-5"),
+            "for this user name"
+        ),
+        2
+    );
+    // A flood of retries changes nothing and is answered at once.
+    for _ in 0..20 {
+        assert_throttled(
+            attempt_from(&server, ATTACKER, "admin", "guess"),
+            "for this user name",
+        );
+    }
+
+    // The real admin, from another address, logs in at once.
+    let r = attempt_from(&server, OFFICE, "admin", ADMIN_PASSWORD);
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    // From a third address, a typo costs a short wait (the name has failed 4 times in all), and
+    // then the right password works: slowed down, never locked out.
+    let laptop = "198.51.100.5";
+    assert_error(
+        attempt_from(&server, laptop, "admin", "typo-password"),
+        401,
+        "unauthorized",
+    );
+    let wait = assert_throttled(
+        attempt_from(&server, laptop, "admin", ADMIN_PASSWORD),
+        "for this user name",
+    );
+    assert!((1..=10).contains(&wait), "Retry-After {wait}");
+    std::thread::sleep(Duration::from_secs(wait) + Duration::from_millis(100));
+    let r = attempt_from(&server, laptop, "admin", ADMIN_PASSWORD);
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    // The attacker's address may still try other names: its failures were for `admin`.
+    assert_error(
+        attempt_from(&server, ATTACKER, "someone", "guess"),
+        401,
+        "unauthorized",
+    );
+
+    // The audit trail records the address the trusted proxy reported.
+    let page = server.get_json("/v1/audit?kind=token_issued");
+    let clients: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["client"].as_str().unwrap())
+        .collect();
+    assert!(
+        clients.contains(&OFFICE) && clients.contains(&laptop),
+        "{page}"
+    );
+    // Tokens issued before still work: only logins are limited. No password reaches the log.
+    assert_eq!(server.get("/v1/models").status(), 200);
+    let log = server.log();
+    for secret in ["guess-1", "guess-4", "typo-password", ADMIN_PASSWORD] {
+        assert!(!log.contains(secret), "the log shows a password");
+    }
+}
+
+#[test]
+fn an_address_trying_many_names_backs_off_alone() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start_with(
+        &store,
+        Options::default()
+            .env("MAAS__AUTH__LOGIN_ADDRESS_MAX_FAILURES", "4")
+            .env(
+                "MAAS__AUTH__TRUSTED_PROXIES",
+                "[\"10.0.0.0/8\", \"127.0.0.1\"]",
+            ),
+    );
+    for name in ["ann", "ben", "cat"] {
+        assert_error(
+            attempt_from(&server, ATTACKER, name, "password-1"),
+            401,
+            "unauthorized",
+        );
+    }
+    // A success from the address does not reset it: one valid account cannot clear a flood.
+    let r = attempt_from(&server, ATTACKER, "admin", ADMIN_PASSWORD);
+    assert_eq!(r.status(), 200);
+    assert_error(
+        attempt_from(&server, ATTACKER, "dan", "password-1"),
+        401,
+        "unauthorized",
+    );
+    assert_throttled(
+        attempt_from(&server, ATTACKER, "eve", "password-1"),
+        "from this address",
+    );
+    // Proxies listed by network: the right-most address that is not a proxy is the client.
+    assert_throttled(
+        attempt_from(
+            &server,
+            &format!("{ATTACKER}, 10.1.2.3"),
+            "fay",
+            "password-1",
+        ),
+        "from this address",
+    );
+    // Other addresses are not slowed by it.
+    assert_error(
+        attempt_from(&server, OFFICE, "eve", "password-1"),
+        401,
+        "unauthorized",
+    );
+}
+
+#[test]
+fn x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start_with(
+        &store,
+        Options::default().env("MAAS__AUTH__LOGIN_MAX_FAILURES", "2"),
+    );
+    for guess in ["guess-1", "guess-2"] {
+        assert_error(
+            attempt_from(&server, ATTACKER, "admin", guess),
+            401,
+            "unauthorized",
+        );
+    }
+    // Both "addresses" are really 127.0.0.1, which no trusted proxy vouches for: a client
+    // cannot escape its back-off by naming another address.
+    assert_throttled(
+        attempt_from(&server, OFFICE, "admin", ADMIN_PASSWORD),
+        "for this user name",
+    );
+    let page = server.get_json("/v1/audit?kind=token_issued");
+    for event in page["events"].as_array().unwrap() {
+        assert_eq!(event["client"], "127.0.0.1", "{event}");
+    }
 }

@@ -13,6 +13,7 @@
 //! differs from its user's is refused, so such a change ends every token issued before it.
 
 pub mod accounts;
+pub mod client_address;
 pub mod jwt;
 pub mod limiter;
 pub mod passwords;
@@ -290,12 +291,6 @@ impl Authenticator {
             credential: Credential::ApiKey(key.id),
             model_patterns: key.model_patterns,
         })
-    }
-
-    /// Refuse a login attempt while its user name or client address is locked out.
-    pub fn login_keys(username: &str, peer: Option<std::net::IpAddr>) -> Vec<String> {
-        let address = peer.map(|a| a.to_string()).unwrap_or_default();
-        vec![format!("user:{username}"), format!("address:{address}")]
     }
 }
 

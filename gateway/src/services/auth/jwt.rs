@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use std::path::PathBuf;
 
+use super::client_address::TrustedProxies;
+
 /// `[auth]` in the settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -36,10 +38,20 @@ pub struct AuthSettings {
     pub leeway_secs: u64,
     /// Require a token (viewer or above) for `GET /metrics`.
     pub protect_metrics: bool,
-    /// Failed logins per user name, and per client address, before logins are refused.
+    /// Failed logins of a user name, from one address or from all together, before its next
+    /// attempts must wait (1 s, doubling; see `services::auth::limiter`).
     pub login_max_failures: u32,
-    /// How long failures count, and how long a lockout lasts, in seconds.
+    /// Failed logins from one client address, for any user names, before its next attempts must
+    /// wait.
+    pub login_address_max_failures: u32,
+    /// The longest wait after failed logins from one address, in seconds. Failures from other
+    /// addresses make a user name wait 10 s at most.
+    pub login_max_backoff_secs: u64,
+    /// How long failed logins are remembered after the last one, in seconds.
     pub login_window_secs: u64,
+    /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` names the client; from
+    /// any other peer the header is ignored. Empty: the TCP peer is the client.
+    pub trusted_proxies: TrustedProxies,
     /// How long a user or API key read from the store is trusted, in milliseconds (0: read on
     /// every request). Changes made through this process take effect at once; changes made by
     /// another replica or the offline CLI within this delay.
@@ -59,7 +71,10 @@ impl Default for AuthSettings {
             leeway_secs: 30,
             protect_metrics: false,
             login_max_failures: 5,
+            login_address_max_failures: 20,
+            login_max_backoff_secs: 60,
             login_window_secs: 300,
+            trusted_proxies: TrustedProxies::default(),
             cache_ttl_ms: 1000,
         }
     }
