@@ -1,11 +1,14 @@
 //! What happens around a login (#15): a password or role change, or a delete, ends the tokens
 //! issued before it on every replica; failed logins back off without ever locking a user out,
-//! counted per address as a trusted proxy reports it.
+//! counted per address as a trusted proxy reports it; the bootstrap admin's password is never
+//! lost and never silently replaced.
 
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::Response;
+use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -389,4 +392,131 @@ fn x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
     for event in page["events"].as_array().unwrap() {
         assert_eq!(event["client"], "127.0.0.1", "{event}");
     }
+}
+
+/// A `maas serve` started by hand, without the harness's `MAAS_ADMIN_PASSWORD`: `Ok` with its
+/// URL and log so far once it listens, `Err` with its log if it exits first.
+struct Started {
+    child: Child,
+    url: String,
+    log: Vec<String>,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_by_hand(
+    store: &Store,
+    bind: &str,
+    admin_password: Option<&str>,
+) -> Result<Started, String> {
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--bind", bind, "--data-dir"])
+        .arg(store.data_dir())
+        .env("RUST_LOG", "info")
+        .env_remove("MAAS_ADMIN_PASSWORD")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(password) = admin_password {
+        command.env("MAAS_ADMIN_PASSWORD", password);
+    }
+    let mut child = command.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => {
+                let url = line
+                    .split("listening on ")
+                    .nth(1)
+                    .map(|u| u.trim().to_owned());
+                log.push(line);
+                if let Some(url) = url {
+                    return Ok(Started { child, url, log });
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().unwrap();
+                assert!(!status.success(), "maas serve exited 0: {}", log.join("\n"));
+                return Err(log.join("\n"));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!("maas serve neither listened nor exited: {}", log.join("\n"));
+            }
+        }
+    }
+}
+
+fn printed_password(log: &[String]) -> Option<String> {
+    log.iter().find_map(|line| {
+        line.split("with password ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+    })
+}
+
+#[test]
+fn a_first_start_that_fails_does_not_lose_the_generated_password() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    // Another listener holds the port: the first start fails after opening the store and loading
+    // everything, at the last step that can fail.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = taken.local_addr().unwrap().to_string();
+    let log = match start_by_hand(&store, &bind, None) {
+        Ok(started) => panic!("started on a port in use: {}", started.url),
+        Err(log) => log,
+    };
+    assert!(log.contains("cannot listen on"), "{log}");
+    drop(taken);
+
+    // The next start prints a password, and it is the admin's.
+    let started = start_by_hand(&store, "127.0.0.1:0", None).unwrap();
+    let printed = printed_password(&started.log);
+    let password = printed.unwrap_or_else(|| {
+        panic!(
+            "the start after a failed first start shows no admin password:\n{}",
+            started.log.join("\n")
+        )
+    });
+    login(&Client::new(), &started.url, "admin", &password);
+    if let Some(earlier) = log.split("with password ").nth(1) {
+        // Had the failed start shown one, it would have to be this same one.
+        assert!(earlier.starts_with(&password), "{log}");
+    }
+}
+
+#[test]
+fn maas_admin_password_after_the_first_start_is_ignored_and_the_log_says_so() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    drop(Server::start(&store));
+    let started = start_by_hand(&store, "127.0.0.1:0", Some("a-newer-admin-password")).unwrap();
+    let log = started.log.join("\n");
+    assert!(
+        log.contains("admin exists; MAAS_ADMIN_PASSWORD ignored; change it with maas user passwd"),
+        "{log}"
+    );
+    assert!(!log.contains("a-newer-admin-password"), "{log}");
+    let client = Client::new();
+    let r = client
+        .post(format!("{}/v1/auth/token", started.url))
+        .json(&json!({"username": "admin", "password": "a-newer-admin-password"}))
+        .send()
+        .unwrap();
+    assert_error(r, 401, "unauthorized");
+    login(&client, &started.url, "admin", ADMIN_PASSWORD);
 }
