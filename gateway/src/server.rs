@@ -14,7 +14,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::http::error::extractors;
 use crate::http::{self, openapi, request_id, AppState};
 use crate::services::auth::jwt::JwtKeys;
-use crate::services::auth::limiter::LoginLimiter;
+use crate::services::auth::limiter::{LoginLimiter, LoginLimits};
 use crate::services::auth::{passwords, Authenticator, Role};
 use crate::services::drift::DriftService;
 use crate::services::inference::Inference;
@@ -75,8 +75,9 @@ pub struct AppData {
     pub authenticator: web::Data<Authenticator>,
 }
 
-/// Open the store and the artifacts, bootstrap the admin, load what is deployed, and build every
-/// service the handlers reach. Starts no listener and no scheduler: [`serve`] does.
+/// Open the store and the artifacts, load what is deployed, and build every service the handlers
+/// reach. Starts no listener and no scheduler and creates no admin: [`serve`] does, and so must a
+/// caller that wants one ([`bootstrap_admin`]).
 pub async fn build(settings: &Settings) -> anyhow::Result<AppData> {
     let metrics = Arc::new(Metrics::new()?);
     let url = settings.database_url()?;
@@ -90,16 +91,17 @@ pub async fn build(settings: &Settings) -> anyhow::Result<AppData> {
             artifact_dir.display()
         )
     })?;
-    bootstrap_admin(&store).await?;
     let runtime_settings = store.runtime_settings().await?;
     crate::services::runtime::apply(&store, runtime_settings);
     let authenticator = web::Data::new(Authenticator {
         store: store.clone(),
         jwt: JwtKeys::load(&settings.auth, &settings.storage.data_dir)?,
-        limiter: LoginLimiter::new(
-            settings.auth.login_max_failures,
-            Duration::from_secs(settings.auth.login_window_secs),
-        ),
+        limiter: LoginLimiter::new(LoginLimits {
+            max_failures: settings.auth.login_max_failures,
+            address_max_failures: settings.auth.login_address_max_failures,
+            max_backoff: Duration::from_secs(settings.auth.login_max_backoff_secs),
+            window: Duration::from_secs(settings.auth.login_window_secs),
+        }),
         protect_metrics: settings.auth.protect_metrics,
         cache: crate::services::auth::CredentialCache::new(Duration::from_millis(
             settings.auth.cache_ttl_ms,
@@ -188,6 +190,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.bind))?;
     let address = listener.local_addr()?;
     let sync_store = data.authenticator.store.clone();
+    let admin_store = data.authenticator.store.clone();
     let mut server =
         HttpServer::new(move || create_app(&data)).on_connect(crate::http::client::on_connect);
     let scheme = match (&settings.server.tls_cert, &settings.server.tls_key) {
@@ -203,6 +206,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }
+    // Only now, with everything that can fail at start behind us, the first start creates the
+    // admin: a start that fails earlier leaves no admin behind, and the next one creates it and
+    // prints its password, rather than an admin whose generated password went out with a failed
+    // start's log.
+    bootstrap_admin(&admin_store).await?;
     let server = server.shutdown_timeout(10).run();
     tracing::info!("listening on {scheme}://{address}");
 
@@ -227,15 +235,25 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(result?)
 }
 
+/// What the log says when `MAAS_ADMIN_PASSWORD` is set but the admin already exists.
+pub const ADMIN_EXISTS: &str =
+    "admin exists; MAAS_ADMIN_PASSWORD ignored; change it with maas user passwd";
+
 /// On a store with no users, create `admin` with `MAAS_ADMIN_PASSWORD`, or with a random password
-/// printed once in the log.
-async fn bootstrap_admin(store: &SqlStore) -> anyhow::Result<()> {
+/// printed once in the log. On a store with users, say that `MAAS_ADMIN_PASSWORD` is ignored.
+pub async fn bootstrap_admin(store: &SqlStore) -> anyhow::Result<()> {
+    let given = std::env::var("MAAS_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
     if store.user_count().await? > 0 {
+        if given.is_some() {
+            ignored_admin_password(store).await?;
+        }
         return Ok(());
     }
-    let (password, given) = match std::env::var("MAAS_ADMIN_PASSWORD") {
-        Ok(p) if !p.is_empty() => (p, true),
-        _ => (passwords::random(), false),
+    let (password, given) = match given {
+        Some(p) => (p, true),
+        None => (passwords::random(), false),
     };
     let to_hash = password.clone();
     let hash = tokio::task::spawn_blocking(move || passwords::hash(&to_hash))
@@ -247,8 +265,22 @@ async fn bootstrap_admin(store: &SqlStore) -> anyhow::Result<()> {
             "created user 'admin' with password {password} (shown once; change it with `maas user passwd admin`)"
         ),
         // Another replica bootstrapped at the same moment.
+        Err(crate::store::StoreError::UserExists(_)) if given => {
+            ignored_admin_password(store).await?
+        }
         Err(crate::store::StoreError::UserExists(_)) => {}
         Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+async fn ignored_admin_password(store: &SqlStore) -> anyhow::Result<()> {
+    if store.user("admin").await?.is_some() {
+        tracing::warn!("{ADMIN_EXISTS}");
+    } else {
+        tracing::warn!(
+            "users exist, none named admin; MAAS_ADMIN_PASSWORD ignored; add an admin with maas user add NAME --role admin"
+        );
     }
     Ok(())
 }

@@ -250,9 +250,18 @@ impl Settings {
         }
         if self.auth.token_ttl_secs == 0
             || self.auth.login_max_failures == 0
+            || self.auth.login_address_max_failures == 0
+            || self.auth.login_max_backoff_secs == 0
             || self.auth.login_window_secs == 0
         {
-            anyhow::bail!("auth.token_ttl_secs, auth.login_max_failures and auth.login_window_secs must be positive");
+            anyhow::bail!("auth.token_ttl_secs, auth.login_max_failures, auth.login_address_max_failures, auth.login_max_backoff_secs and auth.login_window_secs must be positive");
+        }
+        if self.auth.login_max_backoff_secs > self.auth.login_window_secs {
+            anyhow::bail!(
+                "auth.login_max_backoff_secs ({}) must not exceed auth.login_window_secs ({}): failures are forgotten after the window",
+                self.auth.login_max_backoff_secs,
+                self.auth.login_window_secs
+            );
         }
         if let Some(url) = &self.drift.webhook_url {
             let parsed =
@@ -352,5 +361,40 @@ mod tests {
         let mut s = Settings::default();
         s.storage.database_url = Some("mysql://x".into());
         assert!(s.validate().is_err());
+        let mut s = Settings::default();
+        s.auth.login_max_backoff_secs = s.auth.login_window_secs + 1;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("auth.login_max_backoff_secs"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns figment::Error
+    fn trusted_proxies_come_as_a_list_or_one_string_and_bad_ones_are_named() {
+        use crate::services::auth::client_address::TrustedProxies;
+        figment::Jail::expect_with(|jail| {
+            let proxies = |list: &[&str]| TrustedProxies::parse(list.iter().copied()).unwrap();
+            jail.set_env("MAAS__AUTH__TRUSTED_PROXIES", "127.0.0.1");
+            let s = Settings::load(None, &Overrides::default()).unwrap();
+            assert_eq!(s.auth.trusted_proxies, proxies(&["127.0.0.1"]));
+            jail.set_env("MAAS__AUTH__TRUSTED_PROXIES", "10.0.0.0/8, ::1");
+            let s = Settings::load(None, &Overrides::default()).unwrap();
+            assert_eq!(s.auth.trusted_proxies, proxies(&["10.0.0.0/8", "::1"]));
+            jail.set_env("MAAS__AUTH__TRUSTED_PROXIES", "[\"10.0.0.0/8\", \"::1\"]");
+            let s = Settings::load(None, &Overrides::default()).unwrap();
+            assert_eq!(s.auth.trusted_proxies, proxies(&["10.0.0.0/8", "::1"]));
+            jail.create_file("maas.toml", "[auth]\ntrusted_proxies = [\"192.0.2.1\"]\n")?;
+            jail.set_env("MAAS__AUTH__TRUSTED_PROXIES", "");
+            let s = Settings::load(Some(Path::new("maas.toml")), &Overrides::default()).unwrap();
+            assert!(
+                s.auth.trusted_proxies.is_empty(),
+                "the environment wins, even empty"
+            );
+            jail.set_env("MAAS__AUTH__TRUSTED_PROXIES", "proxy.local");
+            let err = Settings::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("'proxy.local' is not an IP address"), "{err}");
+            Ok(())
+        });
     }
 }

@@ -22,6 +22,9 @@ async fn the_app_answers_in_process_with_the_one_error_body() {
     let dir = tempfile::tempdir().unwrap();
     std::env::set_var("MAAS_ADMIN_PASSWORD", "in-process-secret");
     let data = build(&settings(dir.path())).await.unwrap();
+    maas_gateway::server::bootstrap_admin(&data.authenticator.store)
+        .await
+        .unwrap();
     let app = test::init_service(create_app(&data)).await;
 
     // Unknown route and wrong method: JSON errors with a stable code and a request id.

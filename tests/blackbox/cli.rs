@@ -476,6 +476,12 @@ fn serve_refuses_bad_configuration() {
         &[("MAAS__SERVER__BIND", "not-an-address")],
         &["server.bind", "not-an-address"],
     );
+    // A trusted proxy that is not an address or a network is named.
+    serve_fails(
+        &["--data-dir", data, "--bind", "127.0.0.1:0"],
+        &[("MAAS__AUTH__TRUSTED_PROXIES", "10.0.0.0/8, proxy.local")],
+        &["TRUSTED_PROXIES", "'proxy.local' is not an IP address"],
+    );
     let missing = dir.path().join("missing.toml");
     serve_fails(
         &["--config", path_str(&missing), "--data-dir", data],

@@ -24,6 +24,7 @@ mod ops;
 mod predictions;
 mod sandbox;
 mod serving;
+mod sessions;
 mod storage;
 mod training;
 mod v2;

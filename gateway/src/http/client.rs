@@ -1,4 +1,5 @@
-//! Whether an HTTP/1 client is still connected while its request waits in a model's queue.
+//! Who the client is and whether it is still there: its address ([`address`]), and whether an
+//! HTTP/1 client is still connected while its request waits in a model's queue.
 //!
 //! actix-web keeps running a handler after its client has gone (actix/actix-web#3462), so the
 //! queue cannot rely on a dropped future to skip abandoned requests. Instead each plain-TCP
@@ -40,4 +41,24 @@ pub fn probe(req: &HttpRequest) -> Option<ClientProbe> {
             Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
         }
     }))
+}
+
+/// The client's address: the TCP peer, or, when the peer is one of `auth.trusted_proxies`, what
+/// its `X-Forwarded-For` says (`services::auth::client_address`). Login throttling and the audit
+/// trail both count requests under it.
+pub fn address(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    let Some(state) = req.app_data::<actix_web::web::Data<crate::http::AppState>>() else {
+        return peer;
+    };
+    // A value that is not text ends the walk there, as an unreadable entry does.
+    let forwarded_for = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .map(|v| v.to_str().unwrap_or("?"));
+    state
+        .settings
+        .auth
+        .trusted_proxies
+        .client(peer, forwarded_for)
 }

@@ -41,7 +41,7 @@ pub async fn middleware(
     let header = HeaderValue::from_str(&id).ok();
     let context = crate::store::audit::AuditContext {
         actor: None,
-        client: req.peer_addr().map(|a| a.ip()),
+        client: crate::http::client::address(req.request()),
         request_id: id.clone(),
     };
     let mut response = REQUEST_ID

@@ -7,8 +7,13 @@
 //! trusted for `auth.cache_ttl_ms` (1 s by default; a store read per request would cost more than
 //! the inference of a small model): a deleted user, a changed role or a revoked key takes effect
 //! at once on the process that made the change, and within that delay on other replicas.
+//!
+//! A login token carries its user's credentials generation (`gen`), which the store moves on with
+//! every password or role change and which a re-created user starts afresh: a token whose `gen`
+//! differs from its user's is refused, so such a change ends every token issued before it.
 
 pub mod accounts;
+pub mod client_address;
 pub mod jwt;
 pub mod limiter;
 pub mod passwords;
@@ -243,6 +248,12 @@ impl Authenticator {
             .user(&self.store, &claims.sub)
             .await?
             .ok_or_else(|| unauthorized("the token's user no longer exists"))?;
+        if claims.gen != user.credentials_generation {
+            return Err(unauthorized(
+                "the token was issued before its user's password or role last changed, or to an \
+                 earlier user of that name; log in again at POST /v1/auth/token",
+            ));
+        }
         Ok(Principal {
             username: user.username,
             role: user.role,
@@ -280,12 +291,6 @@ impl Authenticator {
             credential: Credential::ApiKey(key.id),
             model_patterns: key.model_patterns,
         })
-    }
-
-    /// Refuse a login attempt while its user name or client address is locked out.
-    pub fn login_keys(username: &str, peer: Option<std::net::IpAddr>) -> Vec<String> {
-        let address = peer.map(|a| a.to_string()).unwrap_or_default();
-        vec![format!("user:{username}"), format!("address:{address}")]
     }
 }
 

@@ -68,6 +68,9 @@ pub struct UserRecord {
     pub role: Role,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Changes with every password or role change; a login token carries the value it was
+    /// issued under and is refused once it differs (migration 0008 says how it is chosen).
+    pub credentials_generation: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +100,7 @@ fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
         role: role_of(row)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        credentials_generation: row.try_get("credentials_generation")?,
     })
 }
 
@@ -120,12 +124,16 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
     })
 }
 
+const USER_COLUMNS: &str =
+    "username, password_hash, role, created_at, updated_at, credentials_generation";
+
 const KEY_COLUMNS: &str =
     "id, username, role, secret_sha256, description, model_patterns, expires_at, created_at, revoked_at";
 
 impl SqlStore {
     pub async fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query("SELECT username, password_hash, role, created_at, updated_at FROM users WHERE username = $1")
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
+        let row = sqlx::query(&sql)
             .bind(username)
             .fetch_optional(self.pool())
             .await?;
@@ -133,7 +141,8 @@ impl SqlStore {
     }
 
     pub async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        sqlx::query("SELECT username, password_hash, role, created_at, updated_at FROM users ORDER BY username")
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY username");
+        sqlx::query(&sql)
             .fetch_all(self.pool())
             .await?
             .iter()
@@ -157,7 +166,8 @@ impl SqlStore {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO users (username, password_hash, role, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
+            "INSERT INTO users (username, password_hash, role, created_at, updated_at, \
+             credentials_generation) VALUES ($1, $2, $3, $4, $4, $4) \
              ON CONFLICT (username) DO NOTHING",
         )
         .bind(username)
@@ -183,10 +193,13 @@ impl SqlStore {
             role,
             created_at: now,
             updated_at: now,
+            credentials_generation: now,
         })
     }
 
-    /// Change a user's password hash and/or role.
+    /// Change a user's password hash and/or role. Either moves the user's credentials generation
+    /// forward (to now, or one past its value if that is not behind now), which ends the tokens
+    /// issued before.
     pub async fn update_user(
         &self,
         username: &str,
@@ -195,11 +208,19 @@ impl SqlStore {
     ) -> Result<UserRecord, StoreError> {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
-        let updated = sqlx::query("UPDATE users SET updated_at = $1 WHERE username = $2")
-            .bind(now)
-            .bind(username)
-            .execute(&mut *tx)
-            .await?;
+        let changes = password_hash.is_some() || role.is_some();
+        let updated = sqlx::query(
+            "UPDATE users SET updated_at = $1, credentials_generation = CASE \
+             WHEN $2 = 0 THEN credentials_generation \
+             WHEN credentials_generation < $1 THEN $1 \
+             ELSE credentials_generation + 1 END \
+             WHERE username = $3",
+        )
+        .bind(now)
+        .bind(i64::from(changes))
+        .bind(username)
+        .execute(&mut *tx)
+        .await?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::UserNotFound(username.into()));
         }
@@ -217,10 +238,8 @@ impl SqlStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let row = sqlx::query("SELECT username, password_hash, role, created_at, updated_at FROM users WHERE username = $1")
-            .bind(username)
-            .fetch_one(&mut *tx)
-            .await?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
+        let row = sqlx::query(&sql).bind(username).fetch_one(&mut *tx).await?;
         audit::record(
             &mut *tx,
             self.audit(),

@@ -57,6 +57,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "workflows, jobs and tasks",
         include_str!("../../../migrations/0007_jobs.sql"),
     ),
+    (
+        8,
+        "credentials generation per user",
+        include_str!("../../../migrations/0008_credentials_generation.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]

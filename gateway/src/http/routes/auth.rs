@@ -57,15 +57,18 @@ pub struct TokenResponse {
     pub expires_in: u64,
 }
 
-/// Exchange a user name and password for a bearer token. Failed attempts are limited per user
-/// name and per client address (429 with `Retry-After`).
+/// Exchange a user name and password for a bearer token. After repeated failures a user name
+/// (from one address, or from all together) and a client address must wait before trying again:
+/// 1 s, doubling with each further failure (429 with `Retry-After`). Failures from other addresses
+/// never stop a user name logging in from an address that has not failed. The client address is
+/// the TCP peer, or `X-Forwarded-For` when the peer is one of `auth.trusted_proxies`.
 #[utoipa::path(post, path = "/v1/auth/token", tag = "auth",
     request_body(content = TokenRequest, example = json!({"username": "admin", "password": "change-me-now"})),
     responses(
         (status = 200, body = TokenResponse),
         (status = 400, body = ErrorBody),
         (status = 401, description = "Wrong user name or password", body = ErrorBody),
-        (status = 429, description = "Too many failed logins", body = ErrorBody),
+        (status = 429, description = "Too many failed logins for this user name or from this address: try again after `Retry-After` seconds", body = ErrorBody),
     ))]
 pub async fn token(
     auth: web::Data<Authenticator>,
@@ -74,7 +77,7 @@ pub async fn token(
 ) -> Result<web::Json<TokenResponse>, ServiceError> {
     let TokenRequest { username, password } = body.into_inner();
     let issued = auth
-        .login(username, password, req.peer_addr().map(|a| a.ip()))
+        .login(username, password, crate::http::client::address(&req))
         .await?;
     Ok(web::Json(TokenResponse {
         access_token: issued.access_token,

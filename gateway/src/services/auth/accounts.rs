@@ -1,9 +1,11 @@
-//! Users, logins and API keys: the rules the auth routes apply. Logins are throttled per user
-//! name and per client address; the last admin cannot be demoted or deleted; a key never holds
-//! more than its user; every change clears the credential cache, so it takes effect at once here.
+//! Users, logins and API keys: the rules the auth routes apply. Failed logins back off per user
+//! name and per client address, never into a lockout (`limiter`); the last admin cannot be
+//! demoted or deleted; a key never holds more than its user; every change clears the credential
+//! cache, so it takes effect at once here.
 
 use std::net::IpAddr;
 
+use super::limiter::Throttled;
 use super::{new_key_material, passwords, Authenticator, Role};
 use crate::services::error::{ErrorKind, ServiceError};
 use crate::store::audit::{self, Change};
@@ -50,21 +52,25 @@ async fn hash(password: String) -> Result<String, ServiceError> {
 
 impl Authenticator {
     /// Exchange a user name and password for a token. Failed attempts count against the user
-    /// name and the client address; while either is over its limit the answer is
-    /// `TooManyRequests` with the seconds to wait.
+    /// name and the client address (`client`: the peer, or what a trusted proxy says); while
+    /// either must wait, the answer is `TooManyRequests` with the seconds to wait.
     pub async fn login(
         &self,
         username: String,
         password: String,
-        peer: Option<IpAddr>,
+        client: Option<IpAddr>,
     ) -> Result<IssuedToken, ServiceError> {
-        let keys = Authenticator::login_keys(&username, peer);
-        if let Some(wait) = self.limiter.blocked(&keys) {
-            return Err(ServiceError::new(
-                ErrorKind::TooManyRequests,
-                format!("too many failed logins; try again in {wait} s"),
-            )
-            .retry_after(wait));
+        if let Err(throttled) = self.limiter.attempt(&username, client) {
+            let wait = throttled.retry_after_secs();
+            let message = match throttled {
+                Throttled::UserName { .. } => {
+                    format!("too many failed logins for this user name; try again in {wait} s")
+                }
+                Throttled::Address { .. } => {
+                    format!("too many failed logins from this address; try again in {wait} s")
+                }
+            };
+            return Err(ServiceError::new(ErrorKind::TooManyRequests, message).retry_after(wait));
         }
         let user = self.store.user(&username).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
@@ -73,17 +79,20 @@ impl Authenticator {
                 .await
                 .map_err(|e| ServiceError::internal(e.to_string()))?;
         let Some(user) = user.filter(|_| ok) else {
-            self.limiter.failed(&keys);
-            tracing::warn!(username = %username.chars().take(64).collect::<String>(), "failed login");
+            tracing::warn!(username = %username.chars().take(64).collect::<String>(), client = ?client, "failed login");
             return Err(ServiceError::new(
                 ErrorKind::Unauthorized,
                 "wrong user name or password",
             ));
         };
-        self.limiter.succeeded(&keys[..1]);
+        self.limiter.succeeded(&username, client);
         let access_token = self
             .jwt
-            .issue(&user.username, user.role.as_str())
+            .issue(
+                &user.username,
+                user.role.as_str(),
+                user.credentials_generation,
+            )
             .map_err(|e| ServiceError::internal(format!("signing the token failed: {e}")))?;
         audit::set_actor(user.username.clone());
         self.store

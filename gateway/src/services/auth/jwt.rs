@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use std::path::PathBuf;
 
+use super::client_address::TrustedProxies;
+
 /// `[auth]` in the settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -36,10 +38,20 @@ pub struct AuthSettings {
     pub leeway_secs: u64,
     /// Require a token (viewer or above) for `GET /metrics`.
     pub protect_metrics: bool,
-    /// Failed logins per user name, and per client address, before logins are refused.
+    /// Failed logins of a user name, from one address or from all together, before its next
+    /// attempts must wait (1 s, doubling; see `services::auth::limiter`).
     pub login_max_failures: u32,
-    /// How long failures count, and how long a lockout lasts, in seconds.
+    /// Failed logins from one client address, for any user names, before its next attempts must
+    /// wait.
+    pub login_address_max_failures: u32,
+    /// The longest wait after failed logins from one address, in seconds. Failures from other
+    /// addresses make a user name wait 10 s at most.
+    pub login_max_backoff_secs: u64,
+    /// How long failed logins are remembered after the last one, in seconds.
     pub login_window_secs: u64,
+    /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` names the client; from
+    /// any other peer the header is ignored. Empty: the TCP peer is the client.
+    pub trusted_proxies: TrustedProxies,
     /// How long a user or API key read from the store is trusted, in milliseconds (0: read on
     /// every request). Changes made through this process take effect at once; changes made by
     /// another replica or the offline CLI within this delay.
@@ -59,7 +71,10 @@ impl Default for AuthSettings {
             leeway_secs: 30,
             protect_metrics: false,
             login_max_failures: 5,
+            login_address_max_failures: 20,
+            login_max_backoff_secs: 60,
             login_window_secs: 300,
+            trusted_proxies: TrustedProxies::default(),
             cache_ttl_ms: 1000,
         }
     }
@@ -73,6 +88,11 @@ pub struct Claims {
     pub aud: String,
     pub iat: i64,
     pub exp: i64,
+    /// The user's credentials generation when the token was issued; a password or role change
+    /// moves it on, and the token is refused from then on. Tokens from before it existed have
+    /// none, which reads as 0: the generation of every user that existed then.
+    #[serde(default)]
+    pub gen: i64,
 }
 
 pub struct JwtKeys {
@@ -187,7 +207,7 @@ impl JwtKeys {
         self.ttl_secs
     }
 
-    pub fn issue(&self, username: &str, role: &str) -> anyhow::Result<String> {
+    pub fn issue(&self, username: &str, role: &str, generation: i64) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: username.to_owned(),
@@ -196,6 +216,7 @@ impl JwtKeys {
             aud: self.audience.clone(),
             iat: now,
             exp: now + i64::try_from(self.ttl_secs).unwrap_or(i64::MAX / 2),
+            gen: generation,
         };
         Ok(jsonwebtoken::encode(
             &Header::new(self.algorithm),
@@ -222,13 +243,11 @@ mod tests {
     fn secret_is_generated_once_with_mode_0600_and_tokens_verify() {
         let dir = tempfile::tempdir().unwrap();
         let a = keys(dir.path());
-        let token = a.issue("alice", "viewer").unwrap();
+        let token = a.issue("alice", "viewer", 7).unwrap();
         let b = keys(dir.path());
-        assert_eq!(
-            b.verify(&token).unwrap().sub,
-            "alice",
-            "the secret survives a restart"
-        );
+        let claims = b.verify(&token).unwrap();
+        assert_eq!(claims.sub, "alice", "the secret survives a restart");
+        assert_eq!(claims.gen, 7);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -250,7 +269,7 @@ mod tests {
         use base64::Engine;
         let dir = tempfile::tempdir().unwrap();
         let k = keys(dir.path());
-        let token = k.issue("bob", "viewer").unwrap();
+        let token = k.issue("bob", "viewer", 0).unwrap();
         let parts: Vec<&str> = token.split('.').collect();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let mut claims: serde_json::Value =
