@@ -939,7 +939,14 @@ impl JobStore for EngineStore {
         Ok(self.store.active_job_for_model(model, origin).await?)
     }
 
-    async fn latest_job_for_model(&self, model: &str) -> Result<Option<JobRecord>, ServiceError> {
+    async fn latest_job_for_model(
+        &self,
+        model: &str,
+        origin: Option<&str>,
+    ) -> Result<Option<JobRecord>, ServiceError> {
+        if let Some(origin) = origin {
+            return Ok(self.store.latest_job_from(model, origin).await?);
+        }
         let (jobs, _) = self
             .store
             .jobs(&JobFilter {
