@@ -21,6 +21,7 @@ mod lifecycle;
 mod ops;
 mod predictions;
 mod sandbox;
+mod seed;
 mod serving;
 mod storage;
 mod training;

@@ -1039,14 +1039,14 @@ async fn deploy_version(
                 class_names: version.class_names,
                 feature_names: version.feature_names,
                 source: version.source,
-                drift: crate::services::drift::BaselineUpload {
-                    baseline_csv: None,
+                drift: crate::services::baseline::BaselineUpload {
                     training_csv: version.training_csv,
                     baseline_size: version.baseline_size,
                     label_column: version.label_column,
-                    settings: None,
+                    ..Default::default()
                 },
                 serving: Default::default(),
+                log_predictions: None,
             },
         )),
         placement: crate::services::models::Placement::Alone,

@@ -22,7 +22,8 @@ use maas_serving::{
     ServingDefaults, ServingError, ServingOptions, VersionMeta,
 };
 
-use crate::services::drift::{build_record, BaselineUpload, DriftService, VersionDrift};
+use crate::services::baseline::{build_record, BaselineUpload};
+use crate::services::drift::{DriftService, VersionDrift};
 use crate::services::error::{ErrorKind, ServiceError};
 use crate::services::metrics::Metrics;
 use crate::store::{ModelRecord, ModelStore, SqlStore, VersionRecord, VersionState};
