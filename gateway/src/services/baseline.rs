@@ -211,7 +211,8 @@ pub fn build_record(
                 ))
             }
             (None, None) => return Err(invalid(
-                "drift settings and training statistics need a `baseline` or `training_data` CSV",
+                "drift settings and training statistics need a `baseline` or `training_data` CSV \
+                 (or its `baseline_url` or `training_data_url`)",
             )),
             (Some(b), None) => (b, false, "baseline"),
             (None, Some(t)) => (t, true, "training_data"),

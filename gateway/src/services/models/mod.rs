@@ -467,7 +467,7 @@ impl ModelService {
         let Some(drift) = build_record(upload, signature, record.feature_names.as_deref())? else {
             return Err(ServiceError::new(
                 ErrorKind::InvalidArgument,
-                "send a `baseline` or `training_data` CSV",
+                "send a `baseline` or `training_data` CSV (or its `baseline_url` or `training_data_url`)",
             ));
         };
         self.store.replace_baseline(model, version, &drift).await?;
