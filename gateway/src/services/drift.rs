@@ -310,7 +310,7 @@ impl DriftService {
             .iter()
             .map(|(k, s)| (k.clone(), s.moments()))
             .collect();
-        let deviation = settings.deviation_enabled.then(|| DeviationOptions {
+        let deviation = settings.deviation_enabled.then_some(DeviationOptions {
             threshold: settings.deviation_threshold,
             training,
         });
