@@ -54,6 +54,10 @@ enum Command {
         /// Serving options as JSON, e.g. '{"instances": 2, "max_batch_size": 64}'.
         #[arg(long)]
         serving: Option<String>,
+        /// Save the model's predicts in the prediction log by default (`--log-predictions` or
+        /// `--log-predictions=false`; left out, the model's setting stays as it is).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        log_predictions: Option<bool>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -513,6 +517,7 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             append,
             backend,
             serving,
+            log_predictions,
             client,
         } => {
             let c = Client::new(&client)?;
@@ -541,6 +546,9 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             }
             if let Some(options) = serving_options(serving.as_deref(), backend.as_deref())? {
                 form = form.text("serving", options);
+            }
+            if let Some(on) = log_predictions {
+                form = form.text("log_predictions", on.to_string());
             }
             print(
                 &c.send(

@@ -273,6 +273,61 @@ fn client_verbs_deploy_list_predict_roll_back_and_undeploy() {
 }
 
 #[test]
+fn deploy_log_predictions_flag_saves_the_models_predicts() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    let url = server.url.as_str();
+    let auth = [("MAAS_TOKEN", server.token.as_str())];
+    let maas = |args: &[&str]| maas_with(args, &auth, None);
+    let logreg = fixture("iris_logreg.onnx");
+    let saved = |version: u64| {
+        server.get_json(&format!("/v1/models/iris/versions/{version}/predictions"))["total"]
+            .as_u64()
+            .unwrap()
+    };
+    let row = json!({"instances": [[5.1, 3.5, 1.4, 0.2]]});
+
+    let v1 = maas(&[
+        "deploy",
+        "iris",
+        path_str(&logreg),
+        "--log-predictions",
+        "--url",
+        url,
+    ])
+    .json();
+    assert_eq!(v1["version"], 1);
+    server.predict_ok("iris", None, &row);
+    wait_for("the predict to be saved", || saved(1) == 1);
+    // Left out, the model keeps its setting; `=false` turns it off.
+    maas(&["deploy", "iris", path_str(&logreg), "--url", url]).json();
+    server.predict_ok("iris", None, &row);
+    wait_for("version 2's predict to be saved", || saved(2) == 1);
+    maas(&[
+        "deploy",
+        "iris",
+        path_str(&logreg),
+        "--log-predictions=false",
+        "--url",
+        url,
+    ])
+    .json();
+    server.predict_ok("iris", None, &row);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(saved(3), 0);
+    let bad = maas(&[
+        "deploy",
+        "iris",
+        path_str(&logreg),
+        "--log-predictions=maybe",
+        "--url",
+        url,
+    ]);
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(bad.stderr.contains("--log-predictions"), "{}", bad.stderr);
+}
+
+#[test]
 fn client_errors_exit_1_with_a_readable_message() {
     let store = Store::new(StoreKind::Sqlite).unwrap();
     let server = Server::start(&store);

@@ -90,6 +90,8 @@ on_both_stores!(
                 ("feature_names", IRIS_FEATURES),
                 ("label_column", "species"),
                 ("baseline_size", "50"),
+                // On by default with a baseline; off here, so only the predicts that ask check.
+                ("drift", r#"{"enabled": false}"#),
             ],
         );
         assert_eq!(r.status(), 201, "{}", r.text().unwrap());

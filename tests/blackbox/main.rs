@@ -23,6 +23,7 @@ mod lifecycle;
 mod ops;
 mod predictions;
 mod sandbox;
+mod seed;
 mod serving;
 mod sessions;
 mod storage;

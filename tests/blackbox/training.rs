@@ -190,8 +190,18 @@ on_both_stores!(
     }
 );
 
+/// The cool-down of drift-started retraining in the closed-loop test: long enough for a second
+/// burst of drift to land inside it, short enough to wait out.
+const COOLDOWN_SECS: u64 = 8;
+
 on_both_stores!(drift_submits_the_retraining_workflow, |store: &Store| {
-    let server = Server::start(store);
+    let server = Server::start_with(
+        store,
+        Options::default().env(
+            "MAAS__SCHEDULER__RETRAIN_COOLDOWN_SECS",
+            &COOLDOWN_SECS.to_string(),
+        ),
+    );
     let first = submit(&server, &workflow_text("iris-deploy.yaml"), json!({}));
     wait_job(&server, &first, "finished", 120);
     server.post_json(
@@ -239,9 +249,41 @@ on_both_stores!(drift_submits_the_retraining_workflow, |store: &Store| {
     assert_eq!(job["owner"], "maas");
     assert_eq!(job["variables"]["MODEL_VERSION"], "1");
     wait_job(&server, job["id"].as_str().unwrap(), "finished", 120);
-    // One drift episode, one retraining.
+    let ended = Instant::now();
+    // One drift episode, one retraining: a second burst of drifting predicts during the
+    // cool-down starts nothing.
+    let drifting = json!({"instances": rows, "drift": {"detector": "adwin"}});
+    for _ in 0..3 {
+        let answer = server.predict_ok("iris", None, &drifting);
+        assert!(
+            answer["drift"]["deviation"]["petal_length"]["flagged"] == true,
+            "{answer:#}"
+        );
+    }
     std::thread::sleep(Duration::from_millis(1500));
+    assert!(ended.elapsed() < Duration::from_secs(COOLDOWN_SECS));
+    let drift = server.get_json("/v1/models/iris/drift");
+    assert!(!drift["events"].as_array().unwrap().is_empty());
     assert_eq!(server.get_json("/v1/jobs?model=iris")["total"], 1);
+
+    // Once the cool-down is over, drift starts the next retraining.
+    std::thread::sleep(
+        (ended + Duration::from_secs(COOLDOWN_SECS + 1)).saturating_duration_since(Instant::now()),
+    );
+    server.predict_ok("iris", None, &drifting);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = server.get_json("/v1/jobs?model=iris");
+        if list["total"] == 2 {
+            assert_eq!(list["jobs"][0]["origin"], "drift");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no retraining after the cool-down: {list:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 });
 
 on_both_stores!(

@@ -273,7 +273,8 @@ pub struct DriftInfo {
     pub baseline_rows: usize,
     /// `baseline` (uploaded) or `training_data` (sampled).
     pub source: String,
-    /// Per feature: count, mean, std, min, max (of the training data when it was given).
+    /// Per feature: count, mean, std, min, max (of the training data when it was given). With
+    /// `training_stats`, the mean and std given, count 0, and the baseline's min and max.
     #[schema(value_type = Object)]
     pub stats: std::collections::BTreeMap<String, maas_drift::FeatureStats>,
     pub settings: crate::services::drift::DriftSettings,
@@ -426,21 +427,46 @@ pub struct DeployForm {
     /// `{"backend": "ort-cpu", "instances": 2, "max_batch_size": 64, "max_queue_delay_us": 500}`.
     #[schema(required = false, example = "")]
     pub serving: String,
+    /// Save the model's predicts in the prediction log by default (the seed's
+    /// LOGGING_PREDICTION; a predict's `"save": false` opts out). Left out, the model's setting
+    /// stays as it is (off for a new model); the versions deployed after keep it.
+    #[schema(required = false)]
+    pub log_predictions: bool,
     /// Drift baseline rows as CSV (header row optional), used as they are. A missing cell (empty,
     /// `NA`, `NaN`, ...) is skipped by the detectors; a column with no value is refused (422).
+    /// One of `baseline`, `baseline_url`, `training_data`, `training_data_url` at most. With one,
+    /// drift is checked on every predict unless `drift` says `"enabled": false`.
     #[schema(value_type = String, format = Binary, required = false)]
     pub baseline: Vec<u8>,
+    /// Fetch the baseline CSV from here instead (the seed's BASELINE_DATA_URL): http, https or
+    /// file URL, with the rules and the size limit of `model_url`; a failed fetch is
+    /// `baseline_url_failed` (422). E.g. `https://example.com/datasets/iris_baseline.csv`.
+    #[schema(required = false, example = "")]
+    pub baseline_url: String,
     /// Training data as CSV: `baseline_size` rows are sampled with a fixed seed, and the mean and
     /// standard deviation of every row are kept for the deviation check (missing cells left out).
     #[schema(value_type = String, format = Binary, required = false)]
     pub training_data: Vec<u8>,
-    /// Rows sampled from `training_data` (default 50).
+    /// Fetch the training data CSV from here instead, with the rules of `baseline_url`.
+    #[schema(required = false, example = "")]
+    pub training_data_url: String,
+    /// Rows sampled from `training_data` (default 50, or every row when there are fewer). More
+    /// than the training data has is refused (422).
     #[schema(required = false, example = "", pattern = "^[0-9]*$")]
     pub baseline_size: String,
-    /// A CSV column to drop (the label).
+    /// A CSV column to drop (the label), e.g. `species`.
     #[schema(required = false, example = "")]
     pub label_column: String,
-    /// Drift settings as JSON, e.g. `{"enabled": true, "detector": {"detector": "adwin"}, "continuous": true}`.
+    /// Training mean and standard deviation per feature, given directly (the seed's
+    /// MODEL_METADATA), for the deviation check: JSON keyed by feature name
+    /// (`{"sepal_length": {"mean": 5.82, "std": 0.81}, ...}`), or the seed's
+    /// `[[means...], [stds...]]` in feature order. Every feature, finite numbers, std > 0. Goes
+    /// with a `baseline` (or `baseline_url`), whose own statistics it replaces.
+    #[schema(required = false, example = "")]
+    pub training_stats: String,
+    /// Drift settings as JSON, e.g. `{"detector": {"detector": "adwin"}, "continuous": true}`;
+    /// `{"enabled": false}` keeps the baseline without checking every predict,
+    /// `{"deviation_enabled": false}` turns the deviation check off.
     #[schema(required = false, example = "")]
     pub drift: String,
 }
@@ -470,6 +496,11 @@ pub struct PredictRequest {
     /// Shape of the whole input (`[2, 1, 28, 28]`) or of one instance (`[1, 28, 28]`) when
     /// `instances` is flat.
     pub shape: Option<Vec<usize>>,
+    /// With `records`: a column that is not a feature (the label of labelled rows, the seed's
+    /// LABEL_COLUMN), dropped from each record before scoring; records without it are fine. The
+    /// prediction log keeps the records as sent.
+    #[schema(example = "species")]
+    pub label_column: Option<String>,
     /// Check these rows for drift against the version's baseline with this detector and its
     /// river parameters: `{"detector": "adwin"}` (adwin, page_hinkley, hddm_a, hddm_w). Versions
     /// deployed with drift enabled are checked without asking.

@@ -106,6 +106,11 @@ pub fn table(kind: ErrorKind) -> Row {
             S::UNPROCESSABLE_ENTITY,
             "the model could not be fetched from its URL",
         ),
+        K::BaselineUrlFailed => row(
+            "baseline_url_failed",
+            S::UNPROCESSABLE_ENTITY,
+            "the drift baseline or training data could not be fetched from its URL",
+        ),
         K::ModelExists => row("model_exists", S::CONFLICT, "a model with this name exists"),
         K::ModelPaused => row(
             "model_paused",

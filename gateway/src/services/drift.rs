@@ -1,5 +1,5 @@
-//! Drift monitoring in the server: baselines per model version (uploaded, or sampled from the
-//! training data), drift reports on the rows a predict scores (per request, or continuously with
+//! Drift monitoring in the server: baselines per model version (built in `services::baseline`),
+//! drift reports on the rows a predict scores (per request, or continuously with
 //! detectors that live across requests), stored drift events, a Prometheus counter and webhooks.
 //!
 //! The detectors are `maas-drift`'s, the same code the offline `maas drift` command runs. The
@@ -14,8 +14,7 @@ use maas_drift::{
     drift_report, ContinuousMonitor, DetectorConfig, DeviationOptions, FeatureStats, FeatureTable,
     ReportOptions, Scaling, DEFAULT_DEVIATION_THRESHOLD,
 };
-use maas_serving::{Dim, ModelSignature, Tensor, TensorData};
-use maas_table::NumericTable;
+use maas_serving::{Tensor, TensorData};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -25,16 +24,13 @@ use crate::services::metrics::Metrics;
 use crate::store::drift::{DriftEventRecord, DriftRecord};
 use crate::store::SqlStore;
 
-/// Rows sampled from `training_data` when `baseline_size` is not given (the seed's
-/// DRIFT_DETECTION_WINDOW_SIZE).
-pub const DEFAULT_BASELINE_SIZE: usize = 50;
-/// Largest uploaded baseline, in rows.
-const MAX_BASELINE_ROWS: usize = 10_000;
-/// The seed of the baseline sample, so that the same training data gives the same baseline.
-const SAMPLE_SEED: u64 = 0x6d61_6173_5f64_7266;
 /// Webhook attempts and the first back-off (doubled after each failure).
 const WEBHOOK_ATTEMPTS: u32 = 4;
 const WEBHOOK_BACKOFF: Duration = Duration::from_millis(250);
+
+fn yes() -> bool {
+    true
+}
 
 fn default_threshold() -> f64 {
     DEFAULT_DEVIATION_THRESHOLD
@@ -44,8 +40,9 @@ fn default_threshold() -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DriftSettings {
-    /// Check every predict of this version, not only those that ask.
-    #[serde(default)]
+    /// Check every predict of this version, not only those that ask. On unless set to
+    /// `false` (the seed's DRIFT_ENABLED): a version deployed with a baseline is watched.
+    #[serde(default = "yes")]
     pub enabled: bool,
     /// The detector and its parameters, with river's names:
     /// `{"detector": "adwin", "delta": 0.002}`. Default: HDDM_A.
@@ -56,6 +53,11 @@ pub struct DriftSettings {
     /// is found. Reset when the version is (re)deployed or its baseline replaced.
     #[serde(default)]
     pub continuous: bool,
+    /// Run the deviation check (the mean of the new rows against the training mean and std)
+    /// beside the detectors; `false` leaves the detectors alone (the seed's
+    /// DEVIATION_DETECTION).
+    #[serde(default = "yes")]
+    pub deviation_enabled: bool,
     /// Standard errors the mean of the new rows may move from the training mean.
     #[serde(default = "default_threshold")]
     pub deviation_threshold: f64,
@@ -66,9 +68,10 @@ pub struct DriftSettings {
 impl Default for DriftSettings {
     fn default() -> Self {
         DriftSettings {
-            enabled: false,
+            enabled: true,
             detector: DetectorConfig::default(),
             continuous: false,
+            deviation_enabled: true,
             deviation_threshold: DEFAULT_DEVIATION_THRESHOLD,
             webhook_url: None,
         }
@@ -98,187 +101,6 @@ impl DriftSettings {
 
 fn invalid(message: impl Into<String>) -> ServiceError {
     ServiceError::new(ErrorKind::InvalidArgument, message)
-}
-
-/// What a deploy or a baseline update sends for drift.
-#[derive(Debug, Default)]
-pub struct BaselineUpload {
-    /// Baseline rows as CSV, used as they are.
-    pub baseline_csv: Option<Vec<u8>>,
-    /// Training data as CSV: `baseline_size` rows are sampled, statistics come from all rows.
-    pub training_csv: Option<Vec<u8>>,
-    pub baseline_size: Option<usize>,
-    /// A column of `training_data`/`baseline` to drop (the label).
-    pub label_column: Option<String>,
-    pub settings: Option<DriftSettings>,
-}
-
-impl BaselineUpload {
-    pub fn is_empty(&self) -> bool {
-        self.baseline_csv.is_none() && self.training_csv.is_none() && self.settings.is_none()
-    }
-}
-
-/// Read a drift CSV with the rules every CSV reader of maas follows (`maas-table`): the header
-/// is optional, `label` (a column that may hold class names) is left out before any number is
-/// read, and a missing value becomes NaN, which the detectors and the statistics skip.
-fn read_numbers(
-    bytes: &[u8],
-    what: &str,
-    label: Option<&str>,
-) -> Result<(bool, NumericTable), ServiceError> {
-    let refused = |e: maas_table::TableError| invalid(format!("{what}: {e}"));
-    let table = maas_table::Table::parse(bytes).map_err(refused)?;
-    let numbers = table.numbers(label).map_err(refused)?;
-    if numbers.rows.is_empty() {
-        return Err(invalid(format!("{what} has no data rows")));
-    }
-    Ok((table.has_header(), numbers))
-}
-
-/// Fisher–Yates on the first `n` positions with a fixed-seed xorshift: the same training data
-/// always gives the same baseline.
-fn sample(rows: Vec<Vec<f64>>, n: usize) -> Vec<Vec<f64>> {
-    if rows.len() <= n {
-        return rows;
-    }
-    let mut rows = rows;
-    let mut state = SAMPLE_SEED;
-    for i in 0..n {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let j = i + (state % (rows.len() - i) as u64) as usize;
-        rows.swap(i, j);
-    }
-    rows.truncate(n);
-    rows
-}
-
-/// The features a drift check sees: `[N, F]` input, F known.
-fn feature_count(signature: &ModelSignature) -> Result<Option<usize>, ServiceError> {
-    match signature.inputs.as_slice() {
-        [input] if input.shape.len() == 2 => Ok(match input.shape[1] {
-            Dim::Fixed(n) => Some(n),
-            Dim::Symbolic(_) => None,
-        }),
-        _ => Err(invalid(
-            "drift detection needs a model with one input of shape [N, features]",
-        )),
-    }
-}
-
-/// Turn an upload into what the store keeps, checking it against the model.
-pub fn build_record(
-    upload: BaselineUpload,
-    signature: &ModelSignature,
-    feature_names: Option<&[String]>,
-) -> Result<Option<DriftRecord>, ServiceError> {
-    if upload.is_empty() {
-        return Ok(None);
-    }
-    let (bytes, from_training, what) = match (upload.baseline_csv, upload.training_csv) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "send either `baseline` or `training_data`, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(invalid(
-                "drift settings need a `baseline` or `training_data` CSV",
-            ))
-        }
-        (Some(b), None) => (b, false, "baseline"),
-        (None, Some(t)) => (t, true, "training_data"),
-    };
-    if upload.baseline_size.is_some() && !from_training {
-        return Err(invalid("`baseline_size` applies to `training_data`"));
-    }
-    let settings = upload.settings.unwrap_or_default();
-    settings.validate()?;
-    let features = feature_count(signature)?;
-    let (has_header, mut data) = read_numbers(&bytes, what, upload.label_column.as_deref())?;
-    let width = data.columns.len();
-    if let Some(n) = features {
-        if n != width {
-            return Err(invalid(format!(
-                "{what} has {width} feature columns but the model takes {n}"
-            )));
-        }
-    }
-    // Column names: the deploy's feature names (matched by name when the CSV has a header),
-    // else the CSV's (its header, or f0, f1, … without one).
-    match feature_names {
-        Some(names) if has_header => {
-            let order: Vec<usize> = names
-                .iter()
-                .map(|n| {
-                    data.columns
-                        .iter()
-                        .position(|h| h == n)
-                        .ok_or_else(|| invalid(format!("{what} has no column '{n}'")))
-                })
-                .collect::<Result<_, _>>()?;
-            for row in &mut data.rows {
-                *row = order.iter().map(|&i| row[i]).collect();
-            }
-            data.columns = names.to_vec();
-        }
-        Some(names) => {
-            if names.len() != width {
-                return Err(invalid(format!(
-                    "{what} has {width} columns but feature_names has {}",
-                    names.len()
-                )));
-            }
-            data.columns = names.to_vec();
-        }
-        None => {}
-    }
-    // Missing values are skipped, but every column needs a value: the deviation check takes its
-    // statistics, and the HDDM detectors its range.
-    data.require_values()
-        .map_err(|e| invalid(format!("{what}: {e}")))?;
-    let NumericTable { columns, rows } = data;
-    let stats_table = FeatureTable::new(columns.clone(), rows.clone())
-        .map_err(|e| invalid(format!("{what}: {e}")))?;
-    let stats = stats_table.stats();
-    let baseline_rows = if from_training {
-        let n = upload.baseline_size.unwrap_or(DEFAULT_BASELINE_SIZE);
-        if n == 0 {
-            return Err(invalid("`baseline_size` must be at least 1"));
-        }
-        let sampled = NumericTable {
-            columns: columns.clone(),
-            rows: sample(rows, n),
-        };
-        sampled.require_values().map_err(|e| {
-            invalid(format!(
-                "the {n} rows sampled from training_data: {e}; send a larger baseline_size"
-            ))
-        })?;
-        sampled.rows
-    } else {
-        if rows.len() > MAX_BASELINE_ROWS {
-            return Err(invalid(format!("a baseline holds at most {MAX_BASELINE_ROWS} rows; send training_data to sample one")));
-        }
-        rows
-    };
-    let json = |v: serde_json::Value| v.to_string();
-    Ok(Some(DriftRecord {
-        columns: json(serde_json::json!(columns)),
-        rows: json(serde_json::json!(baseline_rows)),
-        stats: serde_json::to_string(&stats)
-            .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?,
-        source: if from_training {
-            "training_data".into()
-        } else {
-            "baseline".into()
-        },
-        settings: serde_json::to_string(&settings)
-            .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?,
-        updated_at: 0,
-    }))
 }
 
 /// A version's baseline, decoded, with its continuous monitor.
@@ -488,10 +310,10 @@ impl DriftService {
             .iter()
             .map(|(k, s)| (k.clone(), s.moments()))
             .collect();
-        let deviation = DeviationOptions {
+        let deviation = settings.deviation_enabled.then_some(DeviationOptions {
             threshold: settings.deviation_threshold,
             training,
-        };
+        });
         let failed = |e: maas_drift::DriftError| {
             ServiceError::new(ErrorKind::InvalidInput, format!("drift: {e}"))
         };
@@ -500,7 +322,7 @@ impl DriftService {
                 let options = ReportOptions {
                     detector: config.clone(),
                     scaling: Scaling::Auto,
-                    deviation: Some(deviation),
+                    deviation: deviation.clone(),
                 };
                 let report = drift_report(&version.baseline, rows, &options).map_err(failed)?;
                 (
@@ -533,7 +355,12 @@ impl DriftService {
                 };
                 drop(monitor);
                 // The mean check only: the detectors already ran in the monitor.
-                let checks = maas_drift::deviation_report(rows, &deviation).map_err(failed)?;
+                let checks = match &deviation {
+                    Some(deviation) => {
+                        maas_drift::deviation_report(rows, deviation).map_err(failed)?
+                    }
+                    None => BTreeMap::new(),
+                };
                 (
                     settings.detector.name(),
                     "continuous",
@@ -546,7 +373,7 @@ impl DriftService {
                 let options = ReportOptions {
                     detector: settings.detector.clone(),
                     scaling: Scaling::Auto,
-                    deviation: Some(deviation),
+                    deviation,
                 };
                 let report = drift_report(&version.baseline, rows, &options).map_err(failed)?;
                 (
@@ -669,71 +496,24 @@ impl DriftService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use maas_serving::{ElementType, TensorSpec};
-
-    fn signature(features: usize) -> ModelSignature {
-        ModelSignature {
-            inputs: vec![TensorSpec {
-                name: "x".into(),
-                element_type: ElementType::Float32,
-                shape: vec![Dim::Symbolic("N".into()), Dim::Fixed(features)],
-            }],
-            outputs: vec![],
-        }
-    }
-
-    fn upload(csv: &str, training: bool) -> BaselineUpload {
-        let bytes = Some(csv.as_bytes().to_vec());
-        if training {
-            BaselineUpload {
-                training_csv: bytes,
-                ..BaselineUpload::default()
-            }
-        } else {
-            BaselineUpload {
-                baseline_csv: bytes,
-                ..BaselineUpload::default()
-            }
-        }
-    }
-
-    #[test]
-    fn header_feature_names_and_label_column() {
-        let csv = "b,label,a\n1,0,2\n3,1,4\n";
-        let mut up = upload(csv, false);
-        up.label_column = Some("label".into());
-        let names = vec!["a".to_string(), "b".to_string()];
-        let record = build_record(up, &signature(2), Some(&names))
-            .unwrap()
-            .unwrap();
-        assert_eq!(record.columns, r#"["a","b"]"#);
-        assert_eq!(record.rows, "[[2.0,1.0],[4.0,3.0]]");
-        assert_eq!(record.source, "baseline");
-    }
-
-    #[test]
-    fn training_data_is_sampled_with_a_fixed_seed_and_stats_use_every_row() {
-        let csv: String = (0..500).map(|i| format!("{i},{}\n", i * 2)).collect();
-        let mut up = upload(&csv, true);
-        up.baseline_size = Some(20);
-        let a = build_record(up, &signature(2), None).unwrap().unwrap();
-        let mut again = upload(&csv, true);
-        again.baseline_size = Some(20);
-        let b = build_record(again, &signature(2), None).unwrap().unwrap();
-        assert_eq!(a.rows, b.rows, "same data, same sample");
-        let rows: Vec<Vec<f64>> = serde_json::from_str(&a.rows).unwrap();
-        assert_eq!(rows.len(), 20);
-        let stats: BTreeMap<String, FeatureStats> = serde_json::from_str(&a.stats).unwrap();
-        assert_eq!(stats["f0"].count, 500);
-        assert!((stats["f0"].mean - 249.5).abs() < 1e-9);
-    }
+    use crate::services::baseline::{build_record, BaselineUpload};
+    use maas_serving::{Dim, ElementType, ModelSignature, TensorSpec};
 
     #[test]
     fn missing_values_are_kept_as_nan_and_skipped_by_the_statistics() {
-        let csv = "a,b\n1,2\n,4\nNA,6\n3,\n";
-        let record = build_record(upload(csv, false), &signature(2), None)
-            .unwrap()
-            .unwrap();
+        let signature = ModelSignature {
+            inputs: vec![TensorSpec {
+                name: "x".into(),
+                element_type: ElementType::Float32,
+                shape: vec![Dim::Symbolic("N".into()), Dim::Fixed(2)],
+            }],
+            outputs: vec![],
+        };
+        let upload = BaselineUpload {
+            baseline_csv: Some(b"a,b\n1,2\n,4\nNA,6\n3,\n".to_vec()),
+            ..BaselineUpload::default()
+        };
+        let record = build_record(upload, &signature, None).unwrap().unwrap();
         assert_eq!(record.rows, "[[1.0,2.0],[null,4.0],[null,6.0],[3.0,null]]");
         let stats: BTreeMap<String, FeatureStats> = serde_json::from_str(&record.stats).unwrap();
         assert_eq!((stats["a"].count, stats["a"].mean), (2, 2.0));
@@ -742,38 +522,5 @@ mod tests {
         let drift = VersionDrift::decode(&record).unwrap();
         let a: Vec<f64> = drift.baseline.column("a").unwrap().collect();
         assert!(a[0] == 1.0 && a[1].is_nan() && a[2].is_nan() && a[3] == 3.0);
-    }
-
-    #[test]
-    fn bad_uploads_are_refused_with_reasons() {
-        let err = |up: BaselineUpload, features: usize| {
-            build_record(up, &signature(features), None)
-                .unwrap_err()
-                .message
-        };
-        assert!(err(upload("1,2,3\n", false), 2).contains("3 feature columns"));
-        assert!(err(upload("a,b\n", false), 2).contains("no data rows"));
-        let text = err(upload("1,2\n3,x\n", false), 2);
-        assert!(
-            text.contains("baseline: line 2, column 'f1': not a number"),
-            "{text}"
-        );
-        assert!(err(upload("1,2\n3\n", false), 2).contains("columns"));
-        let text = err(upload("a,b\n1,\n2,NA\n", false), 2);
-        assert_eq!(
-            text,
-            "baseline: column 'b' has no value: every cell is missing"
-        );
-        let mut headerless = upload("1,2,0\n", false);
-        headerless.label_column = Some("label".into());
-        assert!(err(headerless, 2).contains("no header row"));
-        let mut both = upload("1,2\n", false);
-        both.training_csv = Some(b"1,2\n".to_vec());
-        assert!(err(both, 2).contains("not both"));
-        let settings_only = BaselineUpload {
-            settings: Some(DriftSettings::default()),
-            ..BaselineUpload::default()
-        };
-        assert!(err(settings_only, 2).contains("need a `baseline`"));
     }
 }

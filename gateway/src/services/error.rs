@@ -29,6 +29,7 @@ pub enum ErrorKind {
     InvalidModel,
     UnsupportedModel,
     ModelUrlFailed,
+    BaselineUrlFailed,
     ModelExists,
     ModelPaused,
     InvalidAction,
@@ -70,12 +71,11 @@ impl ErrorKind {
             InvalidJson | InvalidRequest | InvalidPath | UnsupportedMediaType | PayloadTooLarge
             | RouteNotFound | MethodNotAllowed | ModelNotFound | VersionNotFound
             | VersionExists | VersionNotDeployed | NoDeployedVersion | InvalidModelName
-            | InvalidArgument | InvalidModel | UnsupportedModel | ModelUrlFailed | ModelExists
-            | InvalidAction | InvalidInput | BackendUnavailable | Unauthorized | Forbidden
-            | TooManyRequests | UserExists | UserNotFound | KeyNotFound | JobNotFound
-            | TaskNotFound | ArtifactNotFound | WorkflowNotFound | InvalidWorkflow | NotReady => {
-                "invalid_input"
-            }
+            | InvalidArgument | InvalidModel | UnsupportedModel | ModelUrlFailed
+            | BaselineUrlFailed | ModelExists | InvalidAction | InvalidInput
+            | BackendUnavailable | Unauthorized | Forbidden | TooManyRequests | UserExists
+            | UserNotFound | KeyNotFound | JobNotFound | TaskNotFound | ArtifactNotFound
+            | WorkflowNotFound | InvalidWorkflow | NotReady => "invalid_input",
             InferenceFailed | StorageUnavailable | Internal => "error",
         }
     }

@@ -939,7 +939,14 @@ impl JobStore for EngineStore {
         Ok(self.store.active_job_for_model(model, origin).await?)
     }
 
-    async fn latest_job_for_model(&self, model: &str) -> Result<Option<JobRecord>, ServiceError> {
+    async fn latest_job_for_model(
+        &self,
+        model: &str,
+        origin: Option<&str>,
+    ) -> Result<Option<JobRecord>, ServiceError> {
+        if let Some(origin) = origin {
+            return Ok(self.store.latest_job_from(model, origin).await?);
+        }
         let (jobs, _) = self
             .store
             .jobs(&JobFilter {
@@ -1032,14 +1039,14 @@ async fn deploy_version(
                 class_names: version.class_names,
                 feature_names: version.feature_names,
                 source: version.source,
-                drift: crate::services::drift::BaselineUpload {
-                    baseline_csv: None,
+                drift: crate::services::baseline::BaselineUpload {
                     training_csv: version.training_csv,
                     baseline_size: version.baseline_size,
                     label_column: version.label_column,
-                    settings: None,
+                    ..Default::default()
                 },
                 serving: Default::default(),
+                log_predictions: None,
             },
         )),
         placement: crate::services::models::Placement::Alone,

@@ -661,6 +661,24 @@ impl SqlStore {
         Ok(row.map(|r| r.try_get("id")).transpose()?)
     }
 
+    /// The model's most recently submitted job of `origin` (the cool-down of drift-started
+    /// retraining runs from its end).
+    pub async fn latest_job_from(
+        &self,
+        model: &str,
+        origin: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE model = $1 AND origin = $2 \
+             ORDER BY submitted_at DESC, id LIMIT 1"
+        ))
+        .bind(model)
+        .bind(origin)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
     /// Name (or clear, with `None`) the workflow that retrains a model.
     pub async fn set_retrain_workflow(
         &self,

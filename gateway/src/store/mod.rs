@@ -182,6 +182,8 @@ pub struct NewVersion {
     /// The version's drift baseline and settings, recorded in the same transaction.
     pub drift: Option<drift::DriftRecord>,
     pub serving: ServingOptions,
+    /// Save the model's predicts by default; `None` keeps the model's setting.
+    pub log_predictions: Option<bool>,
 }
 
 /// The persistence seam of the model registry.
@@ -778,6 +780,13 @@ impl ModelStore for SqlStore {
         if let Some(record) = &new.drift {
             drift::put_baseline(&mut *tx, &new.model, version, record, now).await?;
         }
+        if let Some(on) = new.log_predictions {
+            sqlx::query("UPDATE models SET log_predictions = $1 WHERE name = $2")
+                .bind(i64::from(on))
+                .bind(&new.model)
+                .execute(&mut *tx)
+                .await?;
+        }
         place(version).map_err(StoreError::Artifact)?;
         crate::crash_point("deploy.before_commit");
         let record = Self::version_in(&mut *tx, &new.model, version)
@@ -799,6 +808,7 @@ impl ModelStore for SqlStore {
                     "append": new.append,
                     "serving": new.serving,
                     "baseline": new.drift.is_some(),
+                    "log_predictions": new.log_predictions,
                 })),
         )
         .await?;

@@ -406,8 +406,12 @@ impl<S: JobStore, X: TaskExecutor, D: ModelDeployer> Engine<S, X, D> {
     }
 
     /// Submit the retraining workflow of models whose drift was detected since their last
-    /// job (one drift-started job at a time per model).
+    /// job. Debounced per model: drift seen while a drift-started retraining is pending or
+    /// running, or within `retrain_cooldown_secs` after it ended, starts nothing (it is not
+    /// kept for later either: only drift seen after the cool-down starts the next one).
     async fn watch_drift(&self) -> Result<(), S::Error> {
+        let cooldown_ms = i64::try_from(self.settings.retrain_cooldown_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
         for (model, last_drift) in self.store.drifted_models().await? {
             if self
                 .store
@@ -417,7 +421,21 @@ impl<S: JobStore, X: TaskExecutor, D: ModelDeployer> Engine<S, X, D> {
             {
                 continue;
             }
-            let latest = self.store.latest_job_for_model(&model).await?;
+            if let Some(previous) = self
+                .store
+                .latest_job_for_model(&model, Some(DRIFT_ORIGIN))
+                .await?
+            {
+                if previous.state.is_terminal() {
+                    let ended = previous.finished_at.unwrap_or(previous.updated_at);
+                    if last_drift < ended.saturating_add(cooldown_ms) {
+                        continue;
+                    }
+                } else {
+                    continue;
+                }
+            }
+            let latest = self.store.latest_job_for_model(&model, None).await?;
             if latest.is_some_and(|j| j.submitted_at >= last_drift) {
                 continue;
             }

@@ -47,6 +47,9 @@ pub struct SchedulerSettings {
     pub data_roots: Vec<PathBuf>,
     /// `sbatch` arguments for every Slurm task (before the task's own `sbatch_args`).
     pub slurm_args: Vec<String>,
+    /// Seconds after a drift-started retraining ends during which a model's drift events start
+    /// no other one (drift seen while it is pending or running never does).
+    pub retrain_cooldown_secs: u64,
 }
 
 impl Default for SchedulerSettings {
@@ -67,6 +70,7 @@ impl Default for SchedulerSettings {
             env_allow: ["PATH", "LANG", "LC_ALL", "TZ"].map(str::to_owned).to_vec(),
             data_roots: Vec::new(),
             slurm_args: Vec::new(),
+            retrain_cooldown_secs: 600,
         }
     }
 }

@@ -229,10 +229,11 @@ pub trait JobStore: Send + Sync + 'static {
         origin: &str,
     ) -> impl Future<Output = Result<Option<String>, Self::Error>> + Send;
 
-    /// The model's most recently submitted job, whatever its origin.
+    /// The model's most recently submitted job, of `origin` when given, else of any origin.
     fn latest_job_for_model(
         &self,
         model: &str,
+        origin: Option<&str>,
     ) -> impl Future<Output = Result<Option<JobRecord>, Self::Error>> + Send;
 
     /// Submit the model's retraining workflow for its drift ([`DRIFT_ORIGIN`], owned by `maas`),

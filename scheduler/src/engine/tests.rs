@@ -703,20 +703,36 @@ async fn one_drift_started_retraining_at_a_time_per_model() {
     h.engine.watch_drift().await.unwrap();
     assert_eq!(h.store.all_jobs().len(), 1);
 
-    // Once it is over, drift seen after it was submitted starts the next one ...
+    // Once it is over, drift seen while it was pending or running starts nothing: the
+    // retraining answered it.
     h.store.act(&first.id, JobAction::Cancel);
+    let ended = 3_000;
     h.clock.set(4_000);
+    h.engine.watch_drift().await.unwrap();
+    assert_eq!(h.store.all_jobs().len(), 1);
+    // Nor does drift within the cool-down after its end (600 s by default) ...
+    let cooldown = 600_000;
+    h.store.add_drift("m", ended + cooldown - 1);
+    h.clock.set(ended + cooldown + 500);
+    h.engine.watch_drift().await.unwrap();
+    assert_eq!(h.store.all_jobs().len(), 1, "drift in the cool-down");
+    // ... while drift after it starts the next one ...
+    h.store.add_drift("m", ended + cooldown);
+    h.clock.set(ended + cooldown + 1_000);
     h.engine.watch_drift().await.unwrap();
     assert_eq!(h.store.all_jobs().len(), 2);
     // ... and drift it already answered does not.
-    h.store.act(&h.store.all_jobs()[1].id, JobAction::Kill);
-    h.clock.set(5_000);
+    let second = h.store.all_jobs()[1].clone();
+    assert_eq!(second.origin, "drift");
+    h.store.act(&second.id, JobAction::Kill);
+    let ended = h.clock.now_ms();
+    h.clock.set(ended + 2 * cooldown);
     h.engine.watch_drift().await.unwrap();
     assert_eq!(h.store.all_jobs().len(), 2);
 
     // A retraining asked for through the API after the drift answers it too.
-    h.store.add_drift("m", 5_500);
-    h.clock.set(6_000);
+    h.store.add_drift("m", ended + cooldown + 500);
+    h.clock.set(ended + cooldown + 1_000);
     h.store.submit(
         Submission {
             workflow: retraining_workflow(),
@@ -729,10 +745,54 @@ async fn one_drift_started_retraining_at_a_time_per_model() {
         },
         ExecutorKind::Local,
     );
-    h.clock.set(7_000);
+    h.clock.set(ended + cooldown + 2_000);
     h.engine.watch_drift().await.unwrap();
     let origins: Vec<String> = h.store.all_jobs().into_iter().map(|j| j.origin).collect();
     assert_eq!(origins, vec!["drift", "drift", "retrain"]);
+}
+
+#[tokio::test]
+async fn the_retraining_cool_down_is_a_setting() {
+    let h = Harness::new(2, 0);
+    let engine = Engine::new(
+        SchedulerSettings {
+            retrain_cooldown_secs: 0,
+            ..settings(0)
+        },
+        h.folders.host(2),
+        "host-b-1".to_owned(),
+        EngineParts {
+            store: h.store.clone(),
+            executor: h.executor.clone(),
+            deployer: h.deployer.clone(),
+            clock: h.clock.clone(),
+            metrics: Arc::new(NoMetrics),
+        },
+    );
+    h.store.set_retraining("m", retraining_workflow(), Some(1));
+    h.store.add_drift("m", 1_500);
+    h.clock.set(2_000);
+    engine.watch_drift().await.unwrap();
+    assert_eq!(h.store.all_jobs().len(), 1);
+    // Drift while it is pending starts nothing, with or without a cool-down ...
+    h.store.add_drift("m", 2_500);
+    h.clock.set(3_000);
+    engine.watch_drift().await.unwrap();
+    assert_eq!(h.store.all_jobs().len(), 1);
+    let first = h.store.all_jobs()[0].clone();
+    h.store.act(&first.id, JobAction::Cancel);
+    h.clock.set(3_100);
+    engine.watch_drift().await.unwrap();
+    assert_eq!(
+        h.store.all_jobs().len(),
+        1,
+        "drift seen while it was pending"
+    );
+    // ... and without one, drift right after its end starts the next.
+    h.store.add_drift("m", 3_000);
+    h.clock.set(3_200);
+    engine.watch_drift().await.unwrap();
+    assert_eq!(h.store.all_jobs().len(), 2);
 }
 
 // ---------------------------------------------------------------------------------------------

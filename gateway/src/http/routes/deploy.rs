@@ -12,7 +12,8 @@ use crate::http::auth::Authorized;
 use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
 use crate::http::AppState;
 use crate::services::auth::Deploy;
-use crate::services::drift::{BaselineUpload, DriftSettings};
+use crate::services::baseline::BaselineUpload;
+use crate::services::drift::DriftSettings;
 use crate::services::models::{
     validate_model_name, DeployRequest, DeploySource, Placement, Upload,
 };
@@ -31,9 +32,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Largest text field of the form (class names of a big classifier fit comfortably).
 const MAX_TEXT_FIELD: usize = 1024 * 1024;
 const FIELDS: &str = "model, model_url, version, class_names, feature_names, append, serving, \
-                      baseline, training_data, baseline_size, label_column, drift";
+                      log_predictions, baseline, baseline_url, training_data, training_data_url, \
+                      baseline_size, label_column, training_stats, drift";
 /// The fields of a baseline update.
-const BASELINE_FIELDS: &str = "baseline, training_data, baseline_size, label_column, drift";
+const BASELINE_FIELDS: &str = "baseline, baseline_url, training_data, training_data_url, \
+                               baseline_size, label_column, training_stats, drift";
 
 fn too_large(limit: u64) -> ServiceError {
     ServiceError::new(
@@ -65,6 +68,7 @@ struct Form {
     feature_names: Option<String>,
     append: Option<String>,
     serving: Option<String>,
+    log_predictions: Option<String>,
     drift: DriftForm,
 }
 
@@ -72,9 +76,12 @@ struct Form {
 #[derive(Default)]
 struct DriftForm {
     baseline: Option<Vec<u8>>,
+    baseline_url: Option<String>,
     training_data: Option<Vec<u8>>,
+    training_data_url: Option<String>,
     baseline_size: Option<String>,
     label_column: Option<String>,
+    training_stats: Option<String>,
     settings: Option<String>,
 }
 
@@ -113,10 +120,14 @@ impl DriftForm {
                 }
                 *slot = Some(bytes);
             }
-            "baseline_size" | "label_column" | "drift" => {
+            "baseline_size" | "label_column" | "drift" | "baseline_url" | "training_data_url"
+            | "training_stats" => {
                 let slot = match name {
                     "baseline_size" => &mut self.baseline_size,
                     "label_column" => &mut self.label_column,
+                    "baseline_url" => &mut self.baseline_url,
+                    "training_data_url" => &mut self.training_data_url,
+                    "training_stats" => &mut self.training_stats,
                     _ => &mut self.settings,
                 };
                 let text = read_text(name, field).await?;
@@ -133,7 +144,27 @@ impl DriftForm {
         Ok(true)
     }
 
-    fn into_upload(self) -> Result<BaselineUpload, ServiceError> {
+    /// The upload, with a `baseline_url` or `training_data_url` fetched (after every field is
+    /// checked, so a bad form fetches nothing). One source of rows at most.
+    async fn into_upload(self, state: &AppState) -> Result<BaselineUpload, ServiceError> {
+        let sources: Vec<&str> = [
+            ("baseline", self.baseline.is_some()),
+            ("baseline_url", self.baseline_url.is_some()),
+            ("training_data", self.training_data.is_some()),
+            ("training_data_url", self.training_data_url.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect();
+        if let [first, second, ..] = sources.as_slice() {
+            return Err(ServiceError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "send one of `baseline`, `baseline_url`, `training_data` or \
+                     `training_data_url`, not both `{first}` and `{second}`"
+                ),
+            ));
+        }
         let baseline_size = self
             .baseline_size
             .map(|t| {
@@ -156,19 +187,60 @@ impl DriftForm {
                 })
             })
             .transpose()?;
+        let training_stats = self
+            .training_stats
+            .map(|t| {
+                serde_json::from_str::<serde_json::Value>(&t).map_err(|_| {
+                    ServiceError::new(
+                        ErrorKind::InvalidArgument,
+                        "`training_stats` must be JSON: {\"feature\": {\"mean\": 5.8, \"std\": 0.8}, ...} \
+                         or [[means...], [stds...]] in feature order",
+                    )
+                })
+            })
+            .transpose()?;
+        let limit = state.settings.limits.max_model_bytes;
+        let mut baseline_csv = self.baseline;
+        if let Some(url) = &self.baseline_url {
+            let mut bytes = Vec::new();
+            fetch(
+                state,
+                url,
+                Fetched::Drift("baseline_url"),
+                limit,
+                &mut bytes,
+            )
+            .await?;
+            baseline_csv = Some(bytes);
+        }
+        let mut training_csv = self.training_data;
+        if let Some(url) = &self.training_data_url {
+            let mut bytes = Vec::new();
+            fetch(
+                state,
+                url,
+                Fetched::Drift("training_data_url"),
+                limit,
+                &mut bytes,
+            )
+            .await?;
+            training_csv = Some(bytes);
+        }
         Ok(BaselineUpload {
-            baseline_csv: self.baseline,
-            training_csv: self.training_data,
+            baseline_csv,
+            training_csv,
             baseline_size,
             label_column: self.label_column,
+            training_stats,
             settings,
         })
     }
 }
 
 /// Deploy a new version (multipart form: `model` file or `model_url`, optional `version`,
-/// `class_names`, `feature_names`, `append`). The file must load and run before anything is
-/// recorded; a failed deploy leaves the previous state serving.
+/// `class_names`, `feature_names`, `append`, `serving`, `log_predictions`, and the drift fields).
+/// The file must load and run before anything is recorded; a failed deploy leaves the previous
+/// state serving.
 #[utoipa::path(post, path = "/v1/models/{name}/versions", security(("bearer" = ["deployer"])), tag = "models",
     params(("name" = String, Path, description = "Model name", example = "iris")),
     request_body(content = DeployForm, content_type = "multipart/form-data"),
@@ -178,7 +250,7 @@ impl DriftForm {
         (status = 409, description = "Version number already used", body = ErrorBody),
         (status = 413, description = "Model over limits.max_model_bytes", body = ErrorBody),
         (status = 415, description = "Not multipart/form-data", body = ErrorBody),
-        (status = 422, description = "Invalid model, name or field", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody),
+        (status = 422, description = "Invalid model, name or field; `model_url_failed` or `baseline_url_failed` when a URL cannot be fetched", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role or model scope too narrow", body = ErrorBody),
         (status = 503, description = "`storage_unavailable`: the data folder or the database is full, read-only or unreachable; nothing was recorded", body = ErrorBody)))]
 pub async fn deploy(
     _auth: Authorized<Deploy>,
@@ -214,12 +286,23 @@ pub async fn deploy(
             ))
         }
         (Some(staged), None) => staged,
-        (None, Some(url)) => (
-            fetch(&state, &url, limit).await?,
-            crate::store::redact::url(&url),
-        ),
+        (None, Some(url)) => {
+            let mut staged = state.models.artifacts().stage().map_err(stage_error)?;
+            fetch(&state, &url, Fetched::Model, limit, &mut staged).await?;
+            (staged, crate::store::redact::url(&url))
+        }
     };
-    let placement = Placement::from_append(form.append.as_deref().map(parse_bool).transpose()?);
+    let placement = Placement::from_append(
+        form.append
+            .as_deref()
+            .map(|t| parse_bool("append", t))
+            .transpose()?,
+    );
+    let log_predictions = form
+        .log_predictions
+        .as_deref()
+        .map(|t| parse_bool("log_predictions", t))
+        .transpose()?;
     let upload = Upload {
         staged,
         version: form.version.as_deref().map(parse_version).transpose()?,
@@ -234,7 +317,8 @@ pub async fn deploy(
             .map(|t| parse_names("feature_names", t))
             .transpose()?,
         source,
-        drift: form.drift.into_upload()?,
+        drift: form.drift.into_upload(&state).await?,
+        log_predictions,
         serving: form
             .serving
             .as_deref()
@@ -297,6 +381,7 @@ async fn read_form(
             "feature_names" => &mut form.feature_names,
             "append" => &mut form.append,
             "serving" => &mut form.serving,
+            "log_predictions" => &mut form.log_predictions,
             other => {
                 return Err(ServiceError::new(
                     ErrorKind::InvalidArgument,
@@ -386,13 +471,13 @@ fn parse_version(text: &str) -> Result<u64, ServiceError> {
     }
 }
 
-fn parse_bool(text: &str) -> Result<bool, ServiceError> {
+fn parse_bool(field: &str, text: &str) -> Result<bool, ServiceError> {
     match text.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
         _ => Err(ServiceError::new(
             ErrorKind::InvalidArgument,
-            format!("`append` must be true or false, got '{text}'"),
+            format!("`{field}` must be true or false, got '{text}'"),
         )),
     }
 }
@@ -420,19 +505,83 @@ fn parse_names(field: &str, text: &str) -> Result<Vec<String>, ServiceError> {
     })
 }
 
-/// Fetch `model_url` into staging, with the same size limit as an upload.
+/// What a URL field of the form fetches: the model (into staging), or a drift CSV (into
+/// memory). Both follow the same rules: http, https, or file when `serving.allow_file_urls`
+/// allows it, and the upload size limit.
+#[derive(Clone, Copy)]
+enum Fetched {
+    Model,
+    /// `baseline_url` or `training_data_url`.
+    Drift(&'static str),
+}
+
+impl Fetched {
+    fn field(self) -> &'static str {
+        match self {
+            Fetched::Model => "model_url",
+            Fetched::Drift(field) => field,
+        }
+    }
+
+    fn failed(self, message: String) -> ServiceError {
+        let kind = match self {
+            Fetched::Model => ErrorKind::ModelUrlFailed,
+            Fetched::Drift(_) => ErrorKind::BaselineUrlFailed,
+        };
+        ServiceError::new(kind, message)
+    }
+
+    fn too_large(self, limit: u64) -> ServiceError {
+        match self {
+            Fetched::Model => too_large(limit),
+            Fetched::Drift(field) => ServiceError::new(
+                ErrorKind::PayloadTooLarge,
+                format!("`{field}` is larger than {limit} bytes (limits.max_model_bytes)"),
+            ),
+        }
+    }
+}
+
+/// Where fetched bytes go.
+trait FetchSink {
+    fn size(&self) -> u64;
+    fn put(&mut self, chunk: &[u8]) -> Result<(), ServiceError>;
+}
+
+impl FetchSink for StagedArtifact {
+    fn size(&self) -> u64 {
+        StagedArtifact::size(self)
+    }
+    fn put(&mut self, chunk: &[u8]) -> Result<(), ServiceError> {
+        self.write(chunk).map_err(stage_error)
+    }
+}
+
+impl FetchSink for Vec<u8> {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+    fn put(&mut self, chunk: &[u8]) -> Result<(), ServiceError> {
+        self.extend_from_slice(chunk);
+        Ok(())
+    }
+}
+
+/// Fetch a URL field into `sink`, with the same size limit as an upload.
 async fn fetch(
     state: &AppState,
     real_url: &str,
+    what: Fetched,
     limit: u64,
-) -> Result<StagedArtifact, ServiceError> {
-    let failed = |m: String| ServiceError::new(ErrorKind::ModelUrlFailed, m);
+    sink: &mut impl FetchSink,
+) -> Result<(), ServiceError> {
+    let field = what.field();
+    let failed = |m: String| what.failed(m);
     let parsed =
-        url::Url::parse(real_url).map_err(|e| failed(format!("`model_url` is not a URL: {e}")))?;
+        url::Url::parse(real_url).map_err(|e| failed(format!("`{field}` is not a URL: {e}")))?;
     // What messages name: the URL without its credentials.
     let shown = crate::store::redact::url(real_url);
     let url = shown.as_str();
-    let mut staged = state.models.artifacts().stage().map_err(stage_error)?;
     match parsed.scheme() {
         "http" | "https" => {
             let response = state
@@ -448,23 +597,23 @@ async fn fetch(
                 )));
             }
             if response.content_length().is_some_and(|len| len > limit) {
-                return Err(too_large(limit));
+                return Err(what.too_large(limit));
             }
             let mut body = response.bytes_stream();
             while let Some(chunk) = body.next().await {
                 let chunk =
                     chunk.map_err(|e| failed(format!("fetching {url}: {}", e.without_url())))?;
-                if staged.size() + chunk.len() as u64 > limit {
-                    return Err(too_large(limit));
+                if sink.size() + chunk.len() as u64 > limit {
+                    return Err(what.too_large(limit));
                 }
-                staged.write(&chunk).map_err(stage_error)?;
+                sink.put(&chunk)?;
             }
         }
         "file" => {
             if !state.settings.serving.allow_file_urls {
-                return Err(failed(
-                    "file:// model URLs are disabled (serving.allow_file_urls)".into(),
-                ));
+                return Err(failed(format!(
+                    "file:// URLs in `{field}` are disabled (serving.allow_file_urls)"
+                )));
             }
             let path = parsed
                 .to_file_path()
@@ -476,24 +625,25 @@ async fn fetch(
                 return Err(failed(format!("{} is not a file", path.display())));
             }
             if meta.len() > limit {
-                return Err(too_large(limit));
+                return Err(what.too_large(limit));
             }
             let bytes = tokio::fs::read(&path)
                 .await
                 .map_err(|e| failed(format!("{}: {e}", path.display())))?;
-            staged.write(&bytes).map_err(stage_error)?;
+            sink.put(&bytes)?;
         }
         other => {
             return Err(failed(format!(
-                "`model_url` scheme '{other}' is not supported; use http, https or file"
+                "`{field}` scheme '{other}' is not supported; use http, https or file"
             )))
         }
     }
-    Ok(staged)
+    Ok(())
 }
 
-/// Replace the drift baseline of a version (multipart: `baseline` or `training_data`, optional
-/// `baseline_size`, `label_column`, `drift` settings). Continuous drift state starts afresh.
+/// Replace the drift baseline of a version (multipart: `baseline`, `baseline_url`,
+/// `training_data` or `training_data_url`, optional `baseline_size`, `label_column`,
+/// `training_stats`, `drift` settings). Continuous drift state starts afresh.
 #[utoipa::path(put, path = "/v1/models/{name}/versions/{version}/baseline", tag = "drift",
     security(("bearer" = ["deployer"])),
     params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Version number")),
@@ -502,7 +652,7 @@ async fn fetch(
         (status = 200, description = "Replaced", body = VersionInfo),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody),
+        (status = 422, description = "Invalid field or CSV; `baseline_url_failed` when a URL cannot be fetched", body = ErrorBody),
         (status = 503, description = "`storage_unavailable`: nothing was recorded", body = ErrorBody),
     ))]
 pub async fn replace_baseline(
@@ -532,7 +682,7 @@ pub async fn replace_baseline(
     }
     state
         .models
-        .replace_baseline(&name, version, drift.into_upload()?)
+        .replace_baseline(&name, version, drift.into_upload(&state).await?)
         .await?;
     Ok(web::Json(
         super::models::full_version_info(&state, &name, version).await?,

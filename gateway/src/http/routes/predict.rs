@@ -41,6 +41,9 @@ struct V1Codec {
     instances: Option<Value>,
     records: Option<Vec<Map<String, Value>>>,
     shape: Option<Vec<usize>>,
+    /// A column of `records` that is not a feature (the label of labelled rows): dropped from
+    /// each record before scoring.
+    label_column: Option<String>,
     /// Rows in the request, known once decoded.
     batch: usize,
 }
@@ -57,6 +60,12 @@ impl Codec for V1Codec {
         let logged = log.then(
             || json!({"instances": self.instances, "records": self.records, "shape": self.shape}),
         );
+        if self.label_column.is_some() && self.records.is_none() {
+            return Err(ServiceError::new(
+                ErrorKind::InvalidInput,
+                "`label_column` goes with `records`, not `instances`",
+            ));
+        }
         let tensor = match (self.instances.take(), self.records.take()) {
             (Some(instances), None) => {
                 io::instances_tensor(spec, &instances, self.shape.as_deref())?
@@ -68,7 +77,22 @@ impl Codec for V1Codec {
                         "`shape` goes with `instances`, not `records`",
                     ));
                 }
-                io::records_tensor(spec, served.meta.feature_names.as_deref(), &records)?
+                let features = served.meta.feature_names.as_deref();
+                let mut records = records;
+                if let Some(label) = &self.label_column {
+                    if features.is_some_and(|f| f.contains(label)) {
+                        return Err(ServiceError::new(
+                            ErrorKind::InvalidInput,
+                            format!(
+                                "`label_column` '{label}' is one of the model's features; name the label column"
+                            ),
+                        ));
+                    }
+                    for record in &mut records {
+                        record.remove(label);
+                    }
+                }
+                io::records_tensor(spec, features, &records)?
             }
             (Some(_), Some(_)) => {
                 return Err(ServiceError::new(
@@ -128,6 +152,7 @@ async fn run(
             instances: body.instances,
             records: body.records,
             shape: body.shape,
+            label_column: body.label_column,
             batch: 0,
         },
         drift: body.drift,

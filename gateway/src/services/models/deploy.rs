@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use maas_serving::{Dim, LoadedModel, ServingOptions, StagedArtifact};
 
 use super::{validate_model_name, ModelService};
-use crate::services::drift::{build_record, BaselineUpload};
+use crate::services::baseline::{build_record, BaselineUpload};
 use crate::services::error::{ErrorKind, ServiceError};
 use crate::store::drift::DriftRecord;
 use crate::store::{ModelStore, NewVersion, VersionRecord};
@@ -52,6 +52,9 @@ pub struct Upload {
     pub drift: BaselineUpload,
     /// Backend, instances and batching limits; fields left out carry the replaced version's.
     pub serving: ServingOptions,
+    /// Save the model's predicts by default (the seed's LOGGING_PREDICTION), recorded with the
+    /// version; `None` leaves the model's setting as it is (off for a new model).
+    pub log_predictions: Option<bool>,
 }
 
 /// What to deploy.
@@ -187,6 +190,7 @@ impl ModelService {
             source: request.source,
             drift,
             serving: request.serving,
+            log_predictions: request.log_predictions,
         };
 
         let _guard = self.write_lock.lock().await;
@@ -222,6 +226,15 @@ impl ModelService {
             self.registry.insert(served);
         } else {
             self.registry.replace_all(served);
+        }
+        match request.log_predictions {
+            Some(true) => {
+                self.logged.write().insert(model.clone());
+            }
+            Some(false) => {
+                self.logged.write().remove(&model);
+            }
+            None => {}
         }
         self.publish_loaded();
         tracing::info!(model = %record.model, version = record.version, append, "deployed");

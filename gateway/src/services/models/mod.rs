@@ -22,7 +22,8 @@ use maas_serving::{
     ServingDefaults, ServingError, ServingOptions, VersionMeta,
 };
 
-use crate::services::drift::{build_record, BaselineUpload, DriftService, VersionDrift};
+use crate::services::baseline::{build_record, BaselineUpload};
+use crate::services::drift::{DriftService, VersionDrift};
 use crate::services::error::{ErrorKind, ServiceError};
 use crate::services::metrics::Metrics;
 use crate::store::{ModelRecord, ModelStore, SqlStore, VersionRecord, VersionState};
@@ -466,7 +467,7 @@ impl ModelService {
         let Some(drift) = build_record(upload, signature, record.feature_names.as_deref())? else {
             return Err(ServiceError::new(
                 ErrorKind::InvalidArgument,
-                "send a `baseline` or `training_data` CSV",
+                "send a `baseline` or `training_data` CSV (or its `baseline_url` or `training_data_url`)",
             ));
         };
         self.store.replace_baseline(model, version, &drift).await?;

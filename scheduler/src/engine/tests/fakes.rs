@@ -403,12 +403,16 @@ impl JobStore for FakeStore {
             .map(|j| j.id.clone()))
     }
 
-    async fn latest_job_for_model(&self, model: &str) -> Result<Option<JobRecord>, Never> {
+    async fn latest_job_for_model(
+        &self,
+        model: &str,
+        origin: Option<&str>,
+    ) -> Result<Option<JobRecord>, Never> {
         Ok(self
             .all_jobs()
             .into_iter()
             .rev()
-            .find(|j| j.model.as_deref() == Some(model)))
+            .find(|j| j.model.as_deref() == Some(model) && origin.is_none_or(|o| j.origin == o)))
     }
 
     async fn submit_drift_retraining(&self, model: &str) -> Result<JobRecord, Never> {
