@@ -516,6 +516,133 @@ fn random_forest_on_iris_serves_the_same_labels() {
     assert!(out.metrics["training_score"].as_f64().unwrap() > 0.9);
 }
 
+/// Trees and forests regress when asked to (`task: regression`) or when the label is
+/// continuous, export a `variable` graph both engines serve as the Rust model predicts, score
+/// with R² on held-out rows, and grow the same forest from the same seed.
+#[test]
+fn trees_and_forests_regress_on_house_prices() {
+    let job = Job::new();
+    let (train, test, label) = job.split("house_prices", false);
+    let pre = job.run(
+        "pre",
+        "preprocess",
+        json!({"train": train, "test": test, "label": label, "scale": "standard"}),
+    );
+    for (algorithm, hyper) in [
+        ("decision_tree", json!({"max_depth": 4})),
+        ("random_forest", json!({"n_trees": 40, "seed": 3})),
+    ] {
+        for scaled in [false, true] {
+            let mut p = json!({"train": train, "label": label, "algorithm": algorithm,
+                               "task": "regression"});
+            for (k, v) in hyper.as_object().unwrap() {
+                p[k] = v.clone();
+            }
+            if scaled {
+                p["train"] = json!(pre.variables["TRAIN"]);
+                p["preprocess"] = json!(pre.variables["PREPROCESS"]);
+            }
+            let task = format!("{algorithm}_{scaled}");
+            let out = check_served(&job, &task, p.clone(), &test, &label);
+            assert_eq!(out.variables["TASK"], "regression");
+            assert!(!out.variables.contains_key("CLASSES"));
+            assert_eq!(out.metrics["training_metric"], "r2");
+            assert!(out.metrics.get("classes").is_none());
+            let again = TrainedModel::fit(&params(p), &job.dir(&job.folder("again"))).unwrap();
+            let written = std::fs::read(&out.variables["MODEL"]).unwrap();
+            assert!(
+                again.to_onnx().unwrap() == written,
+                "{task}: a regression tree or forest is a function of its data and seed"
+            );
+            let evaluated = job.run(
+                &format!("evaluate_{task}"),
+                "evaluate",
+                json!({"model": out.variables["MODEL"], "test": test, "label": label}),
+            );
+            assert_eq!(evaluated.variables["METRIC"], "rmse");
+            let r2 = evaluated.metrics["r2"].as_f64().unwrap();
+            assert!(r2 > 0.3, "{task}: held-out r2 {r2}");
+        }
+    }
+
+    // The price is a whole number with hundreds of values: taken for classes, it is refused,
+    // with the fix.
+    for algorithm in ["random_forest", "decision_tree"] {
+        let err = job.fail(
+            "classes",
+            "train",
+            json!({"train": train, "label": label, "algorithm": algorithm}),
+        );
+        assert!(
+            err.contains("the label column 'price' holds")
+                && err.contains(
+                    "distinct numbers, too many to be the classes of a classifier (at most 50)"
+                )
+                && err.contains(&format!(
+                    "add `task: regression` to the {algorithm} task's params"
+                )),
+            "{err}"
+        );
+        let err = job.fail(
+            "classes",
+            "train",
+            json!({"train": train, "label": label, "algorithm": algorithm,
+                   "task": "classification"}),
+        );
+        assert!(err.contains("too many to be the classes"), "{err}");
+    }
+    let err = job.fail(
+        "classes",
+        "train",
+        json!({"train": train, "label": label, "algorithm": "logistic_regression"}),
+    );
+    assert!(
+        err.contains("train a regressor (linear_regression"),
+        "{err}"
+    );
+    let err = job.fail(
+        "criterion",
+        "train",
+        json!({"train": train, "label": label, "algorithm": "decision_tree",
+               "task": "regression", "criterion": "gini"}),
+    );
+    assert!(err.contains("'gini' is not one of squared_error"), "{err}");
+    let err = job.fail(
+        "task",
+        "train",
+        json!({"train": train, "label": label, "algorithm": "decision_tree", "task": "regresion"}),
+    );
+    assert!(
+        err.contains("'regresion' is not one of classification, regression"),
+        "{err}"
+    );
+
+    // A label with fractions is a quantity: regression without being told.
+    let dir = job.folder("continuous");
+    let csv = dir.join("continuous.csv");
+    let mut text = String::from("x,z,y\n");
+    for i in 0..60 {
+        let x = f64::from(i) / 4.0;
+        text.push_str(&format!("{x},{},{}\n", i % 7, 0.5 * x + 0.25));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = job.run(
+        "continuous",
+        "train",
+        json!({"train": csv, "label": "y", "algorithm": "decision_tree"}),
+    );
+    assert_eq!(out.variables["TASK"], "regression");
+    assert!(out.metrics["training_score"].as_f64().unwrap() > 0.99);
+    // Whole numbers with few values stay classes.
+    let (iris_train, _, iris_label) = job.split("iris", false);
+    let out = job.run(
+        "iris_tree",
+        "train",
+        json!({"train": iris_train, "label": iris_label, "algorithm": "decision_tree"}),
+    );
+    assert_eq!(out.variables["TASK"], "classification");
+}
+
 #[test]
 fn gaussian_nb_on_iris_serves_the_same_labels() {
     let job = Job::new();
@@ -1087,7 +1214,14 @@ fn every_algorithm_serves_exactly_across_splits() {
                     "kmeans",
                 ]
             } else {
-                &["linear_regression", "ridge", "lasso", "kmeans"]
+                &[
+                    "linear_regression",
+                    "ridge",
+                    "lasso",
+                    "kmeans",
+                    "decision_tree",
+                    "random_forest",
+                ]
             };
             for algorithm in algorithms {
                 for scaled in [false, true] {
@@ -1095,6 +1229,11 @@ fn every_algorithm_serves_exactly_across_splits() {
                     if *algorithm == "random_forest" {
                         p["n_trees"] = json!(15);
                         p["seed"] = json!(seed);
+                    }
+                    if dataset == "house_prices"
+                        && ["decision_tree", "random_forest"].contains(algorithm)
+                    {
+                        p["task"] = json!("regression");
                     }
                     if scaled {
                         p["train"] = json!(pre.variables["TRAIN"]);
