@@ -28,6 +28,7 @@ pub const DEPLOY_PARAMS: &[&str] = &[
     "task",
     "compare",
     "metric",
+    "append",
 ];
 
 /// Longest task or workflow name; names become folder names and URL segments.

@@ -1013,9 +1013,10 @@ impl ModelDeployer for RegistryDeployer {
     }
 }
 
-/// The one place a scheduler's deploy meets the registry's deploy operation. The default
-/// placement: the new version replaces the deployed ones; what the task leaves out (serving
-/// options, drift settings, names) is carried from the version it replaces.
+/// The one place a scheduler's deploy meets the registry's deploy operation. As every deploy:
+/// the new version replaces the deployed ones (they stay kept, one rollback away) unless the
+/// task says `append: true`; what the task leaves out (serving options, drift settings,
+/// names) is carried from the version it replaces.
 async fn deploy_version(
     models: &ModelService,
     version: NewModelVersion,
@@ -1042,7 +1043,7 @@ async fn deploy_version(
                 serving: Default::default(),
             },
         )),
-        placement: crate::services::models::Placement::Alone,
+        placement: crate::services::models::Placement::from_append(Some(version.append)),
     };
     let record = models
         .deploy(request)
