@@ -79,7 +79,8 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Log in and print a bearer token (password from MAAS_PASSWORD or the first line of stdin).
+    /// Log in and print a bearer token. The password comes from MAAS_PASSWORD, else from a
+    /// prompt when stdin is a terminal (not echoed), else from the first line of stdin.
     Token {
         #[arg(long, default_value = "admin")]
         username: String,
@@ -105,7 +106,7 @@ enum Command {
     /// Training jobs: submit a workflow, list, show, cancel, follow a task's log.
     Job {
         #[command(subcommand)]
-        action: JobCommand,
+        action: crate::job_cli::JobCommand,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -123,63 +124,6 @@ enum Command {
         action: ModelAction,
         #[command(flatten)]
         client: ClientArgs,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum JobCommand {
-    /// Submit the workflow in FILE (YAML or JSON); prints the job id.
-    Submit {
-        file: PathBuf,
-        /// A variable's value, NAME=VALUE (repeatable).
-        #[arg(long = "var", value_name = "NAME=VALUE")]
-        vars: Vec<String>,
-        /// idle, lowest, low, normal, high or highest (default: the workflow's).
-        #[arg(long)]
-        priority: Option<String>,
-        /// Wait for the job to end, and fail unless it finished.
-        #[arg(long)]
-        wait: bool,
-    },
-    /// List jobs, newest first.
-    List {
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        state: Option<String>,
-        #[arg(long)]
-        owner: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-    },
-    /// A job with its tasks.
-    Show {
-        id: String,
-    },
-    /// Cancel a job: nothing new starts, running tasks finish.
-    Cancel {
-        id: String,
-    },
-    /// Kill a job: running processes end.
-    Kill {
-        id: String,
-    },
-    /// Pause a job (nothing new starts) or resume it.
-    Pause {
-        id: String,
-    },
-    Resume {
-        id: String,
-    },
-    /// Print a task's log; with --follow, until the task ends.
-    Logs {
-        id: String,
-        task: String,
-        #[arg(long)]
-        follow: bool,
-        /// stdout (default) or stderr.
-        #[arg(long, default_value = "stdout")]
-        stream: String,
     },
 }
 
@@ -285,6 +229,10 @@ struct ClientArgs {
     /// The maas server.
     #[arg(long, env = "MAAS_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// A PEM file of CA certificates to trust for an https URL, beside the system's (a
+    /// private CA, a self-signed server certificate).
+    #[arg(long, env = "MAAS_CACERT")]
+    cacert: Option<PathBuf>,
 }
 
 pub fn main() -> ExitCode {
@@ -378,20 +326,38 @@ fn client(command: Command) -> anyhow::Result<()> {
     runtime.block_on(run_client(command))
 }
 
-struct Client {
-    base: String,
+/// The client verbs' connection to a maas server.
+pub(crate) struct Client {
+    pub(crate) base: String,
     http: reqwest::Client,
 }
 
 impl Client {
     fn new(args: &ClientArgs) -> anyhow::Result<Client> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &args.cacert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("--cacert: cannot read {}", path.display()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .with_context(|| {
+                    format!(
+                        "--cacert: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                        path.display()
+                    )
+                })?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
         Ok(Client {
             base: args.url.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
+            http: builder.build().context("cannot set up the HTTP client")?,
         })
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let builder = self.http.request(method, format!("{}{path}", self.base));
         match std::env::var("MAAS_TOKEN") {
             Ok(token) if !token.is_empty() => builder.bearer_auth(token),
@@ -400,7 +366,7 @@ impl Client {
     }
 
     /// Send, and turn an error body into a readable error.
-    async fn send(&self, builder: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    pub(crate) async fn send(&self, builder: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let response = builder
             .send()
             .await
@@ -425,7 +391,7 @@ impl Client {
     }
 }
 
-fn print(value: &Value) -> anyhow::Result<()> {
+pub(crate) fn print(value: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -461,6 +427,14 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             let c = Client::new(&client)?;
             let password = match std::env::var("MAAS_PASSWORD") {
                 Ok(p) if !p.is_empty() => p,
+                _ if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+                    let p = rpassword::prompt_password(format!("password for {username}: "))
+                        .context("cannot read the password from the terminal")?;
+                    if p.is_empty() {
+                        anyhow::bail!("no password given");
+                    }
+                    p
+                }
                 _ => read_password()?,
             };
             let body = serde_json::json!({ "username": username, "password": password });
@@ -596,7 +570,9 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             let path = format!("/v1/models/{name}/versions/{version}/undeploy");
             print(&c.send(c.request(Method::POST, &path)).await?)
         }
-        Command::Job { action, client } => job(action, &Client::new(&client)?).await,
+        Command::Job { action, client } => {
+            crate::job_cli::run(action, &Client::new(&client)?).await
+        }
         Command::Model { action, client } => {
             let c = Client::new(&client)?;
             let json = |flag: &str, text: Option<String>| -> anyhow::Result<Option<Value>> {
@@ -664,164 +640,6 @@ async fn run_client(command: Command) -> anyhow::Result<()> {
             print(&c.send(c.request(Method::POST, &path).json(&body)).await?)
         }
     }
-}
-
-async fn job(action: JobCommand, c: &Client) -> anyhow::Result<()> {
-    use reqwest::Method;
-    match action {
-        JobCommand::Submit {
-            file,
-            vars,
-            priority,
-            wait,
-        } => {
-            let text = tokio::fs::read_to_string(&file)
-                .await
-                .with_context(|| format!("reading {}", file.display()))?;
-            let mut variables = serde_json::Map::new();
-            for var in vars {
-                let (name, value) = var
-                    .split_once('=')
-                    .with_context(|| format!("--var {var}: expected NAME=VALUE"))?;
-                variables.insert(name.to_owned(), Value::String(value.to_owned()));
-            }
-            let mut body = serde_json::json!({ "workflow": text, "variables": variables });
-            if let Some(p) = priority {
-                body["priority"] = Value::String(p);
-            }
-            let job = c
-                .send(c.request(Method::POST, "/v1/jobs").json(&body))
-                .await?;
-            let id = job
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            println!("{id}");
-            if wait {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    let job = c
-                        .send(c.request(Method::GET, &format!("/v1/jobs/{id}")))
-                        .await?;
-                    let state = job.get("state").and_then(Value::as_str).unwrap_or("?");
-                    match state {
-                        "finished" => return Ok(()),
-                        "failed" | "canceled" | "killed" | "in_error" => anyhow::bail!(
-                            "job {id} is {state}: {}",
-                            job.get("reason").and_then(Value::as_str).unwrap_or("")
-                        ),
-                        _ => {}
-                    }
-                }
-            }
-            Ok(())
-        }
-        JobCommand::List {
-            name,
-            state,
-            owner,
-            limit,
-        } => {
-            let mut query = vec![("limit", limit.to_string())];
-            for (k, v) in [("name", name), ("state", state), ("owner", owner)] {
-                if let Some(v) = v {
-                    query.push((k, v));
-                }
-            }
-            let page = c
-                .send(c.request(Method::GET, "/v1/jobs").query(&query))
-                .await?;
-            let jobs = page
-                .get("jobs")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            if jobs.is_empty() {
-                println!("no jobs");
-            }
-            let text =
-                |j: &Value, k: &str| j.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-            for j in jobs {
-                let duration = j
-                    .get("duration_secs")
-                    .and_then(Value::as_f64)
-                    .map(|d| format!("{d:.1}s"))
-                    .unwrap_or_default();
-                println!(
-                    "{}	{}	{}	{}	{}	{}",
-                    text(&j, "id"),
-                    text(&j, "name"),
-                    text(&j, "state"),
-                    text(&j, "owner"),
-                    text(&j, "submitted_at"),
-                    duration
-                );
-            }
-            Ok(())
-        }
-        JobCommand::Show { id } => print(
-            &c.send(c.request(Method::GET, &format!("/v1/jobs/{id}")))
-                .await?,
-        ),
-        JobCommand::Cancel { id } => job_action(c, &id, "cancel").await,
-        JobCommand::Kill { id } => job_action(c, &id, "kill").await,
-        JobCommand::Pause { id } => job_action(c, &id, "pause").await,
-        JobCommand::Resume { id } => job_action(c, &id, "resume").await,
-        JobCommand::Logs {
-            id,
-            task,
-            follow,
-            stream,
-        } => {
-            use std::io::Write;
-            let mut offset = 0u64;
-            loop {
-                let response = c
-                    .request(Method::GET, &format!("/v1/jobs/{id}/tasks/{task}/logs"))
-                    .query(&[("stream", stream.as_str()), ("offset", &offset.to_string())])
-                    .send()
-                    .await
-                    .with_context(|| format!("cannot reach maas at {}", c.base))?;
-                if !response.status().is_success() {
-                    let status = response.status();
-                    let body: Value = response.json().await.unwrap_or(Value::Null);
-                    anyhow::bail!(
-                        "{status}: {}",
-                        body.get("message").and_then(Value::as_str).unwrap_or("")
-                    );
-                }
-                let header = |name: &str| {
-                    response
-                        .headers()
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
-                };
-                let next = header("x-log-offset").and_then(|v| v.parse().ok());
-                let complete = header("x-log-complete").is_none_or(|v| v == "true");
-                let bytes = response.bytes().await?;
-                std::io::stdout().write_all(&bytes)?;
-                std::io::stdout().flush()?;
-                offset = next.unwrap_or(offset + bytes.len() as u64);
-                if !follow || complete {
-                    return Ok(());
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            }
-        }
-    }
-}
-
-async fn job_action(c: &Client, id: &str, action: &str) -> anyhow::Result<()> {
-    let job = c
-        .send(c.request(reqwest::Method::POST, &format!("/v1/jobs/{id}/{action}")))
-        .await?;
-    println!(
-        "{id}\t{}",
-        job.get("state").and_then(Value::as_str).unwrap_or("?")
-    );
-    Ok(())
 }
 
 fn read_password() -> anyhow::Result<String> {

@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod drift_cli;
 pub mod http;
+pub mod job_cli;
 pub mod server;
 pub mod services;
 pub mod settings;

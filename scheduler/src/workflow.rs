@@ -28,6 +28,7 @@ pub const DEPLOY_PARAMS: &[&str] = &[
     "task",
     "compare",
     "metric",
+    "append",
 ];
 
 /// Longest task or workflow name; names become folder names and URL segments.
@@ -334,12 +335,12 @@ impl Workflow {
         let workflow: Workflow = if text.trim_start().starts_with('{') {
             serde_json::from_str(text).map_err(|e| WorkflowError::Syntax {
                 format: "JSON",
-                message: e.to_string(),
+                message: readable_syntax_error(&e.to_string(), Some(e.line())),
             })?
         } else {
             serde_yaml::from_str(text).map_err(|e| WorkflowError::Syntax {
                 format: "YAML",
-                message: e.to_string(),
+                message: readable_syntax_error(&e.to_string(), e.location().map(|l| l.line())),
             })?
         };
         workflow.validate()?;
@@ -378,7 +379,74 @@ impl Workflow {
         for task in &self.tasks {
             task.validate(&seen)?;
         }
-        self.order().map(|_| ())
+        self.order()?;
+        self.check_references()
+    }
+
+    /// Every `${NAME}` in a task's params and variables must name something the task will
+    /// have: a variable of the workflow or of the task, a system variable, or an export of a
+    /// task it depends on (directly or not; also as `${task.NAME}`). What a script task
+    /// exports is known only when it runs, so a task after one is checked when it runs.
+    fn check_references(&self) -> Result<(), WorkflowError> {
+        for task in &self.tasks {
+            let ancestors = self.ancestors(&task.name);
+            let mut available: HashSet<String> = self
+                .variables
+                .keys()
+                .chain(task.variables.keys())
+                .cloned()
+                .chain(
+                    crate::engine::SYSTEM_VARIABLES
+                        .iter()
+                        .map(|v| (*v).to_owned()),
+                )
+                .collect();
+            let mut exports_known = true;
+            for ancestor in &ancestors {
+                let kind = self.task(ancestor).map_or("", |t| t.kind.as_str());
+                match exports_of(kind) {
+                    Some(names) => {
+                        for name in names {
+                            available.insert((*name).to_owned());
+                            available.insert(format!("{ancestor}.{name}"));
+                        }
+                    }
+                    None => exports_known = false,
+                }
+            }
+            let mut texts: Vec<(String, &str)> = task
+                .variables
+                .iter()
+                .filter_map(|(name, value)| match value {
+                    Scalar::Text(t) => Some((format!("variables.{name}"), t.as_str())),
+                    _ => None,
+                })
+                .collect();
+            for (name, value) in &task.params {
+                collect_strings(&format!("params.{name}"), value, &mut texts);
+            }
+            for (place, text) in texts {
+                for name in references(text)
+                    .map_err(|e| invalid(format!("task '{}' {place}: {e}", task.name)))?
+                {
+                    if exports_known && !available.contains(name) {
+                        let mut names: Vec<&str> = available
+                            .iter()
+                            .map(String::as_str)
+                            .filter(|n| !n.contains('.'))
+                            .collect();
+                        names.sort_unstable();
+                        return Err(invalid(format!(
+                            "task '{}' {place} refers to ${{{name}}}, which no variable \
+                             declares and no task it depends on exports; it can use: {}",
+                            task.name,
+                            names.join(", ")
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn task(&self, name: &str) -> Option<&TaskSpec> {
@@ -599,6 +667,105 @@ impl TaskSpec {
     }
 }
 
+/// What a task of `kind` exports, or None for a script (whatever it writes to `$MAAS_EXPORTS`).
+fn exports_of(kind: &str) -> Option<&'static [&'static str]> {
+    match kind {
+        SCRIPT => None,
+        DEPLOY => Some(&["DEPLOYED", "MODEL_NAME", "MODEL_VERSION"]),
+        other => Some(crate::ml::builtin_exports(other).unwrap_or_default()),
+    }
+}
+
+/// Every string in a parameter's value, with where it is (`params.models[1]`).
+fn collect_strings<'a>(
+    place: &str,
+    value: &'a serde_json::Value,
+    out: &mut Vec<(String, &'a str)>,
+) {
+    match value {
+        serde_json::Value::String(s) => out.push((place.to_owned(), s.as_str())),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                collect_strings(&format!("{place}[{i}]"), item, out);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                collect_strings(&format!("{place}.{k}"), v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The names `text` refers to with `${NAME}`, as [`substitute`] reads them.
+fn references(text: &str) -> Result<Vec<&str>, String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(format!("'${{' without a closing '}}' in \"{text}\""));
+        };
+        names.push(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    Ok(names)
+}
+
+/// A YAML or JSON parser's error as a person reads it: the key or value that is wrong, its
+/// line, and what was expected, without the parser's own notation (backticks, `at line N
+/// column M`, type names).
+fn readable_syntax_error(message: &str, line: Option<usize>) -> String {
+    // serde_yaml: "tasks[1]: unknown field `x`, expected one of `a`, `b` at line 9 column 5";
+    // serde_json: "unknown field `x`, expected one of `a`, `b` at line 9 column 5".
+    let mut text = message.trim();
+    if let Some(at) = text.rfind(" at line ") {
+        let tail = &text[at + " at line ".len()..];
+        if tail
+            .split(" column ")
+            .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        {
+            text = &text[..at];
+        }
+    }
+    let (path, core) = match text.split_once(": ") {
+        Some((path, core)) if !path.contains(' ') && !path.is_empty() && !path.contains('`') => {
+            (Some(path), core)
+        }
+        _ => (None, text),
+    };
+    let quoted = |s: &str| s.replace('`', "'");
+    let list = |s: &str| {
+        s.split(", ")
+            .map(|item| item.trim_matches('`'))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (what, expected) = match core.split_once(", expected one of ") {
+        Some((what, rest)) => (what, Some(list(rest))),
+        None => match core.split_once(", there are no fields") {
+            Some((what, _)) => (what, None),
+            None => (core, None),
+        },
+    };
+    let what = what
+        .replace("unknown field", "unknown key")
+        .replace("missing field", "missing key")
+        .replace("unknown variant", "unknown value");
+    let mut out = quoted(&what);
+    if let Some(line) = line.filter(|l| *l > 0) {
+        out.push_str(&format!(" at line {line}"));
+    }
+    if let Some(path) = path.filter(|p| *p != ".") {
+        out.push_str(&format!(" (in {path})"));
+    }
+    if let Some(expected) = expected {
+        out.push_str(&format!("; expected one of: {expected}"));
+    }
+    out
+}
+
 /// Replace `${NAME}` references in `text` by their values; an unknown name is an error naming
 /// it. `$$` stays a literal `$`-sign pair only when not followed by `{`.
 pub fn substitute(text: &str, variables: &BTreeMap<String, String>) -> Result<String, String> {
@@ -705,11 +872,59 @@ tasks:
     #[test]
     fn rejects_unknown_fields_and_kinds() {
         let err = parse_err(&BASIC.replace("    script: echo b\n", "    scirpt: echo b\n"));
-        assert!(err.contains("unknown field `scirpt`"), "{err}");
+        assert!(
+            err.contains("unknown key 'scirpt' at line 10 (in tasks[1]); expected one of: name, description, kind,"),
+            "{err}"
+        );
+        assert!(!err.contains('`'), "{err}");
+        let err = parse_err(&BASIC.replace("tasks:", "taks:"));
+        assert!(
+            err.contains("unknown key 'taks' at line 4; expected one of: name, description, variables, priority, executor, on_task_error, tasks"),
+            "{err}"
+        );
+        let err = parse_err(
+            &serde_json::to_string(&serde_json::json!({"name": "x", "taks": []})).unwrap(),
+        );
+        assert!(
+            err.contains("unknown key 'taks' at line 1; expected one of: name,"),
+            "{err}"
+        );
         let err = parse_err(&BASIC.replace("kind: script\n    script: echo c", "kind: trian"));
         assert!(err.contains("unknown kind 'trian'"), "{err}");
         assert!(parse_err("").contains("empty"));
         assert!(parse_err("{").contains("not valid JSON"));
+    }
+
+    #[test]
+    fn references_must_name_something_the_task_has() {
+        let base = r#"
+name: refs
+variables: {SEED: 7}
+tasks:
+  - name: load
+    kind: load_dataset
+    params: {name: iris}
+  - name: split
+    kind: split
+    depends_on: [load]
+    params: {data: "${DATA}", label: "${load.LABEL}", seed: "${SEED}"}
+"#;
+        Workflow::parse(base).unwrap();
+        let err = parse_err(&base.replace("${SEED}", "${SEEED}"));
+        assert!(
+            err.contains("task 'split' params.seed refers to ${SEEED}, which no variable declares and no task it depends on exports; it can use: DATA, LABEL, MODEL_NAME, MODEL_VERSION, SEED"),
+            "{err}"
+        );
+        // An export of a task it does not depend on is not there.
+        let err = parse_err(&base.replace("    depends_on: [load]\n", ""));
+        assert!(err.contains("refers to ${DATA}"), "{err}");
+        assert!(parse_err(&base.replace("${SEED}", "${SEED")).contains("without a closing"));
+        // After a script task, anything may have been exported: checked when it runs.
+        let after_script = base.replace(
+            "    kind: load_dataset\n    params: {name: iris}",
+            "    kind: script\n    script: echo DATA=x >> $MAAS_EXPORTS",
+        );
+        Workflow::parse(&after_script.replace("${SEED}", "${ANYTHING}")).unwrap();
     }
 
     #[test]

@@ -676,7 +676,25 @@ fn rs256_tokens_work_and_hs256_forged_with_the_public_key_is_refused() {
 fn https_with_rustls() {
     let store = Store::new(StoreKind::Sqlite).unwrap();
     let dir = store.data_dir();
-    // A small CA and a server certificate it signs (webpki refuses a CA used as the server's).
+    let Some(options) = tls_options(dir) else {
+        eprintln!("NOTICE: openssl not found; skipping the TLS test");
+        return;
+    };
+    // The harness logs in over the URL the server prints, which is https here; trust the test
+    // certificate for that.
+    let server = start_tls(&store, options, &dir.join("ca.pem").display().to_string());
+    assert!(server.url.starts_with("https://"));
+    let plain = server.url.replacen("https://", "http://", 1);
+    assert!(Client::new()
+        .get(format!("{plain}/health/live"))
+        .send()
+        .map(|r| r.status().as_u16() != 200)
+        .unwrap_or(true));
+}
+
+/// A small CA (`dir/ca.pem`) and a certificate for localhost it signs (webpki refuses a CA
+/// used as the server's); the `serve` options that use them. None without openssl.
+pub(crate) fn tls_options(dir: &Path) -> Option<Options> {
     let steps: [&[&str]; 4] = [
         &[
             "req",
@@ -731,29 +749,19 @@ fn https_with_rustls() {
     .unwrap();
     for step in steps {
         if !openssl(step, dir) {
-            eprintln!("NOTICE: openssl not found; skipping the TLS test");
-            return;
+            return None;
         }
     }
     let cert = dir.join("cert.pem").display().to_string();
     let key = dir.join("key.pem").display().to_string();
-    let options = Options {
-        args: vec!["--tls-cert".into(), cert.clone(), "--tls-key".into(), key],
+    Some(Options {
+        args: vec!["--tls-cert".into(), cert, "--tls-key".into(), key],
         ..Options::default()
-    };
-    // The harness logs in over the URL the server prints, which is https here; trust the test
-    // certificate for that.
-    let server = start_tls(&store, options, &dir.join("ca.pem").display().to_string());
-    assert!(server.url.starts_with("https://"));
-    let plain = server.url.replacen("https://", "http://", 1);
-    assert!(Client::new()
-        .get(format!("{plain}/health/live"))
-        .send()
-        .map(|r| r.status().as_u16() != 200)
-        .unwrap_or(true));
+    })
 }
 
-fn start_tls(store: &Store, options: Options, ca: &str) -> TlsServer {
+/// `maas serve` over HTTPS, checked with a client that trusts `ca`; its URL names localhost.
+pub(crate) fn start_tls(store: &Store, options: Options, ca: &str) -> TlsServer {
     let pem = std::fs::read(ca).unwrap();
     let ca = reqwest::Certificate::from_pem(&pem).unwrap();
     let client = Client::builder().add_root_certificate(ca).build().unwrap();
@@ -795,9 +803,9 @@ fn start_tls(store: &Store, options: Options, ca: &str) -> TlsServer {
     TlsServer { child, url }
 }
 
-struct TlsServer {
+pub(crate) struct TlsServer {
     child: std::process::Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for TlsServer {

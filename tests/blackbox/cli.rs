@@ -612,3 +612,171 @@ fn serve_honours_the_config_file_and_flags_override_it() {
     let answer = server.predict_ok("iris", None, &bigger);
     assert_eq!(answer["predictions"].as_array().unwrap().len(), 8);
 }
+
+#[test]
+fn token_reads_stdin_and_client_verbs_trust_a_private_ca() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let dir = store.data_dir();
+    let Some(options) = crate::auth::tls_options(dir) else {
+        eprintln!("NOTICE: openssl not found; skipping the private CA test");
+        return;
+    };
+    let ca = dir.join("ca.pem");
+    let server = crate::auth::start_tls(&store, options, path_str(&ca));
+    let url = server.url.as_str();
+    let password = format!("{ADMIN_PASSWORD}\n");
+
+    // Not a terminal: the password is stdin's first line.
+    let run = maas_with(
+        &["token", "--url", url, "--cacert", path_str(&ca)],
+        &[],
+        Some(password.as_str()),
+    );
+    let token = run.ok().stdout.trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    // The CA from the environment, and the token works for the other verbs.
+    let listed = maas_with(
+        &["models", "--url", url],
+        &[
+            ("MAAS_CACERT", path_str(&ca)),
+            ("MAAS_TOKEN", token.as_str()),
+        ],
+        None,
+    )
+    .ok()
+    .stdout
+    .clone();
+    assert_eq!(listed.trim(), "no models");
+
+    // Without the CA the server's certificate is not trusted.
+    maas_with(&["token", "--url", url], &[], Some(password.as_str()))
+        .fails_with(&["cannot reach maas at", url]);
+    // A file that is not a PEM certificate, a file that is not there: refused before the
+    // password is read.
+    let not_pem = dir.join("not.pem");
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    maas_with(
+        &["token", "--url", url, "--cacert", path_str(&not_pem)],
+        &[],
+        None,
+    )
+    .fails_with(&["--cacert", "holds no PEM certificate"]);
+    maas_with(
+        &["token", "--url", url, "--cacert", "/nonexistent/ca.pem"],
+        &[],
+        None,
+    )
+    .fails_with(&["--cacert: cannot read /nonexistent/ca.pem"]);
+    // A wrong password, and none at all.
+    maas_with(
+        &["token", "--url", url, "--cacert", path_str(&ca)],
+        &[],
+        Some("wrong password\n"),
+    )
+    .fails_with(&["401"]);
+    maas_with(
+        &["token", "--url", url, "--cacert", path_str(&ca)],
+        &[],
+        Some(""),
+    )
+    .fails_with(&["no password"]);
+}
+
+/// Every `…_at` value in a JSON document, with where it is.
+fn times(value: &Value, at: &str, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let place = format!("{at}.{k}");
+                if k.ends_with("_at") {
+                    out.push((place.clone(), v.clone()));
+                }
+                times(v, &place, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                times(v, &format!("{at}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn job_submit_wait_tells_why_a_task_failed_and_show_has_one_time_format() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    let auth = [
+        ("MAAS_URL", server.url.as_str()),
+        ("MAAS_TOKEN", server.token.as_str()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("failing.yaml");
+    std::fs::write(
+        &file,
+        r#"name: failing
+tasks:
+  - name: fine
+    kind: script
+    script: echo fine
+  - name: boom
+    kind: script
+    depends_on: [fine]
+    retries: {max_attempts: 2, backoff_secs: 0}
+    script: |
+      for i in $(seq 1 30); do echo "noise line $i" >&2; done
+      echo "the real cause: input.csv is missing" >&2
+      exit 3
+"#,
+    )
+    .unwrap();
+    let run = maas_with(&["job", "submit", path_str(&file), "--wait"], &auth, None);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let id = run.stdout.trim().to_owned();
+    assert_eq!(id.len(), 32, "{}", run.stdout);
+    let job = server.get_json(&format!("/v1/jobs/{id}"));
+    let boom = &job["tasks"][1];
+    let error = boom["error"].as_str().unwrap();
+    for needle in [
+        format!("task 'boom' failed (attempt 2 of 2): {error}"),
+        "--- the last 20 lines of its stderr ---".to_owned(),
+        "noise line 30\nthe real cause: input.csv is missing".to_owned(),
+        format!("error: job {id} is failed"),
+    ] {
+        assert!(
+            run.stderr.contains(&needle),
+            "no {needle:?} in {}",
+            run.stderr
+        );
+    }
+    // The tail, not the whole log; the task that finished is not mentioned.
+    assert!(!run.stderr.contains("noise line 5\n"), "{}", run.stderr);
+    assert!(!run.stderr.contains("task 'fine'"), "{}", run.stderr);
+
+    // `job show`: every time, the attempts' too, is RFC 3339 in UTC.
+    let shown = maas_with(&["job", "show", &id], &auth, None).json();
+    let mut found = Vec::new();
+    times(&shown, "", &mut found);
+    let attempts: Vec<&(String, Value)> = found
+        .iter()
+        .filter(|(p, _)| p.contains("attempts"))
+        .collect();
+    assert_eq!(
+        attempts.len(),
+        6,
+        "three attempts (one of fine, two of boom), each started and finished: {found:?}"
+    );
+    for (place, value) in &found {
+        if value.is_null() {
+            continue;
+        }
+        let text = value
+            .as_str()
+            .unwrap_or_else(|| panic!("{place} is {value}"));
+        assert!(
+            text.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(text).is_ok(),
+            "{place} is {text}"
+        );
+    }
+}

@@ -291,6 +291,49 @@ on_both_stores!(
             "YAML",
         );
         refuse(json!({"workflow": ""}), "invalid_workflow", 422, "empty");
+        // A typo names the key, its line and what it could be, not the parser's notation.
+        for (typo, needle) in [
+            (
+                PIPELINE.replacen("tasks:", "taks:", 1),
+                "unknown key 'taks' at line 7; expected one of: name, description, variables,",
+            ),
+            (
+                PIPELINE.replacen("    language: python", "    langauge: python", 1),
+                "unknown key 'langauge' at line 19 (in tasks[1]); expected one of: name,",
+            ),
+        ] {
+            let err = assert_error(
+                server.post_json("/v1/jobs", &json!({"workflow": typo})),
+                422,
+                "invalid_workflow",
+            );
+            let message = err["message"].as_str().unwrap();
+            assert!(message.contains(needle), "{message}");
+            assert!(
+                !message.contains('`') && !message.contains("column"),
+                "{message}"
+            );
+        }
+        // A `${NAME}` that nothing will define is refused now, not when the task runs.
+        let unresolved = r#"
+name: refs
+variables: {SEED: 7}
+tasks:
+  - name: load
+    kind: load_dataset
+    params: {name: iris}
+  - name: split
+    kind: split
+    depends_on: [load]
+    params: {data: "${DATA}", label: "${LABLE}", seed: "${SEED}"}
+"#;
+        refuse(
+            json!({"workflow": unresolved}),
+            "invalid_workflow",
+            422,
+            "task 'split' params.label refers to ${LABLE}, which no variable declares and no \
+             task it depends on exports; it can use: DATA, LABEL, MODEL_NAME, MODEL_VERSION, SEED",
+        );
         refuse(json!({}), "invalid_workflow", 422, "either `workflow`");
         refuse(
             json!({"name": "unsaved"}),

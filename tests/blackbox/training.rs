@@ -72,6 +72,28 @@ on_both_stores!(
         ]}),
     );
         assert_eq!(answer["predictions"], json!(["setosa", "virginica"]));
+
+        // A deploy task's new version replaces the serving ones, unless `append: true`.
+        let deployed = || -> Vec<u64> {
+            server.get_json("/v1/models/iris")["versions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|v| v["state"] == "deployed")
+                .map(|v| v["version"].as_u64().unwrap())
+                .collect()
+        };
+        let appending = workflow_text("iris-deploy.yaml").replace(
+            "      task: \"${TASK}\"\n",
+            "      task: \"${TASK}\"\n      append: true\n",
+        );
+        assert!(appending.contains("append: true"));
+        let id = submit(&server, &appending, json!({}));
+        wait_job(&server, &id, "finished", 120);
+        assert_eq!(deployed(), [1, 2]);
+        let id = submit(&server, &workflow_text("iris-deploy.yaml"), json!({}));
+        wait_job(&server, &id, "finished", 120);
+        assert_eq!(deployed(), [3]);
     }
 );
 
@@ -287,49 +309,99 @@ on_both_stores!(drift_submits_the_retraining_workflow, |store: &Store| {
 });
 
 on_both_stores!(
-    house_prices_trains_two_regressors_and_deploys_the_better,
+    house_prices_trains_four_regressors_and_deploys_the_best,
     |store: &Store| {
         let server = Server::start(store);
         let id = submit(&server, &workflow_text("house-prices.yaml"), json!({}));
-        let job = wait_job(&server, &id, "finished", 120);
+        let job = wait_job(&server, &id, "finished", 180);
         let compare = results_of(&server, &id, "compare");
+        let names = [
+            "linear_regression",
+            "ridge",
+            "decision_tree",
+            "random_forest",
+        ];
         let best = compare["variables"]["BEST"].as_str().unwrap().to_owned();
-        assert!(
-            ["linear_regression", "ridge"].contains(&best.as_str()),
-            "{best}"
-        );
-        assert_eq!(compare["variables"]["METRIC"], "rmse");
+        assert!(names.contains(&best.as_str()), "{best}");
+        assert_eq!(compare["variables"]["METRIC"], "r2");
+        assert_eq!(compare["variables"]["HIGHER_IS_BETTER"], "true");
         let scores = &compare["metrics"]["models"];
-        let rmse = |name: &str| {
-            scores[name]["rmse"]
+        let r2 = |name: &str| {
+            scores[name]["r2"]
                 .as_f64()
                 .unwrap_or_else(|| panic!("{compare:#}"))
         };
-        let (best_rmse, other) = if best == "ridge" {
-            (rmse("ridge"), rmse("linear_regression"))
-        } else {
-            (rmse("linear_regression"), rmse("ridge"))
-        };
-        assert!(best_rmse <= other, "{compare:#}");
-        // Both trained in parallel: their runs overlap or at least both finished before compare.
+        for name in names {
+            assert!(r2(name) <= r2(&best), "{compare:#}");
+            // Every one is a regressor that explains much of the price, trees included.
+            assert!(r2(name) > 0.3, "{name}: {compare:#}");
+        }
+        // The trees trained regressors, not a class per price.
+        for task in ["train_tree", "train_forest"] {
+            let trained = results_of(&server, &id, task);
+            assert_eq!(trained["variables"]["TASK"], "regression", "{trained:#}");
+            assert_eq!(trained["metrics"]["training_metric"], "r2", "{trained:#}");
+            assert!(trained["variables"].get("CLASSES").is_none(), "{trained:#}");
+        }
+        // All four trained in parallel branches, then compared.
         let tasks = job["tasks"].as_array().unwrap();
         let t = |n: &str| tasks.iter().find(|t| t["name"] == n).unwrap().clone();
-        assert_eq!(t("compare")["depends_on"].as_array().unwrap().len(), 2);
+        assert_eq!(t("compare")["depends_on"].as_array().unwrap().len(), 4);
         let deploy = results_of(&server, &id, "deploy");
         assert_eq!(deploy["variables"]["DEPLOYED"], "true");
         let meta = server.get_json("/v1/models/house-prices/versions/1");
         assert_eq!(meta["feature_names"].as_array().unwrap().len(), 11);
-        // A 3-bedroom house with a garage, as a record.
+        // Two houses, as records: two prices, numbers in a plausible range.
         let record = json!({"lotsize": 5000, "bedrooms": 3, "bathrooms": 1, "stories": 2, "driveway": 1,
         "recreation": 0, "fullbase": 1, "gasheat": 0, "aircon": 0, "garage": 1, "prefer": 0});
-        let answer = server.predict_ok("house-prices", None, &json!({"records": [record]}));
-        let price = answer["predictions"][0]
-            .as_f64()
-            .or_else(|| answer["predictions"][0][0].as_f64())
-            .unwrap_or_else(|| panic!("{answer:#}"));
-        assert!((20_000.0..200_000.0).contains(&price), "{price}");
+        let mut bigger = record.clone();
+        bigger["lotsize"] = json!(9000);
+        bigger["bathrooms"] = json!(3);
+        bigger["aircon"] = json!(1);
+        let answer = server.predict_ok("house-prices", None, &json!({"records": [record, bigger]}));
+        let price = |i: usize| {
+            answer["predictions"][i]
+                .as_f64()
+                .or_else(|| answer["predictions"][i][0].as_f64())
+                .unwrap_or_else(|| panic!("{answer:#}"))
+        };
+        assert!((20_000.0..200_000.0).contains(&price(0)), "{answer:#}");
+        assert!(price(1) > price(0), "{answer:#}");
+        assert!(answer.get("probabilities").is_none(), "{answer:#}");
     }
 );
+
+#[test]
+fn a_tree_refuses_a_price_as_classes_and_says_how_to_regress() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    let workflow = r#"
+name: forest-as-classifier
+tasks:
+  - name: load
+    kind: load_dataset
+    params: {name: house_prices}
+  - name: train
+    kind: train
+    depends_on: [load]
+    params: {train: "${DATA}", label: "${LABEL}", algorithm: random_forest}
+"#;
+    let id = submit(&server, workflow, json!({}));
+    let job = wait_job(&server, &id, "failed", 60);
+    let train = job["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "train")
+        .unwrap();
+    let error = train["error"].as_str().unwrap();
+    assert!(
+        error.contains("the label column 'price' holds")
+            && error.contains("too many to be the classes of a classifier (at most 50)")
+            && error.contains("add `task: regression` to the random_forest task's params"),
+        "{error}"
+    );
+}
 
 #[test]
 fn the_sklearn_script_example_trains_and_deploys() {

@@ -79,7 +79,8 @@ pub struct TaskView {
     pub finished_at: Option<String>,
     pub duration_secs: Option<f64>,
     pub error: Option<String>,
-    /// Every attempt that ended: attempt, executor, native_id, times (ms), state, error.
+    /// Every attempt that ended: attempt, executor, native_id, started_at and finished_at
+    /// (RFC 3339, as every time here), state, error.
     #[schema(value_type = Vec<Object>)]
     pub attempts: Vec<Value>,
 }
@@ -230,8 +231,22 @@ fn task_view(workflow: Option<&Workflow>, task: &TaskRecord) -> TaskView {
         finished_at: task.finished_at.filter(|_| !running).map(rfc3339),
         duration_secs: duration(task.started_at, task.finished_at.filter(|_| !running)),
         error: task.error.clone(),
-        attempts: serde_json::from_str(&task.history).unwrap_or_default(),
+        attempts: attempt_views(&task.history),
     }
+}
+
+/// The stored attempts with their times as RFC 3339, like every other time the API shows
+/// (they are stored as milliseconds).
+fn attempt_views(history: &str) -> Vec<Value> {
+    let mut attempts: Vec<Value> = serde_json::from_str(history).unwrap_or_default();
+    for attempt in &mut attempts {
+        for key in ["started_at", "finished_at"] {
+            if let Some(ms) = attempt.get(key).and_then(Value::as_i64) {
+                attempt[key] = Value::String(rfc3339(ms));
+            }
+        }
+    }
+    attempts
 }
 
 fn not_found(id: &str) -> ServiceError {
@@ -1020,9 +1035,10 @@ impl ModelDeployer for RegistryDeployer {
     }
 }
 
-/// The one place a scheduler's deploy meets the registry's deploy operation. The default
-/// placement: the new version replaces the deployed ones; what the task leaves out (serving
-/// options, drift settings, names) is carried from the version it replaces.
+/// The one place a scheduler's deploy meets the registry's deploy operation. As every deploy:
+/// the new version replaces the deployed ones (they stay kept, one rollback away) unless the
+/// task says `append: true`; what the task leaves out (serving options, drift settings,
+/// names) is carried from the version it replaces.
 async fn deploy_version(
     models: &ModelService,
     version: NewModelVersion,
@@ -1049,7 +1065,7 @@ async fn deploy_version(
                 log_predictions: None,
             },
         )),
-        placement: crate::services::models::Placement::Alone,
+        placement: crate::services::models::Placement::from_append(Some(version.append)),
     };
     let record = models
         .deploy(request)

@@ -1,7 +1,9 @@
 //! The `deploy` task: it runs in the server's process, not on an executor, and puts a trained
-//! model live through the same deploy a user calls. Its rule closes the retraining loop: with a
-//! holdout and a label, the candidate goes live only if it scores at least as well as the
-//! version serving now, on the same rows; otherwise it is kept out and the rejection recorded.
+//! model live through the same deploy a user calls: the new version replaces the serving ones
+//! (kept, one rollback away) unless `append: true` keeps them serving beside it. Its rule
+//! closes the retraining loop: with a holdout and a label, the candidate goes live only if it
+//! scores at least as well as the version serving now, on the same rows; otherwise it is kept
+//! out and the rejection recorded.
 //!
 //! The registry is reached through [`ModelDeployer`], which the gateway implements.
 
@@ -32,6 +34,8 @@ pub struct NewModelVersion {
     pub feature_names: Option<Vec<String>>,
     /// Where the version comes from (`job:ID`).
     pub source: String,
+    /// Serve it beside the deployed versions; by default it replaces them.
+    pub append: bool,
 }
 
 /// A version the registry deployed.
@@ -174,6 +178,16 @@ fn param_list(params: &Map<String, Value>, name: &str) -> Result<Option<Vec<Stri
     }
 }
 
+/// A true/false parameter.
+fn flag(params: &Map<String, Value>, name: &str, default: bool) -> Result<bool, String> {
+    match param(params, name) {
+        None => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s == "true" || s == "false" => Ok(s == "true"),
+        Some(other) => Err(format!("params.{name} must be true or false, got {other}")),
+    }
+}
+
 /// The deploy task's parameters, checked, with the candidate's file.
 struct DeployParams {
     model: String,
@@ -184,6 +198,7 @@ struct DeployParams {
     holdout: Option<String>,
     task_kind: String,
     compare: bool,
+    append: bool,
     baseline_size: Option<usize>,
     metric: Option<String>,
     training_data: Option<String>,
@@ -226,14 +241,8 @@ impl DeployParams {
             }
             .to_owned()
         });
-        let compare = match param(params, "compare") {
-            None => true,
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) if s == "true" || s == "false" => s == "true",
-            Some(other) => {
-                return Err(format!("params.compare must be true or false, got {other}"))
-            }
-        };
+        let compare = flag(params, "compare", true)?;
+        let append = flag(params, "append", false)?;
         let baseline_size = match param_text(params, "baseline_size") {
             Some(text) => Some(text.parse::<usize>().map_err(|_| {
                 format!("params.baseline_size must be a positive integer, got {text}")
@@ -249,6 +258,7 @@ impl DeployParams {
             holdout,
             task_kind,
             compare,
+            append,
             baseline_size,
             metric: param_text(params, "metric"),
             training_data: param_text(params, "training_data"),
@@ -322,6 +332,7 @@ async fn deploy<D: ModelDeployer>(
             class_names: p.classes,
             feature_names: p.features,
             source: format!("job:{}", job.id),
+            append: p.append,
         })
         .await
         .map_err(|e| e.to_string())?;

@@ -893,6 +893,7 @@ async fn a_deploy_task_deploys_through_the_registry_beside_a_full_pool() {
             class_names: Some(vec!["x".into(), "y".into()]),
             feature_names: Some(vec!["a".into(), "b".into()]),
             source: format!("job:{job}"),
+            append: false,
         }]
     );
     let stdout = h.log(&job, crate::runner::STDOUT_FILE);
@@ -932,6 +933,10 @@ async fn a_deploy_task_names_what_is_wrong_with_its_parameters() {
         (
             json!({"model_name": "m", "model": data.join("model.onnx"), "compare": "maybe"}),
             "params.compare must be true or false, got \"maybe\"",
+        ),
+        (
+            json!({"model_name": "m", "model": data.join("model.onnx"), "append": "yes"}),
+            "params.append must be true or false, got \"yes\"",
         ),
         (
             json!({"model_name": "m", "model": data.join("model.onnx"), "baseline_size": "-1"}),

@@ -36,6 +36,7 @@
 //! | `train` | `train` | required | training CSV (`${TRAIN}`); features are all columns but the label, in order |
 //! | | `label` | required (optional for `kmeans`) | label column; for `kmeans` it is only left out of the features |
 //! | | `algorithm` | required | `linear_regression`, `ridge`, `lasso`, `logistic_regression`, `decision_tree`, `random_forest`, `kmeans`, `gaussian_nb` |
+//! | | `task` | from the label | decision tree, random forest: `classification` or `regression`; without it, a numeric label holding a value that is not a whole number trains a regressor, any other label a classifier. A classifier (of any algorithm) refuses a numeric label with more than 50 distinct values |
 //! | | `preprocess` | none | `${PREPROCESS}`: apply its scaling before fitting and bake it into the ONNX graph |
 //! | | `fit_intercept` | `true` | linear, ridge, lasso and logistic regression (the intercept is never penalised) |
 //! | | `alpha` | `1.0` | ridge, lasso: the penalty, at least 0, as scikit-learn's: ridge minimises ‖y − Xw − b‖² + alpha‖w‖²; lasso ‖y − Xw − b‖² / 2n + alpha‖w‖₁; logistic regression: L2 penalty |
@@ -44,10 +45,10 @@
 //! | | `max_depth` | unlimited | decision tree, random forest |
 //! | | `min_samples_split` | `2` | decision tree, random forest: rows needed to split a node |
 //! | | `min_samples_leaf` | `1` | decision tree, random forest: rows each side of a split needs |
-//! | | `criterion` | `gini` | decision tree, random forest: `gini` or `entropy` |
+//! | | `criterion` | `gini`, `squared_error` | decision tree, random forest: `gini` or `entropy` for classification; `squared_error` (the only one) for regression |
 //! | | `n_trees` | `100` | random forest |
 //! | | `sample_fraction` | `1.0` | random forest: bootstrap sample size as a fraction of the rows |
-//! | | `feature_fraction` | ⌈√F⌉ / F | random forest: share of the features each tree sees (drawn per tree) |
+//! | | `feature_fraction` | ⌈√F⌉ / F, `1.0` | random forest: classification: share of the features each tree sees (drawn per tree), default ⌈√F⌉ / F; regression: share of the features each split may use (drawn at each node, as scikit-learn), default 1.0 |
 //! | | `k` | `3` | kmeans: number of clusters |
 //! | | `n_runs` | `10` | kmeans: restarts, the best one kept |
 //! | | `seed` | `42` | random forest, kmeans |
@@ -76,9 +77,9 @@
 //! The exported model takes one float32 input `input` of shape `[N, F]`, the feature columns of
 //! the training CSV, unscaled (one-hot columns included, as preprocess wrote them). Classifiers
 //! answer `label` (int64 `[N]`, an index into `CLASSES`) and `probabilities` (float32
-//! `[N, C]`; vote shares for trees), regressors `variable` (float32 `[N, 1]`), kmeans `label`
-//! (the nearest centroid) and `distances` (float32 `[N, K]`). See the `onnx` module for the
-//! graphs.
+//! `[N, C]`; vote shares for trees), regressors (regression trees and forests too) `variable`
+//! (float32 `[N, 1]`), kmeans `label` (the nearest centroid) and `distances` (float32
+//! `[N, K]`). See the `onnx` module for the graphs.
 //!
 //! What "the served model predicts what the Rust model predicts" means: on the same float32
 //! inputs ([`TrainedModel::predict`] rounds its rows to float32, as serving does), tree labels
@@ -87,10 +88,10 @@
 //! about 1e-6 relative.
 //!
 //! Reproducibility: `split` is a function of its seed; linear, ridge, lasso and logistic
-//! regression, naive Bayes and k-means (seeded) train to the same ONNX bytes every time. linfa
-//! grows trees from hash-ordered class counts, so a tie between two equally good splits or leaf
-//! classes can be broken differently from one run to the next: a retrained tree or forest may
-//! differ slightly.
+//! regression, naive Bayes, k-means and regression trees and forests (seeded) train to the
+//! same ONNX bytes every time. linfa grows classification trees from hash-ordered class
+//! counts, so a tie between two equally good splits or leaf classes can be broken differently
+//! from one run to the next: a retrained classification tree or forest may differ slightly.
 //!
 //! `evaluate` reads the whole test CSV and computes the silhouette over all pairs of rows
 //! (Euclidean, on the unscaled test features), which is quadratic in the rows; it is 0 when
@@ -98,13 +99,16 @@
 
 mod error;
 mod evaluate;
+mod linear;
 mod load;
 mod metrics;
 mod onnx;
 mod params;
 mod preprocess;
+mod regression_tree;
 mod split;
 mod table;
+mod target;
 mod train;
 
 use std::collections::BTreeMap;
@@ -193,6 +197,21 @@ pub fn builtin_params(kind: &str) -> Option<Vec<&'static str>> {
     })
 }
 
+/// The variables a kind may export (see the table above; `CLASSES` only from classifiers),
+/// or None for a kind that is not built in. Lets a workflow's `${NAME}` references be checked
+/// before it runs.
+pub fn builtin_exports(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "load_csv" | "load_dataset" => &["DATA", "LABEL"],
+        "split" => &["TRAIN", "TEST", "LABEL"],
+        "preprocess" => &["TRAIN", "TEST", "LABEL", "PREPROCESS"],
+        "train" => &["MODEL", "FEATURES", "CLASSES", "TASK", "ALGORITHM", "LABEL"],
+        "evaluate" => &["METRIC", "SCORE", "HIGHER_IS_BETTER"],
+        "compare" => &["MODEL", "BEST", "METRIC", "SCORE", "HIGHER_IS_BETTER"],
+        _ => return None,
+    })
+}
+
 /// What a model does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Task {
@@ -268,6 +287,7 @@ mod tests {
     fn every_kind_has_its_parameters() {
         for kind in BUILTIN_KINDS {
             assert!(builtin_params(kind).is_some(), "{kind}");
+            assert!(builtin_exports(kind).is_some(), "{kind}");
         }
         assert!(builtin_params("script").is_none());
     }

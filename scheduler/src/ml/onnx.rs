@@ -19,7 +19,9 @@
 //! advance one level per step (Gather the node's feature, threshold and children, compare with
 //! Less, choose a child with Where), leaves pointing to themselves, for as many steps as the
 //! deepest tree is deep; then each tree's leaf casts one vote (Gather, ReduceSum), `label` is
-//! the ArgMax of the votes and `probabilities` the vote shares. Thresholds are the exact
+//! the ArgMax of the votes and `probabilities` the vote shares; a regression forest's leaves
+//! hold their value over the tree count, and `variable` is their sum (ReduceSum), the mean of
+//! the trees. Thresholds are the exact
 //! float32 boundaries of linfa's `x < threshold` (see `train::float32_boundary`) and votes are
 //! small integers, so served labels equal the Rust model's for every float32 input.
 
@@ -61,9 +63,11 @@ pub(crate) enum Body {
     KMeans { centroids: Vec<f64>, k: usize },
     /// A vote among trees (one tree for a decision tree).
     Trees { trees: Vec<Tree>, classes: usize },
+    /// The mean of regression trees' leaf values (one tree for a decision tree).
+    RegressionTrees { trees: Vec<Tree> },
 }
 
-/// A classification tree with nodes numbered from its root (0).
+/// A classification or regression tree with nodes numbered from its root (0).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Tree {
     pub nodes: Vec<TreeNode>,
@@ -81,6 +85,10 @@ pub(crate) enum TreeNode {
     Leaf {
         class: usize,
     },
+    /// A regression tree's leaf.
+    Value {
+        value: f64,
+    },
 }
 
 impl Tree {
@@ -88,7 +96,7 @@ impl Tree {
     pub(crate) fn depth(&self) -> usize {
         fn depth(nodes: &[TreeNode], at: usize) -> usize {
             match nodes[at] {
-                TreeNode::Leaf { .. } => 0,
+                TreeNode::Leaf { .. } | TreeNode::Value { .. } => 0,
                 TreeNode::Split { left, right, .. } => {
                     1 + depth(nodes, left).max(depth(nodes, right))
                 }
@@ -104,6 +112,7 @@ impl Tree {
         loop {
             match self.nodes[at] {
                 TreeNode::Leaf { class } => return class,
+                TreeNode::Value { .. } => return usize::MAX,
                 TreeNode::Split {
                     feature,
                     threshold,
@@ -229,6 +238,28 @@ fn build(spec: &ModelSpec) -> pb::ModelProto {
                 output("probabilities", DataType::Float, Some(*classes)),
             ]
         }
+        Body::RegressionTrees { trees } => {
+            let (node, leaves) = walk_trees(&mut g, &x, trees);
+            // Each leaf holds its value over the tree count: the sum over trees is the mean.
+            let share = 1.0 / trees.len().max(1) as f64;
+            let values: Vec<f64> = leaves
+                .iter()
+                .map(|leaf| match leaf {
+                    TreeNode::Value { value } => value * share,
+                    _ => 0.0,
+                })
+                .collect();
+            let values = g.floats("leaf_values", &[values.len()], &values);
+            let per_tree = g.op("Gather", &[&values, &node], vec![]);
+            let axes = g.ints("axes", &[1], &[1]);
+            g.op_into(
+                "ReduceSum",
+                &[&per_tree, &axes],
+                "variable",
+                vec![attr_int("keepdims", 1)],
+            );
+            vec![output("variable", DataType::Float, Some(1))]
+        }
     };
     let input = value_info("input", DataType::Float, &[None, Some(f)]);
     pb::ModelProto {
@@ -294,15 +325,32 @@ fn squared_differences(g: &mut GraphBuilder, x: &str, points: &str) -> String {
 
 /// Per-class vote counts `[N, C]` of a tree ensemble.
 fn tree_votes(g: &mut GraphBuilder, x: &str, trees: &[Tree], classes: usize) -> String {
+    let (node, leaves) = walk_trees(g, x, trees);
+    let mut leaf_votes = vec![0.0; leaves.len() * classes];
+    for (i, leaf) in leaves.iter().enumerate() {
+        if let TreeNode::Leaf { class } = leaf {
+            leaf_votes[i * classes + class] = 1.0;
+        }
+    }
+    let leaf_votes = g.floats("leaf_votes", &[leaves.len(), classes], &leaf_votes);
+    let votes = g.op("Gather", &[&leaf_votes, &node], vec![]);
+    let axes = g.ints("axes", &[1], &[1]);
+    g.op("ReduceSum", &[&votes, &axes], vec![attr_int("keepdims", 0)])
+}
+
+/// Walk every tree of an ensemble to its leaf: the name of the `[N, T]` tensor of the node
+/// each row reaches in each tree (in one numbering of all trees' nodes), and the nodes in that
+/// numbering.
+fn walk_trees<'t>(g: &mut GraphBuilder, x: &str, trees: &'t [Tree]) -> (String, Vec<&'t TreeNode>) {
     // All trees' nodes in one numbering; leaves loop onto themselves.
-    let total: usize = trees.iter().map(|t| t.nodes.len()).sum();
+    let all: Vec<&TreeNode> = trees.iter().flat_map(|t| &t.nodes).collect();
+    let total = all.len();
     let (mut feature, mut threshold, mut left, mut right) = (
         Vec::with_capacity(total),
         Vec::with_capacity(total),
         Vec::with_capacity(total),
         Vec::with_capacity(total),
     );
-    let mut leaf_votes = vec![0.0; total * classes];
     let mut roots = Vec::with_capacity(trees.len());
     for tree in trees {
         let base = feature.len();
@@ -320,12 +368,11 @@ fn tree_votes(g: &mut GraphBuilder, x: &str, trees: &[Tree], classes: usize) -> 
                     left.push((base + l) as i64);
                     right.push((base + r) as i64);
                 }
-                TreeNode::Leaf { class } => {
+                TreeNode::Leaf { .. } | TreeNode::Value { .. } => {
                     feature.push(0);
                     threshold.push(0.0);
                     left.push((base + i) as i64);
                     right.push((base + i) as i64);
-                    leaf_votes[(base + i) * classes + class] = 1.0;
                 }
             }
         }
@@ -358,10 +405,7 @@ fn tree_votes(g: &mut GraphBuilder, x: &str, trees: &[Tree], classes: usize) -> 
         let rights = g.op("Gather", &[&right, &node], vec![]);
         node = g.op("Where", &[&goes_left, &lefts, &rights], vec![]);
     }
-    let leaf_votes = g.floats("leaf_votes", &[n, classes], &leaf_votes);
-    let votes = g.op("Gather", &[&leaf_votes, &node], vec![]);
-    let axes = g.ints("axes", &[1], &[1]);
-    g.op("ReduceSum", &[&votes, &axes], vec![attr_int("keepdims", 0)])
+    (node, all)
 }
 
 /// Nodes and constants, named as they are added.

@@ -22,14 +22,18 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value};
 
+use super::linear::{non_negative, ridge_weights, Centered};
 use super::onnx::{self, Body, ModelSpec, Tree, TreeNode};
 use super::params::Params;
 use super::preprocess::Preprocess;
+use super::regression_tree::{self, RegressionTree};
 use super::split::DEFAULT_SEED;
 use super::table::{sort_classes, Table};
+use super::target;
 use super::{artifacts_dir, metrics, MlError, Task, TaskDir, TaskOutput};
 
-/// The algorithms `train` knows, with the task each solves.
+/// The algorithms `train` knows, with the task each solves (decision trees and random forests
+/// solve either: see the `target` module).
 pub const ALGORITHMS: &[(&str, Task)] = &[
     ("linear_regression", Task::Regression),
     ("ridge", Task::Regression),
@@ -52,12 +56,14 @@ fn hyper_parameters(algorithm: &str) -> &'static [&'static str] {
         "lasso" => &["alpha", "max_iterations", "tolerance", "fit_intercept"],
         "logistic_regression" => &["alpha", "max_iterations", "tolerance", "fit_intercept"],
         "decision_tree" => &[
+            "task",
             "max_depth",
             "min_samples_split",
             "min_samples_leaf",
             "criterion",
         ],
         "random_forest" => &[
+            "task",
             "n_trees",
             "max_depth",
             "min_samples_split",
@@ -122,6 +128,8 @@ enum Fitted {
     Logistic(MultiFittedLogisticRegression<f64, usize>),
     Tree(DecisionTree<f64, usize>),
     Forest(EnsembleLearner<DecisionTree<f64, usize>>),
+    /// A regression tree, or a forest of them (their mean).
+    RegressionTrees(Vec<RegressionTree>),
     KMeans(KMeans<f64, L2Dist>),
     GaussianNb(GaussianNb<f64, usize>),
 }
@@ -135,7 +143,7 @@ impl TrainedModel {
         let algorithm = p
             .choice("algorithm", &names)?
             .ok_or_else(|| p.missing("algorithm"))?;
-        let task = ALGORITHMS
+        let mut task = ALGORITHMS
             .iter()
             .find(|(a, _)| *a == algorithm)
             .map_or(Task::Classification, |(_, t)| *t);
@@ -165,6 +173,9 @@ impl TrainedModel {
         let table = Table::read(&train_path)?;
         table.require_rows(2)?;
         let label_ix = label.as_deref().map(|l| table.column(l)).transpose()?;
+        if let (true, Some(ix)) = (target::EITHER_TASK.contains(&algorithm), label_ix) {
+            task = target::tree_task(&p, &table, ix)?;
+        }
         let feature_ix: Vec<usize> = (0..table.header.len())
             .filter(|&i| Some(i) != label_ix)
             .collect();
@@ -215,6 +226,7 @@ impl TrainedModel {
                 classes.sort();
                 classes.dedup();
                 sort_classes(&mut classes);
+                target::check_class_count(&table, ix, &classes, algorithm)?;
                 if classes.len() < 2 {
                     return Err(MlError::data(
                         &table.path,
@@ -307,6 +319,9 @@ impl TrainedModel {
             }
             Fitted::Tree(m) => Predictions::Labels(m.predict(x).to_vec()),
             Fitted::Forest(m) => Predictions::Labels(forest_votes(m, x, self.classes.len())),
+            Fitted::RegressionTrees(trees) => {
+                Predictions::Values(regression_tree::predict_forest(trees, x))
+            }
             Fitted::KMeans(m) => Predictions::Labels(m.predict(x).to_vec()),
             Fitted::GaussianNb(m) => Predictions::Labels(m.predict(x).to_vec()),
         }
@@ -331,7 +346,7 @@ impl TrainedModel {
         }
         // Tree thresholds are moved to the raw scale (see `convert_tree`); other graphs scale.
         let scaling = match body {
-            Body::Trees { .. } => None,
+            Body::Trees { .. } | Body::RegressionTrees { .. } => None,
             _ => self.scaling.clone(),
         };
         let spec = ModelSpec {
@@ -390,6 +405,12 @@ impl TrainedModel {
                     .map(|(tree, columns)| convert_tree(tree, Some(columns), self.scaling.as_ref()))
                     .collect::<Result<_, _>>()?,
                 classes: self.classes.len(),
+            },
+            Fitted::RegressionTrees(trees) => Body::RegressionTrees {
+                trees: trees
+                    .iter()
+                    .map(|t| regression_tree::to_graph_tree(t, self.scaling.as_ref()))
+                    .collect(),
             },
             Fitted::KMeans(m) => Body::KMeans {
                 centroids: m.centroids().iter().copied().collect(),
@@ -527,6 +548,10 @@ fn fit_regressor(
     x: Array2<f64>,
     y: Array1<f64>,
 ) -> Result<Fitted, MlError> {
+    if target::EITHER_TASK.contains(&algorithm) {
+        let trees = regression_tree::fit_from_params(p, algorithm, &x, &y.to_vec())?;
+        return Ok(Fitted::RegressionTrees(trees));
+    }
     let with_intercept = p.boolean("fit_intercept")?.unwrap_or(true);
     match algorithm {
         "ridge" => {
@@ -568,119 +593,6 @@ fn fit_regressor(
             Ok(Fitted::Linear(model))
         }
     }
-}
-
-/// A number of at least 0.
-fn non_negative(p: &Params, name: &str, default: f64) -> Result<f64, MlError> {
-    let value = p.number(name)?.unwrap_or(default);
-    if value >= 0.0 {
-        Ok(value)
-    } else {
-        Err(p.invalid(
-            name,
-            format!("expected a number of at least 0, got {value}"),
-        ))
-    }
-}
-
-/// Training data centered on its means when an intercept is fitted, so that a penalised fit
-/// leaves the intercept unpenalised: `intercept = mean(y) - mean(x) · weights`. A constant
-/// column is centered to exact zeros, so it gets weight 0.
-struct Centered {
-    x: Array2<f64>,
-    y: Array1<f64>,
-    x_mean: Array1<f64>,
-    y_mean: f64,
-}
-
-impl Centered {
-    fn new(mut x: Array2<f64>, mut y: Array1<f64>, with_intercept: bool) -> Centered {
-        let mut x_mean = Array1::zeros(x.ncols());
-        let mut y_mean = 0.0;
-        if with_intercept {
-            for (mut column, mean) in x.columns_mut().into_iter().zip(x_mean.iter_mut()) {
-                let first = column.first().copied().unwrap_or(0.0);
-                if column.iter().all(|&v| v == first) {
-                    *mean = first;
-                    column.fill(0.0);
-                } else {
-                    *mean = column.mean().unwrap_or(0.0);
-                    column -= *mean;
-                }
-            }
-            y_mean = y.mean().unwrap_or(0.0);
-            y -= y_mean;
-        }
-        Centered {
-            x,
-            y,
-            x_mean,
-            y_mean,
-        }
-    }
-
-    fn intercept(&self, weights: &Array1<f64>) -> f64 {
-        self.y_mean - self.x_mean.dot(weights)
-    }
-}
-
-/// Ridge weights in closed form, as scikit-learn's `Ridge` defines them: the `w` minimising
-/// `‖y - Xw‖² + alpha ‖w‖²` on the centered data, i.e. `(X'X + alpha I) w = X'y`. Columns
-/// that are all zero (constant ones, centered) get weight 0, the exact answer for alpha > 0 and
-/// the least-norm one for alpha 0. The system is scaled to a unit diagonal before its
-/// Cholesky factorisation, for accuracy with features of very different magnitudes. None when
-/// alpha is 0 and the features are collinear.
-fn ridge_weights(data: &Centered, alpha: f64) -> Option<Array1<f64>> {
-    let gram = data.x.t().dot(&data.x);
-    let xty = data.x.t().dot(&data.y);
-    let active: Vec<usize> = (0..gram.nrows()).filter(|&j| gram[(j, j)] > 0.0).collect();
-    let d: Vec<f64> = active
-        .iter()
-        .map(|&j| gram[(j, j)].sqrt().recip())
-        .collect();
-    let k = active.len();
-    let system = Array2::from_shape_fn((k, k), |(r, c)| {
-        let ridge = if r == c { alpha } else { 0.0 };
-        (gram[(active[r], active[c])] + ridge) * d[r] * d[c]
-    });
-    let rhs = Array1::from_shape_fn(k, |r| xty[active[r]] * d[r]);
-    // With alpha 0 the scaled matrix is a correlation matrix: a pivot this small means the
-    // features are collinear to working precision.
-    let min_pivot = if alpha > 0.0 { 0.0 } else { 1e-10 };
-    let v = cholesky_solve(system, rhs, min_pivot)?;
-    let mut weights = Array1::zeros(gram.nrows());
-    for (r, &j) in active.iter().enumerate() {
-        weights[j] = v[r] * d[r];
-    }
-    Some(weights)
-}
-
-/// Solve `a x = b` for a symmetric positive definite `a` by Cholesky factorisation; None when
-/// a pivot is not above `min_pivot`.
-fn cholesky_solve(mut a: Array2<f64>, mut b: Array1<f64>, min_pivot: f64) -> Option<Array1<f64>> {
-    let n = a.nrows();
-    // The lower triangle of `a` becomes L, with a = L L'.
-    for j in 0..n {
-        let pivot = a[(j, j)] - (0..j).map(|k| a[(j, k)] * a[(j, k)]).sum::<f64>();
-        if pivot.is_nan() || pivot <= min_pivot {
-            return None;
-        }
-        let l = pivot.sqrt();
-        a[(j, j)] = l;
-        for i in j + 1..n {
-            let s = a[(i, j)] - (0..j).map(|k| a[(i, k)] * a[(j, k)]).sum::<f64>();
-            a[(i, j)] = s / l;
-        }
-    }
-    for i in 0..n {
-        let s = b[i] - (0..i).map(|k| a[(i, k)] * b[k]).sum::<f64>();
-        b[i] = s / a[(i, i)];
-    }
-    for i in (0..n).rev() {
-        let s = b[i] - (i + 1..n).map(|k| a[(k, i)] * b[k]).sum::<f64>();
-        b[i] = s / a[(i, i)];
-    }
-    Some(b)
 }
 
 fn fit_classifier(
@@ -857,7 +769,7 @@ fn broken_tree() -> MlError {
 /// for every float32 input `x`, `x < boundary` exactly when linfa's `(x - offset) / divisor <
 /// threshold` holds (the scaled value is monotone in `x`). Found by stepping from the nearest
 /// float32 to the unscaled threshold, a step or two at most.
-fn float32_boundary(threshold: f64, offset: f64, divisor: f64) -> f32 {
+pub(crate) fn float32_boundary(threshold: f64, offset: f64, divisor: f64) -> f32 {
     let scaled = |v: f32| (f64::from(v) - offset) / divisor;
     let mut boundary = (threshold * divisor + offset) as f32;
     for _ in 0..64 {
@@ -977,19 +889,6 @@ mod tests {
                 assert_eq!(v < b, linfa, "{v} offset {offset} divisor {divisor}");
             }
         }
-    }
-
-    #[test]
-    fn cholesky_solves_and_refuses_singular_systems() {
-        let a = ndarray::array![[4.0, 2.0, 0.6], [2.0, 5.0, 1.0], [0.6, 1.0, 3.0]];
-        let x = ndarray::array![1.0, -2.0, 0.5];
-        let b = a.dot(&x);
-        let solved = cholesky_solve(a, b, 0.0).unwrap();
-        for (s, e) in solved.iter().zip(&x) {
-            assert!((s - e).abs() < 1e-12, "{solved} != {x}");
-        }
-        let singular = ndarray::array![[1.0, 1.0], [1.0, 1.0]];
-        assert!(cholesky_solve(singular, ndarray::array![1.0, 1.0], 1e-10).is_none());
     }
 
     #[test]
