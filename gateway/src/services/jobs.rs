@@ -79,7 +79,8 @@ pub struct TaskView {
     pub finished_at: Option<String>,
     pub duration_secs: Option<f64>,
     pub error: Option<String>,
-    /// Every attempt that ended: attempt, executor, native_id, times (ms), state, error.
+    /// Every attempt that ended: attempt, executor, native_id, times (ms), state, exit_code
+    /// (null when the process did not exit by itself, or ran in process), error.
     #[schema(value_type = Vec<Object>)]
     pub attempts: Vec<Value>,
 }

@@ -298,6 +298,7 @@ async fn deploy<D: ModelDeployer>(
                         ]),
                         metrics,
                         error: None,
+                        exit_code: None,
                     });
                 }
             }
@@ -338,6 +339,7 @@ async fn deploy<D: ModelDeployer>(
         ]),
         metrics,
         error: None,
+        exit_code: None,
     })
 }
 
