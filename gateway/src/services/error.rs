@@ -32,6 +32,8 @@ pub enum ErrorKind {
     ModelExists,
     ModelPaused,
     InvalidAction,
+    /// The version has no drift baseline to compare with.
+    BaselineNotFound,
     // Inference.
     InvalidInput,
     InferenceFailed,
@@ -69,13 +71,12 @@ impl ErrorKind {
             QueueFull | QueueTimeout | VersionUnavailable | ModelPaused => "overloaded",
             InvalidJson | InvalidRequest | InvalidPath | UnsupportedMediaType | PayloadTooLarge
             | RouteNotFound | MethodNotAllowed | ModelNotFound | VersionNotFound
-            | VersionExists | VersionNotDeployed | NoDeployedVersion | InvalidModelName
-            | InvalidArgument | InvalidModel | UnsupportedModel | ModelUrlFailed | ModelExists
-            | InvalidAction | InvalidInput | BackendUnavailable | Unauthorized | Forbidden
-            | TooManyRequests | UserExists | UserNotFound | KeyNotFound | JobNotFound
-            | TaskNotFound | ArtifactNotFound | WorkflowNotFound | InvalidWorkflow | NotReady => {
-                "invalid_input"
-            }
+            | BaselineNotFound | VersionExists | VersionNotDeployed | NoDeployedVersion
+            | InvalidModelName | InvalidArgument | InvalidModel | UnsupportedModel
+            | ModelUrlFailed | ModelExists | InvalidAction | InvalidInput | BackendUnavailable
+            | Unauthorized | Forbidden | TooManyRequests | UserExists | UserNotFound
+            | KeyNotFound | JobNotFound | TaskNotFound | ArtifactNotFound | WorkflowNotFound
+            | InvalidWorkflow | NotReady => "invalid_input",
             InferenceFailed | StorageUnavailable | Internal => "error",
         }
     }

@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod audit;
 pub mod auth;
+pub mod distributions;
 pub mod drift;
 pub mod error;
 pub mod inference;
