@@ -62,6 +62,9 @@ pub struct TaskResult {
     pub metrics: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub error: Option<String>,
+    /// The exit status of the task's own process (a script's), when it exited by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
 impl TaskResult {
@@ -179,7 +182,7 @@ fn run(dir: &Path, task: &TaskFile) -> TaskResult {
                 ok: true,
                 variables: out.variables,
                 metrics: out.metrics,
-                error: None,
+                ..TaskResult::default()
             }
         }
         Err(e) => TaskResult::failed(e.to_string()),
@@ -227,12 +230,23 @@ fn run_script(dir: &Path, task: &TaskFile) -> TaskResult {
         Err(e) => return TaskResult::failed(start_failure(program, &task.confinement, dir, &e)),
     };
     if !status.success() {
-        return TaskResult::failed(match status.code() {
-            Some(code) => format!("the script exited with code {code}"),
-            None => "the script was ended by a signal".to_owned(),
-        });
+        return TaskResult {
+            exit_code: status.code(),
+            ..TaskResult::failed(match status.code() {
+                Some(code) => format!("the script exited with code {code}"),
+                None => "the script was ended by a signal".to_owned(),
+            })
+        };
     }
-    let variables = match read_exports(&exports) {
+    TaskResult {
+        exit_code: Some(0),
+        ..script_outputs(dir, &exports)
+    }
+}
+
+/// What a script that exited with 0 left: its exported variables and metrics.
+fn script_outputs(dir: &Path, exports: &Path) -> TaskResult {
+    let variables = match read_exports(exports) {
         Ok(v) => v,
         Err(e) => return TaskResult::failed(e),
     };
@@ -251,7 +265,7 @@ fn run_script(dir: &Path, task: &TaskFile) -> TaskResult {
         ok: true,
         variables,
         metrics,
-        error: None,
+        ..TaskResult::default()
     }
 }
 

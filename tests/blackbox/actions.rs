@@ -110,11 +110,13 @@ on_both_stores!(a_model_goes_through_its_service_states, |store: &Store| {
         server.predict_ok("iris", None, &row())["predictions"],
         json!([0])
     );
-    assert!(!server
-        .get("/metrics")
-        .text()
-        .unwrap()
-        .contains("maas_model_paused{model=\"iris\"} 1"));
+    // The gauge drops to 0 rather than vanishing: graphs and alerts see the resume.
+    let metrics = server.get("/metrics").text().unwrap();
+    assert!(
+        metrics.contains("maas_model_paused{model=\"iris\"} 0")
+            && !metrics.contains("maas_model_paused{model=\"iris\"} 1"),
+        "{metrics}"
+    );
 
     // update: serving options change at run time, fields not given keep their value.
     server.deploy(

@@ -48,6 +48,14 @@ fn the_console_files_are_served_without_outside_assets() {
     let (content_type, js_etag, js) = fetch("/console/app.js");
     assert_eq!(content_type, "text/javascript; charset=utf-8");
     assert!(js.contains("/v1/auth/token"));
+    // Each section's script is served the same way, and the page loads it.
+    for script in ["charts", "models", "drift", "audit", "jobs"] {
+        let path = format!("/console/{script}.js");
+        assert!(index.contains(&path), "index.html should load {path}");
+        let (content_type, _, js) = fetch(&path);
+        assert_eq!(content_type, "text/javascript; charset=utf-8", "{path}");
+        assert!(js.contains("'use strict'"), "{path}");
+    }
     let (content_type, _, css) = fetch("/console/app.css");
     assert_eq!(content_type, "text/css; charset=utf-8");
     assert!(!css.contains("@import") && !css.contains("url(http"));
@@ -167,7 +175,7 @@ fn the_console_works_in_a_real_browser() {
         ),
         None => panic!("the console e2e test ran past 180 s:\n{stdout}{stderr}"),
     }
-    for page in ["login", "models", "model", "audit", "drift"] {
+    for page in ["login", "models", "model", "audit", "drift", "jobs", "job"] {
         let shot = screenshots.join(format!("console-{page}.png"));
         assert!(shot.is_file(), "{} was not saved", shot.display());
     }

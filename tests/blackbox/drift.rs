@@ -914,3 +914,155 @@ fn detectors_take_the_seeds_names_in_any_case() {
         "{body}"
     );
 }
+
+/// Sum of a JSON list of counts.
+fn total(counts: &Value) -> u64 {
+    counts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .sum()
+}
+
+on_both_stores!(
+    the_distribution_compares_the_baseline_with_the_rows_scored,
+    |store: &Store| {
+        let server = Server::start(store);
+        let training = std::fs::read_to_string(fixture("iris_train.csv")).unwrap();
+        let r = deploy_with(
+            &server,
+            "iris",
+            vec![("training_data", csv_part(training))],
+            &[
+                ("label_column", "species"),
+                ("feature_names", IRIS_FEATURES),
+            ],
+        );
+        assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+        let path = "/v1/models/iris/versions/1/drift/distribution";
+
+        // Before any drift-checked predict: the baseline, and an empty recent side.
+        let empty = server.get_json(path);
+        assert_eq!(empty["model"], "iris");
+        assert_eq!(empty["version"], 1);
+        assert_eq!(empty["bins"], 20);
+        assert_eq!(empty["baseline_rows"], 50);
+        assert_eq!(empty["recent_rows"], 0);
+        let features = empty["features"].as_array().unwrap();
+        let names: Vec<&str> = features
+            .iter()
+            .map(|f| f["feature"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+        );
+        for f in features {
+            assert_eq!(f["edges"].as_array().unwrap().len(), 21, "{f}");
+            assert_eq!(total(&f["baseline"]["counts"]), 50, "{f}");
+            assert_eq!(f["recent"]["count"], 0, "{f}");
+            assert_eq!(total(&f["recent"]["counts"]), 0, "{f}");
+            assert!(f["recent"]["quantiles"]["p50"].is_null(), "{f}");
+        }
+
+        // A predict without a drift check leaves the window alone.
+        server.predict_ok("iris", None, &json!({"instances": [[5.1, 3.5, 1.4, 0.2]]}));
+        assert_eq!(server.get_json(path)["recent_rows"], 0);
+
+        // The shifted rows, checked for drift: every one lands in the recent side.
+        let shifted: Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture("iris_shifted.json")).unwrap())
+                .unwrap();
+        let scored = shifted["instances"].as_array().unwrap().len() as u64;
+        let answer = server.predict_ok("iris", None, &shifted);
+        assert!(answer["drift"].is_object(), "{answer}");
+        let d = server.get_json(path);
+        assert_eq!(d["recent_rows"], scored);
+        assert_eq!(d["recent_seen"], scored);
+        assert_eq!(d["baseline_rows"], 50);
+        for (f, column) in d["features"].as_array().unwrap().iter().zip(0..) {
+            let edges: Vec<f64> = f["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e.as_f64().unwrap())
+                .collect();
+            assert_eq!(edges.len(), 21, "{f}");
+            assert!(edges.windows(2).all(|w| w[0] < w[1]), "increasing: {f}");
+            // One set of edges for both sides, spanning both. The recent values are what the
+            // model scored: its float input holds them as f32.
+            let values: Vec<f64> = shifted["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|row| f64::from(row[column].as_f64().unwrap() as f32))
+                .collect();
+            let (lo, hi) = values
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+            // (Within a rounding: serde_json's default float parsing may be one ulp off.)
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+            assert!(edges[0] <= lo + 1e-9 && edges[20] >= hi - 1e-9, "{f}");
+            assert_eq!(f["baseline"]["counts"].as_array().unwrap().len(), 20);
+            assert_eq!(total(&f["baseline"]["counts"]), 50, "{f}");
+            assert_eq!(f["recent"]["count"], scored, "{f}");
+            assert_eq!(total(&f["recent"]["counts"]), scored, "{f}");
+            assert!(close(f["recent"]["min"].as_f64().unwrap(), lo), "{f}");
+            assert!(close(f["recent"]["max"].as_f64().unwrap(), hi), "{f}");
+            let q = &f["recent"]["quantiles"];
+            let p: Vec<f64> = ["p5", "p25", "p50", "p75", "p95"]
+                .iter()
+                .map(|k| q[k].as_f64().unwrap())
+                .collect();
+            assert!(p.windows(2).all(|w| w[0] <= w[1]), "{q}");
+        }
+        // The shift shows: petal length's recent median is above the baseline's.
+        let petal = &d["features"][2];
+        assert!(
+            petal["recent"]["quantiles"]["p50"].as_f64().unwrap()
+                > petal["baseline"]["quantiles"]["p50"].as_f64().unwrap(),
+            "{petal}"
+        );
+
+        // Fewer bins on request; bad requests are refused and change nothing.
+        let five = server.get_json(&format!("{path}?bins=5"));
+        assert_eq!(five["features"][0]["edges"].as_array().unwrap().len(), 6);
+        assert_eq!(total(&five["features"][0]["recent"]["counts"]), scored);
+        for bad in ["0", "201"] {
+            let e = assert_error(
+                server.get(&format!("{path}?bins={bad}")),
+                422,
+                "invalid_argument",
+            );
+            assert!(e["message"].as_str().unwrap().contains("`bins`"), "{e}");
+        }
+        assert_error(
+            server.get(&format!("{path}?bins=x")),
+            400,
+            "invalid_request",
+        );
+        assert_error(server.get(&format!("{path}?bin=5")), 400, "invalid_request");
+        assert_error(
+            server.get("/v1/models/iris/versions/9/drift/distribution"),
+            404,
+            "version_not_found",
+        );
+        assert_error(
+            server.get("/v1/models/nope/versions/1/drift/distribution"),
+            404,
+            "model_not_found",
+        );
+        server.deploy("plain", "iris_logreg.onnx", &[]);
+        let e = assert_error(
+            server.get("/v1/models/plain/versions/1/drift/distribution"),
+            404,
+            "baseline_not_found",
+        );
+        assert!(
+            e["message"].as_str().unwrap().contains("training_data"),
+            "{e}"
+        );
+        assert_eq!(server.get_json(path)["recent_rows"], scored);
+    }
+);

@@ -441,6 +441,9 @@ on_both_stores!(
             shaky["attempts"][0]["error"],
             "the script exited with code 3"
         );
+        // Each attempt says how its script exited.
+        assert_eq!(shaky["attempts"][0]["exit_code"], 3, "{shaky}");
+        assert_eq!(shaky["attempts"][1]["exit_code"], 0, "{shaky}");
         let stubborn = task(&job, "stubborn");
         assert_eq!(stubborn["state"], "failed");
         assert_eq!(stubborn["error"], "the script exited with code 4");

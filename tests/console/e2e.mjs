@@ -4,7 +4,8 @@
 //     node e2e.mjs http://127.0.0.1:8080 ../../target/console-screenshots
 //
 // It does what an operator does: log in, deploy iris (two versions) through the form, predict,
-// roll back, pause (and see predicts refused), resume, read the audit trail and the drift page.
+// roll back, pause (and see predicts refused), resume, read the audit trail and the drift page
+// (events and each feature's baseline against the recent values), follow a job's page.
 // A full-page screenshot of each page lands in the screenshot folder. Any failed check exits 1
 // with what went wrong (and a screenshot of the page at that moment, console-failure.png).
 //
@@ -270,30 +271,88 @@ try {
       check((await page.locator('#drift-charts svg.chart').count()) >= 1, 'a drift chart should be drawn');
       check((await text('#drift-charts')).includes('petal_length'), 'the petal_length chart should be there');
       check((await page.locator('#drift-table tbody tr').count()) >= 4, 'the drift table should list the events');
+      // Each feature's baseline against the rows scored: the 4 shifted requests of 150 rows.
+      await page.waitForSelector('#drift-distributions');
+      const features = ['sepal_length', 'sepal_width', 'petal_length', 'petal_width'];
+      check((await page.locator('#drift-histograms svg.histogram').count()) === features.length, 'one histogram per feature');
+      for (const feature of features) {
+        const chart = page.locator(`#drift-histograms svg.histogram[data-feature="${feature}"]`);
+        check(await chart.isVisible(), `the ${feature} histogram should be visible`);
+        check((await chart.locator('rect.side-baseline').count()) > 0, `the ${feature} histogram should draw baseline bars`);
+        check((await chart.locator('rect.side-recent').count()) > 0, `the ${feature} histogram should draw recent bars`);
+        check((await chart.locator('g.quantiles').count()) === 2, `the ${feature} chart should draw both quantile boxes`);
+      }
+      const legendText = await text('#drift-distributions .legend');
+      check(legendText.includes('baseline (50 rows)') && legendText.includes('recent (600 rows)'), `the legend should name both sides and their rows: ${legendText}`);
     }
     await shot('drift');
   });
 
-  await step('the jobs page lists jobs with their states and durations', async () => {
+  await step('a job page follows the running task\'s log, then shows attempts, results and artifacts', async () => {
     const token = await page.evaluate(() => sessionStorage.getItem('maas.console.token'));
-    const workflow = 'name: console-demo\ntasks:\n  - name: hello\n    kind: script\n    script: echo hello\n';
+    const workflow = [
+      'name: console-demo',
+      'tasks:',
+      '  - name: prepare',
+      '    kind: script',
+      '    script: echo preparing',
+      '  - name: train',
+      '    kind: script',
+      '    depends_on: [prepare]',
+      '    script: |',
+      '      for i in 1 2 3 4 5 6; do echo "epoch $i"; sleep 0.5; done',
+      '      echo \'{"accuracy": 0.93, "loss": {"train": 0.12, "test": 0.2}}\' > "$MAAS_METRICS"',
+      '      mkdir -p "$MAAS_ARTIFACTS" && echo "iris model card" > "$MAAS_ARTIFACTS/model-card.txt"',
+      '',
+    ].join('\n');
     const submitted = await page.request.post(`${base}/v1/jobs`, {
       headers: { Authorization: `Bearer ${token}` },
       data: { workflow },
     });
     check(submitted.status() === 202, `submitting a job answered ${submitted.status()}`);
     const job = await submitted.json();
-    for (let i = 0; i < 100; i++) {
-      const answer = await (await page.request.get(`${base}/v1/jobs/${job.id}`, { headers: { Authorization: `Bearer ${token}` } })).json();
-      if (answer.state === 'finished') break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await page.evaluate((id) => {
+      location.hash = `#/jobs/${id}`;
+    }, job.id);
+    await page.waitForSelector('#tasks-table');
+    // While train runs, its log grows on the page: seen mid-way, still being followed.
+    await page.waitForFunction(() => {
+      const log = document.querySelector('#task-log')?.textContent || '';
+      return log.includes('epoch 1') && document.querySelector('#log-status')?.textContent.includes('following');
+    }, null, { timeout: 20000 });
+    check((await text('#job-state')).trim() === 'running', 'the job should be running while its log is followed');
+    await page.waitForFunction(() => document.querySelector('#log-status')?.dataset.complete === 'true' && document.querySelector('#task-log')?.textContent.includes('epoch 6'), null, { timeout: 20000 });
+    const log = await page.locator('#task-log').textContent();
+    check(log === ['1', '2', '3', '4', '5', '6'].map((i) => `epoch ${i}\n`).join(''), `the followed log should hold each line once: ${JSON.stringify(log)}`);
+    await page.waitForFunction(() => document.querySelector('#job-state')?.textContent.trim() === 'finished');
+    const tasks = await text('#tasks-table');
+    check(tasks.includes('prepare') && tasks.includes('train') && tasks.includes('1 of'), `the tasks table should list both tasks and their attempts: ${tasks}`);
+    check(tasks.includes('exit 0'), `each attempt should say how it exited: ${tasks}`);
+    check((await page.locator('#job-duration').innerText()).trim() !== '—', 'the job header should show its duration');
+    // Results: metrics as a table, the artifact as a download carrying the bearer.
+    await page.waitForSelector('#job-results [data-artifact="model-card.txt"]');
+    const results = await text('#job-results');
+    for (const want of ['accuracy', '0.93', 'loss.train', '0.12', 'model-card.txt']) check(results.includes(want), `the results should show ${want}: ${results}`);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#job-results [data-artifact="model-card.txt"]')]);
+    check(download.suggestedFilename() === 'model-card.txt', `the download should be named model-card.txt, not ${download.suggestedFilename()}`);
+    const body = readFileSync(await download.path(), 'utf8');
+    check(body === 'iris model card\n', `the downloaded artifact should hold what the task wrote: ${JSON.stringify(body)}`);
+    // The other task's log, picked from the table.
+    await page.click('#tasks-table tr[data-task="prepare"]');
+    await page.waitForFunction(() => document.querySelector('#task-log')?.textContent === 'preparing\n' && document.querySelector('#log-status')?.dataset.complete === 'true');
+    await page.click('#tasks-table tr[data-task="train"]');
+    await page.waitForFunction(() => document.querySelector('#task-log')?.textContent.includes('epoch 6') && document.querySelector('#log-status')?.dataset.complete === 'true');
+    await shot('job');
+  });
+
+  await step('the jobs page lists jobs with their states and durations', async () => {
     await page.click('#nav-jobs');
     await page.waitForSelector('#jobs-table');
     check((await text('#jobs-table')).includes('console-demo'), 'the job should be listed');
     check((await text('#jobs-table')).includes('finished'), 'its state should show');
     check((await text('#jobs-summary')).includes('100%'), 'the success ratio should show');
     check((await page.locator('svg.chart').count()) >= 1, 'the duration chart should be drawn');
+    check((await page.locator('#jobs-table a[href^="#/jobs/"]').count()) >= 1, 'each job should link its page');
     await shot('jobs');
   });
 

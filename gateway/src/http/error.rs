@@ -65,6 +65,11 @@ pub fn table(kind: ErrorKind) -> Row {
             "the route exists but not with this method",
         ),
         K::ModelNotFound => row("model_not_found", S::NOT_FOUND, "no model has this name"),
+        K::BaselineNotFound => row(
+            "baseline_not_found",
+            S::NOT_FOUND,
+            "the version has no drift baseline (deploy it with training data or a baseline)",
+        ),
         K::VersionNotFound => row(
             "version_not_found",
             S::NOT_FOUND,

@@ -33,6 +33,8 @@ pub enum ErrorKind {
     ModelExists,
     ModelPaused,
     InvalidAction,
+    /// The version has no drift baseline to compare with.
+    BaselineNotFound,
     // Inference.
     InvalidInput,
     InferenceFailed,
@@ -70,7 +72,7 @@ impl ErrorKind {
             QueueFull | QueueTimeout | VersionUnavailable | ModelPaused => "overloaded",
             InvalidJson | InvalidRequest | InvalidPath | UnsupportedMediaType | PayloadTooLarge
             | RouteNotFound | MethodNotAllowed | ModelNotFound | VersionNotFound
-            | VersionExists | VersionNotDeployed | NoDeployedVersion | InvalidModelName
+            | BaselineNotFound | VersionExists | VersionNotDeployed | NoDeployedVersion | InvalidModelName
             | InvalidArgument | InvalidModel | UnsupportedModel | ModelUrlFailed
             | BaselineUrlFailed | ModelExists | InvalidAction | InvalidInput
             | BackendUnavailable | Unauthorized | Forbidden | TooManyRequests | UserExists

@@ -16,6 +16,7 @@ use maas_serving::batching::ClientProbe;
 use maas_serving::{ServedVersion, Tensor};
 use serde_json::{json, Value};
 
+use crate::services::distributions::RecentValues;
 use crate::services::drift::{DriftResult, DriftService};
 use crate::services::error::{ErrorKind, ServiceError};
 use crate::services::metrics::Metrics;
@@ -74,6 +75,8 @@ pub struct Answered<A> {
 pub struct Inference {
     models: Arc<ModelService>,
     drift: Arc<DriftService>,
+    /// The last rows each version scored with a drift check, for the distribution view.
+    pub recent: RecentValues,
     predictions: PredictionLog,
     metrics: Arc<Metrics>,
 }
@@ -88,6 +91,7 @@ impl Inference {
         Inference {
             models,
             drift,
+            recent: RecentValues::default(),
             predictions,
             metrics,
         }
@@ -151,6 +155,7 @@ impl Inference {
         let drift = match (&plan, &rows) {
             (Some(plan), Some(rows)) => {
                 let result = DriftService::evaluate(plan, rows)?;
+                self.recent.observe(&served.model, served.version, rows);
                 self.drift
                     .record(plan, &served.model, served.version, &result);
                 Some(result)

@@ -80,7 +80,8 @@ pub struct TaskView {
     pub duration_secs: Option<f64>,
     pub error: Option<String>,
     /// Every attempt that ended: attempt, executor, native_id, started_at and finished_at
-    /// (RFC 3339, as every time here), state, error.
+    /// (RFC 3339, as every time here), state, exit_code (null when the process did not exit by
+    /// itself, or ran in process), error.
     #[schema(value_type = Vec<Object>)]
     pub attempts: Vec<Value>,
 }

@@ -148,7 +148,7 @@ impl Metrics {
         let paused = IntGaugeVec::new(
             Opts::new(
                 "maas_model_paused",
-                "1 while a model's service is paused (its predicts answer 503).",
+                "1 while a model's service is paused (its predicts answer 503), 0 for every other model served.",
             ),
             &["model"],
         )?;
@@ -271,9 +271,14 @@ impl Metrics {
         self.prediction_log_dropped.inc();
     }
 
-    /// Set the paused-model gauges (at scrape time).
-    pub fn sample_paused(&self, paused: &[String]) {
+    /// Set the paused-model gauges (at scrape time): 1 for each paused model, 0 for every other
+    /// model with a version loaded here, so a resume shows as a drop to 0 rather than a series
+    /// that vanishes (which alerts and graphs cannot tell from a replica that stopped reporting).
+    pub fn sample_paused(&self, served: &[std::sync::Arc<ServedVersion>], paused: &[String]) {
         self.paused.reset();
+        for s in served {
+            self.paused.with_label_values(&[s.model.as_str()]).set(0);
+        }
         for model in paused {
             self.paused.with_label_values(&[model]).set(1);
         }

@@ -5,6 +5,7 @@ pub mod actions;
 pub mod audit;
 pub mod auth;
 pub mod baseline;
+pub mod distributions;
 pub mod drift;
 pub mod error;
 pub mod inference;

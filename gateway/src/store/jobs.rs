@@ -467,6 +467,7 @@ impl SqlStore {
             "started_at": task.started_at,
             "finished_at": now,
             "state": if end.retry_at.is_some() { "failed" } else { end.state.as_str() },
+            "exit_code": end.exit_code,
             "error": end.error,
         }));
         let (state, not_before) = match end.retry_at {

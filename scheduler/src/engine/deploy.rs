@@ -308,6 +308,7 @@ async fn deploy<D: ModelDeployer>(
                         ]),
                         metrics,
                         error: None,
+                        exit_code: None,
                     });
                 }
             }
@@ -349,6 +350,7 @@ async fn deploy<D: ModelDeployer>(
         ]),
         metrics,
         error: None,
+        exit_code: None,
     })
 }
 

@@ -257,6 +257,7 @@ impl<S: JobStore, X: TaskExecutor, D: ModelDeployer> Engine<S, X, D> {
                 variables: BTreeMap::new(),
                 metrics: Map::new(),
                 retry_at: retry.then_some(now),
+                exit_code: None,
             };
             self.store.end_attempt(&task, None, end).await?;
         }
@@ -513,6 +514,7 @@ impl<S: JobStore, X: TaskExecutor, D: ModelDeployer> Engine<S, X, D> {
             variables: outcome.result.variables,
             metrics: outcome.result.metrics,
             retry_at,
+            exit_code: outcome.result.exit_code,
         };
         match self.store.end_attempt(&task, Some(&self.owner), end).await {
             Ok(Some(after)) if after.state.is_terminal() => {

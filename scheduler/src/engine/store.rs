@@ -83,6 +83,8 @@ pub struct AttemptEnd {
     pub metrics: serde_json::Map<String, serde_json::Value>,
     /// When to try again (the task goes back to `pending`), if it will be retried.
     pub retry_at: Option<i64>,
+    /// The exit status of the task's own process (a script's), when it exited by itself.
+    pub exit_code: Option<i32>,
 }
 
 /// A submit: the workflow and how to run it.

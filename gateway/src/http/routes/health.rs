@@ -64,8 +64,9 @@ pub async fn metrics(
         // A scrape still answers with what it has; the job gauges keep their last values.
         tracing::warn!(error = %e, "cannot count jobs for the metrics");
     }
-    metrics.sample_queues(&state.models.served_versions());
-    metrics.sample_paused(&state.models.paused_models());
+    let served = state.models.served_versions();
+    metrics.sample_queues(&served);
+    metrics.sample_paused(&served, &state.models.paused_models());
     let text = metrics
         .render()
         .map_err(|e| ServiceError::new(ErrorKind::Internal, e.to_string()))?;

@@ -12,6 +12,7 @@ use crate::http::json::Json;
 use crate::http::AppState;
 use crate::services::actions::{ActionRequest, ServiceAction};
 use crate::services::auth::{Deploy, Read};
+use crate::services::distributions::{version_distribution, DriftDistribution};
 use crate::services::models::{DeployRequest, DeploySource, Placement};
 use crate::store::VersionRecord;
 
@@ -42,6 +43,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(delete_version)),
     )
     .service(resource("/v1/models/{name}/drift").route(web::get().to(drift_events)))
+    .service(
+        resource("/v1/models/{name}/versions/{version}/drift/distribution")
+            .route(web::get().to(drift_distribution)),
+    )
     .service(
         resource("/v1/models/{name}/versions/{version}/deploy").route(web::post().to(redeploy)),
     )
@@ -169,6 +174,47 @@ pub async fn drift_events(
     Ok(web::Json(DriftEventList {
         events: events.iter().map(DriftEvent::from).collect(),
     }))
+}
+
+/// Query of the drift distribution.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DistributionQuery {
+    /// Histogram bins per feature, 1 to 200 (default 20).
+    pub bins: Option<usize>,
+}
+
+/// Per feature, the version's drift baseline against the values it scored recently: the same
+/// bin edges for both (spanning both), counts per bin, and the 5th/25th/50th/75th/95th
+/// percentiles. The recent values are the last rows (at most `window`) that this replica scored
+/// with a drift check, kept in memory: none yet (`recent_rows` 0, empty recent summaries) after a
+/// start or before the first drift-checked predict.
+#[utoipa::path(get, path = "/v1/models/{name}/versions/{version}/drift/distribution", tag = "drift", security(("bearer" = ["viewer"])),
+    params(("name" = String, Path, description = "Model name"), ("version" = u64, Path, description = "Version number"), DistributionQuery),
+    responses((status = 200, body = DriftDistribution),
+        (status = 400, description = "Unknown query parameter, or a version that is not a number", body = ErrorBody),
+        (status = 401, description = "No valid bearer", body = ErrorBody),
+        (status = 403, description = "Model scope too narrow", body = ErrorBody),
+        (status = 404, description = "`model_not_found`, `version_not_found`, or `baseline_not_found` (the version has no drift baseline)", body = ErrorBody),
+        (status = 422, description = "`invalid_argument`: `bins` out of range", body = ErrorBody)))]
+pub async fn drift_distribution(
+    _auth: Authorized<Read>,
+    state: web::Data<AppState>,
+    path: web::Path<(String, u64)>,
+    query: web::Query<DistributionQuery>,
+) -> Result<web::Json<DriftDistribution>, ServiceError> {
+    let (name, version) = path.into_inner();
+    Ok(web::Json(
+        version_distribution(
+            &state.models,
+            &state.inference.recent,
+            &name,
+            version,
+            query.bins,
+        )
+        .await?,
+    ))
 }
 
 /// Serve a kept version again. By default it becomes the only deployed version (a rollback);
