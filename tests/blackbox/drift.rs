@@ -937,6 +937,8 @@ on_both_stores!(
             &[
                 ("label_column", "species"),
                 ("feature_names", IRIS_FEATURES),
+                // Checked only when a predict asks, so an unchecked one can be told apart.
+                ("drift", r#"{"enabled": false}"#),
             ],
         );
         assert_eq!(r.status(), 201, "{}", r.text().unwrap());

@@ -72,9 +72,9 @@ impl ErrorKind {
             QueueFull | QueueTimeout | VersionUnavailable | ModelPaused => "overloaded",
             InvalidJson | InvalidRequest | InvalidPath | UnsupportedMediaType | PayloadTooLarge
             | RouteNotFound | MethodNotAllowed | ModelNotFound | VersionNotFound
-            | BaselineNotFound | VersionExists | VersionNotDeployed | NoDeployedVersion | InvalidModelName
-            | InvalidArgument | InvalidModel | UnsupportedModel | ModelUrlFailed
-            | BaselineUrlFailed | ModelExists | InvalidAction | InvalidInput
+            | BaselineNotFound | VersionExists | VersionNotDeployed | NoDeployedVersion
+            | InvalidModelName | InvalidArgument | InvalidModel | UnsupportedModel
+            | ModelUrlFailed | BaselineUrlFailed | ModelExists | InvalidAction | InvalidInput
             | BackendUnavailable | Unauthorized | Forbidden | TooManyRequests | UserExists
             | UserNotFound | KeyNotFound | JobNotFound | TaskNotFound | ArtifactNotFound
             | WorkflowNotFound | InvalidWorkflow | NotReady => "invalid_input",
