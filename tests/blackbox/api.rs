@@ -359,29 +359,6 @@ on_both_stores!(a_failed_deploy_changes_nothing, |store: &Store| {
     );
 });
 
-/// A one-shot HTTP server on a free port that answers each connection with `body` (or a 404).
-fn serve_file(body: Vec<u8>, found: bool) -> String {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(4) {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
-            let head = if found { "200 OK" } else { "404 Not Found" };
-            let payload: &[u8] = if found { &body } else { b"missing" };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                payload.len()
-            );
-            let _ = stream.write_all(payload);
-        }
-    });
-    format!("http://{address}/models/iris.onnx")
-}
-
 #[test]
 fn deploy_from_a_url() {
     let store = Store::new(StoreKind::Sqlite).unwrap();
@@ -400,7 +377,7 @@ fn deploy_from_a_url() {
     };
     let bytes = std::fs::read(fixture("iris_logreg.onnx")).unwrap();
 
-    let url = serve_file(bytes.clone(), true);
+    let url = serve_bytes(bytes.clone(), true, "/models/iris.onnx");
     let r = text(&[("model_url", &url), ("class_names", IRIS_CLASSES)]);
     assert_eq!(r.status(), 201);
     let body: Value = r.json().unwrap();
@@ -422,7 +399,10 @@ fn deploy_from_a_url() {
     assert_eq!(answer["predictions"], json!(["virginica"]));
 
     assert_error(
-        text(&[("model_url", &serve_file(Vec::new(), false))]),
+        text(&[(
+            "model_url",
+            &serve_bytes(Vec::new(), false, "/models/iris.onnx"),
+        )]),
         422,
         "model_url_failed",
     );

@@ -24,6 +24,30 @@ pub fn fixture_part(name: &str) -> multipart::Part {
     multipart::Part::bytes(std::fs::read(fixture(name)).unwrap()).file_name(name.to_owned())
 }
 
+/// Serve `body` over HTTP (200, or 404 when `found` is false) to the next few connections, on a
+/// free port; the URL of `path` there.
+pub fn serve_bytes(body: Vec<u8>, found: bool, path: &str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = if found { "200 OK" } else { "404 Not Found" };
+            let payload: &[u8] = if found { &body } else { b"missing" };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                payload.len()
+            );
+            let _ = stream.write_all(payload);
+        }
+    });
+    format!("http://{address}{path}")
+}
+
 /// Poll `check` every 50 ms until it holds; fail after 15 s naming `what`.
 pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);

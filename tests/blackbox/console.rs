@@ -81,7 +81,7 @@ fn the_console_files_are_served_without_outside_assets() {
 }
 
 /// Why the browser test cannot run here, if it cannot.
-pub(crate) fn browser_missing(console_dir: &Path, chromium: &Path) -> Vec<String> {
+fn browser_missing(console_dir: &Path, chromium: &Path) -> Vec<String> {
     let mut missing = Vec::new();
     let node = Command::new("node")
         .arg("--version")
@@ -109,8 +109,9 @@ pub(crate) fn browser_missing(console_dir: &Path, chromium: &Path) -> Vec<String
     missing
 }
 
-#[test]
-fn the_console_works_in_a_real_browser() {
+/// The repository root, the console test folder and the browser, or `None` (with a notice)
+/// when node, Chromium or playwright-core is missing and `MAAS_REQUIRE_BROWSER` is not 1.
+pub(crate) fn browser_or_skip(what: &str) -> Option<(PathBuf, PathBuf, PathBuf)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .canonicalize()
@@ -120,13 +121,21 @@ fn the_console_works_in_a_real_browser() {
         PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned()));
     let missing = browser_missing(&console_dir, &chromium);
     if !missing.is_empty() {
-        let what = missing.join(", ");
+        let missing = missing.join(", ");
         if std::env::var("MAAS_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-            panic!("the console browser test is required (MAAS_REQUIRE_BROWSER=1) but these are missing: {what}");
+            panic!("{what} is required (MAAS_REQUIRE_BROWSER=1) but these are missing: {missing}");
         }
-        eprintln!("NOTICE: skipping the console browser test: missing {what}; set MAAS_REQUIRE_BROWSER=1 to fail instead");
-        return;
+        eprintln!("NOTICE: skipping {what}: missing {missing}; set MAAS_REQUIRE_BROWSER=1 to fail instead");
+        return None;
     }
+    Some((root, console_dir, chromium))
+}
+
+#[test]
+fn the_console_works_in_a_real_browser() {
+    let Some((root, console_dir, chromium)) = browser_or_skip("the console browser test") else {
+        return;
+    };
 
     let store = Store::new(StoreKind::Sqlite).unwrap();
     let server = Server::start(&store);

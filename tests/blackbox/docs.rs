@@ -2,30 +2,16 @@
 //! user authorizes, deploys iris with the form (only the file chosen) and predicts with the
 //! pre-filled example, sent as it is.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::*;
-use crate::console::browser_missing;
+use crate::console::browser_or_skip;
 
 #[test]
 fn swagger_ui_deploys_and_predicts_as_sent() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap();
-    let console_dir = root.join("tests/console");
-    let chromium =
-        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned()));
-    let missing = browser_missing(&console_dir, &chromium);
-    if !missing.is_empty() {
-        let what = missing.join(", ");
-        if std::env::var("MAAS_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-            panic!("the Swagger UI browser test is required (MAAS_REQUIRE_BROWSER=1) but these are missing: {what}");
-        }
-        eprintln!("NOTICE: skipping the Swagger UI browser test: missing {what}");
+    let Some((root, console_dir, chromium)) = browser_or_skip("the Swagger UI browser test") else {
         return;
-    }
+    };
     let store = Store::new(StoreKind::Sqlite).unwrap();
     let server = Server::start(&store);
     let screenshots = root.join("target/console-screenshots");

@@ -4,7 +4,6 @@
 //! LABEL_COLUMN on predict, DRIFT_ENABLED on by default, and a `baseline_size` larger than the
 //! data refused.
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use reqwest::blocking::multipart::Form;
@@ -12,29 +11,6 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 use crate::on_both_stores;
-
-/// Serve `body` over HTTP (200, or 404 when `found` is false) to the next few requests; the
-/// URL of the file.
-fn serve_bytes(body: Vec<u8>, found: bool) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(8) {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
-            let head = if found { "200 OK" } else { "404 Not Found" };
-            let payload: &[u8] = if found { &body } else { b"missing" };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                payload.len()
-            );
-            let _ = stream.write_all(payload);
-        }
-    });
-    format!("http://{address}/datasets/iris.csv")
-}
 
 fn file_url(name: &str) -> String {
     format!("file://{}", fixture(name).canonicalize().unwrap().display())
@@ -60,7 +36,7 @@ on_both_stores!(
     |store: &Store| {
         let server = Server::start(store);
         let csv = std::fs::read(fixture("iris_train.csv")).unwrap();
-        let url = serve_bytes(csv, true);
+        let url = serve_bytes(csv, true, "/datasets/iris.csv");
         let v1 = server.deploy(
             "iris",
             "iris_logreg.onnx",
@@ -146,7 +122,7 @@ on_both_stores!(
         };
 
         // baseline_url follows model_url's rules, with its own code.
-        let missing = serve_bytes(Vec::new(), false);
+        let missing = serve_bytes(Vec::new(), false, "/datasets/iris.csv");
         let body = assert_error(
             with_label(&[("baseline_url", &missing)]),
             422,
@@ -176,7 +152,7 @@ on_both_stores!(
             "baseline_url_failed",
         );
         // One source of rows.
-        let url = serve_bytes(csv.clone(), true);
+        let url = serve_bytes(csv.clone(), true, "/datasets/iris.csv");
         let both = Form::new()
             .part("model", fixture_part("iris_logreg.onnx"))
             .part("baseline", fixture_part("iris_train.csv"))
