@@ -44,7 +44,7 @@ pub fn create_app(
             .limit(usize::try_from(limit).unwrap_or(usize::MAX))
             .error_handler(extractors::json)
     };
-    let predict_json = json(limits.max_predict_bytes);
+    let predict_json = json(limits.max_predict_bytes).error_handler(extractors::predict_json);
     let v2_limit = usize::try_from(limits.max_predict_bytes).unwrap_or(usize::MAX);
     App::new()
         .app_data(data.state.clone())

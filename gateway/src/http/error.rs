@@ -281,8 +281,24 @@ pub mod extractors {
 
     use super::{ErrorKind, ServiceError};
 
-    pub fn json(err: JsonPayloadError, req: &HttpRequest) -> actix_web::Error {
-        let api = match &err {
+    pub fn json(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+        payload_error(&err, None).into()
+    }
+
+    /// The predict routes' body errors add what a predict body looks like.
+    pub fn predict_json(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+        payload_error(
+            &err,
+            Some(
+                "a predict body is an object such as {\"instances\": [[5.1, 3.5, 1.4, 0.2]]} or \
+                 {\"records\": [{\"feature\": 1.0}]}",
+            ),
+        )
+        .into()
+    }
+
+    fn payload_error(err: &JsonPayloadError, hint: Option<&str>) -> ServiceError {
+        match err {
             JsonPayloadError::OverflowKnownLength { length, limit } => ServiceError::new(
                 ErrorKind::PayloadTooLarge,
                 format!("the body is {length} bytes; this route takes at most {limit}"),
@@ -295,38 +311,22 @@ pub mod extractors {
                 ErrorKind::UnsupportedMediaType,
                 "send the body as JSON with Content-Type: application/json",
             ),
-            JsonPayloadError::Deserialize(e) if e.is_data() && req.path().ends_with("/predict") => {
-                ServiceError::new(
-                    ErrorKind::InvalidRequest,
-                    format!(
-                        "{}; a predict body is an object such as {{\"instances\": [[5.1, 3.5, 1.4, 0.2]]}} \
-                         or {{\"records\": [{{\"feature\": 1.0}}]}}",
-                        crate::http::json::describe(e, "")
-                    ),
-                )
+            JsonPayloadError::Deserialize(e) if e.is_data() => {
+                let what = crate::http::json::describe(e, "");
+                let message = match hint {
+                    Some(hint) => format!("{what}; {hint}"),
+                    None => what,
+                };
+                ServiceError::new(ErrorKind::InvalidRequest, message)
             }
-            JsonPayloadError::Deserialize(e) if e.is_data() => ServiceError::new(
-                ErrorKind::InvalidRequest,
-                crate::http::json::describe(e, ""),
-            ),
-            JsonPayloadError::Deserialize(e) if e.is_eof() && e.line() == 1 && e.column() == 0 => {
-                ServiceError::new(
-                    ErrorKind::InvalidJson,
-                    "the body is empty; send a JSON object",
-                )
-            }
-            JsonPayloadError::Deserialize(e) => ServiceError::new(
-                ErrorKind::InvalidJson,
-                format!("the body is not valid JSON: {}", crate::http::json::syntax(e)),
-            ),
+            JsonPayloadError::Deserialize(e) => crate::http::json::not_json(e),
             JsonPayloadError::Serialize(e) => ServiceError::new(ErrorKind::Internal, e.to_string()),
             JsonPayloadError::Payload(e) => ServiceError::new(
                 ErrorKind::InvalidRequest,
                 format!("the body could not be read: {e}"),
             ),
             other => ServiceError::new(ErrorKind::InvalidRequest, other.to_string()),
-        };
-        api.into()
+        }
     }
 
     pub fn path(err: PathError, _req: &HttpRequest) -> actix_web::Error {

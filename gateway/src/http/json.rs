@@ -89,7 +89,8 @@ pub fn from_slice<T: DeserializeOwned>(body: &[u8]) -> Result<T, ServiceError> {
     Ok(value.0)
 }
 
-fn not_json(e: &serde_json::Error) -> ServiceError {
+/// JSON that does not parse: empty, or broken at a place it names.
+pub fn not_json(e: &serde_json::Error) -> ServiceError {
     let message = if e.is_eof() && e.line() == 1 && e.column() == 0 {
         "the body is empty; send a JSON object".to_owned()
     } else {
