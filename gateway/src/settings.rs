@@ -110,6 +110,9 @@ pub struct ServingSettings {
     pub queue_capacity: usize,
     /// Longest wait in the queue before a request is answered 503, in milliseconds.
     pub queue_timeout_ms: u64,
+    /// A request expected to compute within this many microseconds runs on the HTTP worker that
+    /// received it when its version's queue is idle (0: always queue).
+    pub inline_max_us: u64,
     /// How often to pick up deploys made by other replicas sharing the store, in milliseconds.
     pub sync_interval_ms: u64,
     /// Time limit for fetching a `model_url`, in seconds.
@@ -130,6 +133,7 @@ impl ServingSettings {
             max_queue_delay_us: self.max_queue_delay_us,
             queue_capacity: self.queue_capacity,
             queue_timeout_ms: self.queue_timeout_ms,
+            inline_max_us: self.inline_max_us,
         }
     }
 }
@@ -143,6 +147,7 @@ impl Default for ServingSettings {
             max_queue_delay_us: 0,
             queue_capacity: 1024,
             queue_timeout_ms: 5000,
+            inline_max_us: maas_serving::batching::DEFAULT_INLINE_MAX.as_micros() as u64,
             ort: OrtSettings::default(),
             sync_interval_ms: 2000,
             model_url_timeout_secs: 300,

@@ -8,6 +8,12 @@
 //! batches form by themselves when requests arrive faster than one instance answers them.
 //! The joined tensors run once; the outputs are split back along axis 0.
 //!
+//! A cheap request on an idle queue skips all that and runs on the caller's own thread
+//! ([`BatchQueue::dispatch`]): handing it to an instance thread and its answer back would cost
+//! two thread wake-ups, more than the model. Whoever holds an instance looks at the queue before
+//! letting it go, so a thread is woken only when an instance is free and nobody else will come
+//! back for the work.
+//!
 //! Backpressure is explicit: a full queue refuses at once ([`ServingError::QueueFull`]); a request
 //! that waited longer than `queue_timeout` is answered [`ServingError::QueueTimeout`] without
 //! running; a request whose caller went away (its receiver dropped) is skipped before compute.
@@ -19,10 +25,24 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
 use crate::{Dim, ElementType, LoadedModel, ModelSignature, ServingError, Tensor, TensorData};
+
+/// The default inline budget: a request expected to compute within it runs on the caller's
+/// thread when the queue is idle. A hand-off to an instance thread and back costs two wake-ups
+/// (tens of microseconds on a loaded machine); a model run under this budget costs less than
+/// parsing its request, so running it in place holds the caller's other connections back little.
+pub const DEFAULT_INLINE_MAX: Duration = Duration::from_micros(200);
+
+/// How long a caller that ran inline keeps its instance to run what queued behind it, in
+/// multiples of `inline_max`: long enough that under steady load the HTTP workers run the
+/// batches themselves and no instance thread is woken, short enough that the caller's own
+/// connections are not held up for long.
+const DRAIN_RUNS: u32 = 4;
 
 /// How a version's queue forms batches and pushes back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +55,9 @@ pub struct BatchConfig {
     pub queue_capacity: usize,
     /// Longest a request may wait before it is answered [`ServingError::QueueTimeout`].
     pub queue_timeout: Duration,
+    /// Requests expected to compute within this run on the caller's thread when the queue is
+    /// idle (see [`BatchQueue::dispatch`]); zero always queues.
+    pub inline_max: Duration,
 }
 
 impl Default for BatchConfig {
@@ -44,6 +67,7 @@ impl Default for BatchConfig {
             max_queue_delay: Duration::ZERO,
             queue_capacity: 1024,
             queue_timeout: Duration::from_secs(5),
+            inline_max: DEFAULT_INLINE_MAX,
         }
     }
 }
@@ -128,6 +152,21 @@ impl Job {
 struct State {
     jobs: VecDeque<Job>,
     closed: bool,
+    /// Instance `i` is running (on its own thread, or inline on a caller's).
+    busy: Vec<bool>,
+    /// Instance `i`'s thread is waiting on `wake[i]`.
+    parked: Vec<bool>,
+}
+
+impl State {
+    /// An instance whose thread waits with nothing to do, marked as woken: the one to notify
+    /// when a request is queued. `None` when every instance is busy: whoever holds one looks at
+    /// the queue when it is done, so no thread needs waking.
+    fn wake_idle(&mut self) -> Option<usize> {
+        let ix = (0..self.busy.len()).find(|&i| self.parked[i] && !self.busy[i])?;
+        self.parked[ix] = false;
+        Some(ix)
+    }
 }
 
 struct Shared {
@@ -136,17 +175,49 @@ struct Shared {
     config: BatchConfig,
     /// Whether rows of different requests may share a run; cleared for good if a model's outputs
     /// turn out not to follow its batch axis.
-    batchable: std::sync::atomic::AtomicBool,
+    batchable: AtomicBool,
     state: Mutex<State>,
-    arrived: Condvar,
+    /// One condition variable per instance thread, so a wake-up reaches the thread that can act.
+    wake: Vec<Condvar>,
+    instances: Vec<Arc<dyn LoadedModel>>,
+    /// Moving average of compute time per row, in nanoseconds (`u64::MAX` until the first run).
+    row_cost_ns: AtomicU64,
     observer: Arc<dyn BatchObserver>,
+}
+
+impl Shared {
+    /// Whether `rows` rows are expected to run within the inline budget.
+    fn cheap(&self, rows: usize) -> bool {
+        let per_row = self.row_cost_ns.load(Ordering::Relaxed);
+        let budget = u64::try_from(self.config.inline_max.as_nanos()).unwrap_or(u64::MAX);
+        per_row != u64::MAX && per_row.saturating_mul(rows as u64) <= budget
+    }
+
+    /// Fold one run's cost into the moving average (weight 1/8).
+    fn record_cost(&self, rows: usize, compute: Duration) {
+        let sample =
+            u64::try_from(compute.as_nanos() / rows.max(1) as u128).unwrap_or(u64::MAX - 1);
+        let old = self.row_cost_ns.load(Ordering::Relaxed);
+        let new = if old == u64::MAX {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        self.row_cost_ns
+            .store(new.min(u64::MAX - 1), Ordering::Relaxed);
+    }
+
+    fn notify(&self, ix: Option<usize>) {
+        if let Some(ix) = ix {
+            self.wake[ix].notify_one();
+        }
+    }
 }
 
 /// The request queue of one served version and the instance threads that drain it. Dropping it
 /// lets the instances finish what is queued, then stop.
 pub struct BatchQueue {
     shared: Arc<Shared>,
-    instances: usize,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -156,7 +227,7 @@ impl std::fmt::Debug for BatchQueue {
             .field("model", &self.shared.model)
             .field("version", &self.shared.version)
             .field("config", &self.shared.config)
-            .field("instances", &self.instances)
+            .field("instances", &self.shared.instances.len())
             .finish_non_exhaustive()
     }
 }
@@ -166,6 +237,15 @@ impl std::fmt::Debug for BatchQueue {
 pub fn supports_batching(signature: &ModelSignature) -> bool {
     signature.inputs.iter().all(|s| s.has_dynamic_batch())
         && signature.outputs.iter().all(|s| s.has_dynamic_batch())
+}
+
+/// What [`BatchQueue::dispatch`] did with a request.
+#[derive(Debug)]
+pub enum Dispatched {
+    /// It ran at once on the caller's thread.
+    Done(Result<Completion, ServingError>),
+    /// It waits in the queue; the receiver yields its answer (drop it to withdraw the request).
+    Queued(oneshot::Receiver<Result<Completion, ServingError>>),
 }
 
 impl BatchQueue {
@@ -186,39 +266,37 @@ impl BatchQueue {
         config.max_batch_size = config.max_batch_size.max(1);
         config.queue_capacity = config.queue_capacity.max(1);
         let batchable = config.max_batch_size > 1 && supports_batching(first.signature());
+        let count = instances.len();
         let shared = Arc::new(Shared {
             model: model.to_owned(),
             version,
             config,
-            batchable: std::sync::atomic::AtomicBool::new(batchable),
+            batchable: AtomicBool::new(batchable),
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
                 closed: false,
+                busy: vec![false; count],
+                parked: vec![false; count],
             }),
-            arrived: Condvar::new(),
+            wake: (0..count).map(|_| Condvar::new()).collect(),
+            instances,
+            row_cost_ns: AtomicU64::new(u64::MAX),
             observer,
         });
-        let count = instances.len();
         let mut workers = Vec::with_capacity(count);
-        for (ix, instance) in instances.into_iter().enumerate() {
+        for ix in 0..count {
             let shared = shared.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("maas-infer-{ix}"))
-                .spawn(move || run_instance(&shared, instance.as_ref()))?;
+                .spawn(move || run_instance(&shared, ix))?;
             workers.push(handle);
         }
-        Ok(BatchQueue {
-            shared,
-            instances: count,
-            workers,
-        })
+        Ok(BatchQueue { shared, workers })
     }
 
     /// Whether rows of different requests are joined.
     pub fn is_batching(&self) -> bool {
-        self.shared
-            .batchable
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.batchable.load(Ordering::Relaxed)
     }
 
     pub fn config(&self) -> &BatchConfig {
@@ -226,7 +304,7 @@ impl BatchQueue {
     }
 
     pub fn instances(&self) -> usize {
-        self.instances
+        self.shared.instances.len()
     }
 
     /// Requests waiting now.
@@ -241,99 +319,199 @@ impl BatchQueue {
         inputs: Vec<Tensor>,
         client: Option<ClientProbe>,
     ) -> Result<oneshot::Receiver<Result<Completion, ServingError>>, ServingError> {
-        let rows = inputs
-            .first()
-            .and_then(|t| t.shape.first().copied())
-            .unwrap_or(1);
+        let rows = rows_of(&inputs);
+        let mut state = self.shared.state.lock();
+        self.enqueue(&mut state, inputs, rows, client)
+    }
+
+    /// Run a request on the caller's thread when that is cheapest, else queue it.
+    ///
+    /// It runs inline when nothing waits in the queue, an instance is free, the queue delay is
+    /// zero and its rows are expected to take at most `inline_max`: no thread hand-off, no
+    /// wake-up. Before giving the instance back, the caller also runs, in batches, what queued
+    /// meanwhile if that is as cheap (for a bounded time), so under load batches still form and
+    /// no instance thread needs waking; anything dearer goes to the instance's thread.
+    pub fn dispatch(
+        &self,
+        inputs: Vec<Tensor>,
+        client: Option<ClientProbe>,
+    ) -> Result<Dispatched, ServingError> {
+        let shared = &*self.shared;
+        let rows = rows_of(&inputs);
+        let mut state = shared.state.lock();
+        let free = (0..state.busy.len()).find(|&i| !state.busy[i]);
+        let ix = match free {
+            Some(ix)
+                if state.jobs.is_empty()
+                    && !state.closed
+                    && shared.config.max_queue_delay.is_zero()
+                    && shared.cheap(rows) =>
+            {
+                ix
+            }
+            _ => {
+                return self
+                    .enqueue(&mut state, inputs, rows, client)
+                    .map(Dispatched::Queued)
+            }
+        };
+        state.busy[ix] = true;
+        drop(state);
+
+        let instance = shared.instances[ix].as_ref();
+        let started = Instant::now();
+        let result = infer(instance, inputs);
+        let compute = started.elapsed();
+        shared.observer.batch_ran(rows, 1, compute);
+        shared.record_cost(rows, compute);
+        let done = result.map(|outputs| Completion {
+            outputs,
+            queue_wait: Duration::ZERO,
+            compute,
+            batch_rows: rows,
+        });
+
+        // Whatever queued while this ran runs here too, in cheap batches, for up to
+        // DRAIN_RUNS × `inline_max`; what is left, or dearer, goes to the instance's thread.
+        let drain_until = started + shared.config.inline_max * DRAIN_RUNS;
+        let mut state = shared.state.lock();
+        loop {
+            discard_stale(shared, &mut state.jobs);
+            let batchable = shared.batchable.load(Ordering::Relaxed);
+            let rows = joinable_rows(&state.jobs, batchable, shared.config.max_batch_size);
+            if state.jobs.is_empty() || !shared.cheap(rows) || Instant::now() >= drain_until {
+                break;
+            }
+            let batch = take_batch(&mut state.jobs, batchable, shared.config.max_batch_size);
+            let depth = state.jobs.len();
+            drop(state);
+            shared.observer.queue_depth(depth);
+            run_batch(shared, instance, batch);
+            state = shared.state.lock();
+        }
+        state.busy[ix] = false;
+        let wake = if state.jobs.is_empty() {
+            None
+        } else if state.parked[ix] {
+            state.parked[ix] = false;
+            Some(ix)
+        } else {
+            state.wake_idle()
+        };
+        drop(state);
+        shared.notify(wake);
+        Ok(Dispatched::Done(done))
+    }
+
+    fn enqueue(
+        &self,
+        state: &mut parking_lot::MutexGuard<'_, State>,
+        inputs: Vec<Tensor>,
+        rows: usize,
+        client: Option<ClientProbe>,
+    ) -> Result<oneshot::Receiver<Result<Completion, ServingError>>, ServingError> {
+        let shared = &*self.shared;
+        if state.closed {
+            return Err(ServingError::Stopped {
+                model: shared.model.clone(),
+                version: shared.version,
+            });
+        }
+        if state.jobs.len() >= shared.config.queue_capacity {
+            shared.observer.dropped(DropReason::QueueFull);
+            return Err(ServingError::QueueFull {
+                model: shared.model.clone(),
+                version: shared.version,
+                capacity: shared.config.queue_capacity,
+            });
+        }
         let (reply, answer) = oneshot::channel();
-        let job = Job {
+        state.jobs.push_back(Job {
             inputs,
             rows,
             enqueued: Instant::now(),
             reply,
             client,
-        };
-        let shared = &self.shared;
-        let depth = {
-            let mut state = shared.state.lock();
-            if state.closed {
-                return Err(ServingError::Stopped {
-                    model: shared.model.clone(),
-                    version: shared.version,
-                });
-            }
-            if state.jobs.len() >= shared.config.queue_capacity {
-                drop(state);
-                shared.observer.dropped(DropReason::QueueFull);
-                return Err(ServingError::QueueFull {
-                    model: shared.model.clone(),
-                    version: shared.version,
-                    capacity: shared.config.queue_capacity,
-                });
-            }
-            state.jobs.push_back(job);
-            state.jobs.len()
-        };
-        shared.arrived.notify_one();
-        shared.observer.queue_depth(depth);
+        });
+        let depth = state.jobs.len();
+        let wake = state.wake_idle();
+        parking_lot::MutexGuard::unlocked(state, || {
+            shared.notify(wake);
+            shared.observer.queue_depth(depth);
+        });
         Ok(answer)
     }
+}
+
+fn rows_of(inputs: &[Tensor]) -> usize {
+    inputs
+        .first()
+        .and_then(|t| t.shape.first().copied())
+        .unwrap_or(1)
 }
 
 impl Drop for BatchQueue {
     fn drop(&mut self) {
         self.shared.state.lock().closed = true;
-        self.shared.arrived.notify_all();
+        for wake in &self.shared.wake {
+            wake.notify_all();
+        }
         // Workers finish the requests already queued (their callers hold the version alive, so
         // normally there are none) and exit; nothing here waits for them.
         self.workers.clear();
     }
 }
 
-/// The loop of one instance thread: take a batch, run it, answer, until the queue closes.
-fn run_instance(shared: &Shared, instance: &dyn LoadedModel) {
-    while let Some(batch) = next_batch(shared) {
+/// The loop of instance `ix`'s thread: take a batch, run it, answer, until the queue closes.
+fn run_instance(shared: &Shared, ix: usize) {
+    let instance = shared.instances[ix].as_ref();
+    while let Some(batch) = next_batch(shared, ix) {
         run_batch(shared, instance, batch);
+        shared.state.lock().busy[ix] = false;
     }
 }
 
-/// Wait for work and take the next batch; `None` once the queue is closed and empty.
-fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
+/// Wait until instance `ix` is free and there is work, and take the next batch (marking the
+/// instance busy); `None` once the queue is closed and empty.
+fn next_batch(shared: &Shared, ix: usize) -> Option<Vec<Job>> {
     let config = &shared.config;
     let mut state = shared.state.lock();
     loop {
+        state.parked[ix] = false;
         discard_stale(shared, &mut state.jobs);
-        if !state.jobs.is_empty() {
-            let batchable = shared.batchable.load(std::sync::atomic::Ordering::Relaxed);
+        if !state.busy[ix] && !state.jobs.is_empty() {
+            let batchable = shared.batchable.load(Ordering::Relaxed);
             if batchable && !config.max_queue_delay.is_zero() && !state.closed {
                 let oldest = state.jobs.front().map(|j| j.enqueued);
                 if let Some(oldest) = oldest {
                     let deadline = oldest + config.max_queue_delay;
-                    if joinable_rows(&state.jobs, config.max_batch_size) < config.max_batch_size
+                    if joinable_rows(&state.jobs, true, config.max_batch_size)
+                        < config.max_batch_size
                         && Instant::now() < deadline
                     {
                         // Wait for company, then look at the queue afresh: another instance
                         // may have taken these requests meanwhile.
-                        shared.arrived.wait_until(&mut state, deadline);
+                        state.parked[ix] = true;
+                        shared.wake[ix].wait_until(&mut state, deadline);
                         continue;
                     }
                 }
             }
             let batch = take_batch(&mut state.jobs, batchable, config.max_batch_size);
+            state.busy[ix] = true;
             let depth = state.jobs.len();
-            let more = !state.jobs.is_empty();
+            // Requests left behind (too many rows, or another shape) go to a free instance.
+            let wake = if depth > 0 { state.wake_idle() } else { None };
             drop(state);
-            if more {
-                // Requests left behind (too many rows, or another shape) go to a free instance.
-                shared.arrived.notify_one();
-            }
+            shared.notify(wake);
             shared.observer.queue_depth(depth);
             return Some(batch);
         }
-        if state.closed {
+        if state.closed && state.jobs.is_empty() {
             return None;
         }
-        shared.arrived.wait(&mut state);
+        state.parked[ix] = true;
+        shared.wake[ix].wait(&mut state);
     }
 }
 
@@ -364,12 +542,16 @@ fn discard_stale(shared: &Shared, jobs: &mut VecDeque<Job>) {
     });
 }
 
-/// Rows that the oldest request and the ones behind it that fit would bring to one run.
-fn joinable_rows(jobs: &VecDeque<Job>, max_rows: usize) -> usize {
+/// Rows that the oldest request and (when batching) the ones behind it that fit would bring to
+/// one run.
+fn joinable_rows(jobs: &VecDeque<Job>, batchable: bool, max_rows: usize) -> usize {
     let Some(first) = jobs.front() else {
         return 0;
     };
     let mut rows = first.rows;
+    if !batchable {
+        return rows;
+    }
     for job in jobs.iter().skip(1) {
         if rows >= max_rows {
             break;
@@ -424,6 +606,7 @@ fn run_batch(shared: &Shared, instance: &dyn LoadedModel, mut batch: Vec<Job>) {
         let result = infer(instance, job.inputs);
         let compute = started.elapsed();
         shared.observer.batch_ran(job.rows, 1, compute);
+        shared.record_cost(job.rows, compute);
         let _ = job.reply.send(result.map(|outputs| Completion {
             outputs,
             queue_wait: started.saturating_duration_since(job.enqueued),
@@ -453,6 +636,7 @@ fn run_batch(shared: &Shared, instance: &dyn LoadedModel, mut batch: Vec<Job>) {
     let result = infer(instance, joined);
     let compute = started.elapsed();
     shared.observer.batch_ran(total, replies.len(), compute);
+    shared.record_cost(total, compute);
     let split = result.and_then(|outputs| split_outputs(outputs, &rows));
     match split {
         Ok(per_request) => {
@@ -470,9 +654,7 @@ fn run_batch(shared: &Shared, instance: &dyn LoadedModel, mut batch: Vec<Job>) {
         Err(ServingError::Inference(reason)) if reason.starts_with(SPLIT_FAILED) => {
             // The model's outputs do not follow its batch axis after all: stop joining requests
             // for this version and answer each of these on its own.
-            shared
-                .batchable
-                .store(false, std::sync::atomic::Ordering::Relaxed);
+            shared.batchable.store(false, Ordering::Relaxed);
             tracing::warn!(
                 model = %shared.model,
                 version = shared.version,
@@ -662,7 +844,7 @@ pub fn warm_up(
 mod tests {
     use super::*;
     use crate::TensorSpec;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc;
 
     /// Doubles its input and records the batch sizes it saw. With a gate, its first run signals
@@ -671,6 +853,8 @@ mod tests {
     struct Doubler {
         signature: ModelSignature,
         batches: Mutex<Vec<usize>>,
+        /// The name of the thread each run was on.
+        threads: Mutex<Vec<String>>,
         gate: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
         active: AtomicUsize,
         most_active: AtomicUsize,
@@ -702,6 +886,7 @@ mod tests {
                 outputs: vec![spec("y")],
             },
             batches: Mutex::new(Vec::new()),
+            threads: Mutex::new(Vec::new()),
             gate: Mutex::new(None),
             active: AtomicUsize::new(0),
             most_active: AtomicUsize::new(0),
@@ -730,6 +915,9 @@ mod tests {
             }
             let x = &inputs[0];
             self.batches.lock().push(x.shape[0]);
+            self.threads
+                .lock()
+                .push(std::thread::current().name().unwrap_or("").to_owned());
             let TensorData::Float32(v) = &x.data else {
                 panic!("not f32")
             };
@@ -962,6 +1150,7 @@ mod tests {
         let model = Arc::new(Doubler {
             signature: fixed,
             batches: Mutex::new(Vec::new()),
+            threads: Mutex::new(Vec::new()),
             gate: Mutex::new(None),
             active: AtomicUsize::new(0),
             most_active: AtomicUsize::new(0),
@@ -978,5 +1167,106 @@ mod tests {
         warm_up(&instances, &limit(16)).unwrap();
         assert_eq!(*a.batches.lock(), vec![16]);
         assert_eq!(*b.batches.lock(), vec![16]);
+    }
+
+    fn answer(dispatched: Dispatched) -> Result<Completion, ServingError> {
+        match dispatched {
+            Dispatched::Done(done) => done,
+            Dispatched::Queued(rx) => wait(rx),
+        }
+    }
+
+    #[test]
+    fn a_cheap_request_on_an_idle_queue_runs_on_the_callers_thread() {
+        let model = doubler();
+        let queue = start(
+            vec![model.clone()],
+            BatchConfig::default(),
+            Arc::new(NoObserver),
+        );
+        // The first run's cost is unknown: it queues, and its thread measures it.
+        let first = queue.dispatch(rows(&[[1.0, 2.0]]), None).unwrap();
+        assert!(matches!(first, Dispatched::Queued(_)));
+        answer(first).unwrap();
+        let second = queue.dispatch(rows(&[[3.0, 4.0]]), None).unwrap();
+        let Dispatched::Done(done) = second else {
+            panic!("a cheap request on an idle queue should run inline")
+        };
+        let done = done.unwrap();
+        assert_eq!(done.outputs[0].data, TensorData::Float32(vec![6.0, 8.0]));
+        assert_eq!(done.queue_wait, Duration::ZERO);
+        let here = std::thread::current().name().unwrap_or("").to_owned();
+        assert_eq!(*model.threads.lock(), vec!["maas-infer-0".to_owned(), here]);
+    }
+
+    #[test]
+    fn inline_off_or_a_queue_delay_always_queues() {
+        for config in [
+            BatchConfig {
+                inline_max: Duration::ZERO,
+                ..BatchConfig::default()
+            },
+            BatchConfig {
+                max_queue_delay: Duration::from_micros(1),
+                ..BatchConfig::default()
+            },
+        ] {
+            let model = doubler();
+            let queue = start(vec![model.clone()], config.clone(), Arc::new(NoObserver));
+            for _ in 0..3 {
+                let dispatched = queue.dispatch(rows(&[[1.0, 1.0]]), None).unwrap();
+                assert!(matches!(dispatched, Dispatched::Queued(_)), "{config:?}");
+                answer(dispatched).unwrap();
+            }
+            assert!(model.threads.lock().iter().all(|t| t == "maas-infer-0"));
+        }
+    }
+
+    #[test]
+    fn requests_queued_behind_an_inline_run_are_batched_by_the_caller() {
+        let model = doubler();
+        let queue = Arc::new(start(vec![model.clone()], limit(8), Arc::new(NoObserver)));
+        answer(queue.dispatch(rows(&[[0.0, 0.0]]), None).unwrap()).unwrap();
+        // The next run holds its instance (inline, on another thread) until released.
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        *model.gate.lock() = Some((started_tx, release_rx));
+        let inline = {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name("caller".into())
+                .spawn(move || answer(queue.dispatch(rows(&[[1.0, 1.0]]), None).unwrap()))
+                .unwrap()
+        };
+        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        let queued: Vec<_> = (0..3)
+            .map(|i| {
+                let dispatched = queue.dispatch(rows(&[[i as f32, 0.0]]), None).unwrap();
+                assert!(
+                    matches!(dispatched, Dispatched::Queued(_)),
+                    "the instance is busy"
+                );
+                dispatched
+            })
+            .collect();
+        release.send(()).unwrap();
+        assert_eq!(
+            inline.join().unwrap().unwrap().outputs[0].data,
+            TensorData::Float32(vec![2.0, 2.0])
+        );
+        for (i, dispatched) in queued.into_iter().enumerate() {
+            let done = answer(dispatched).unwrap();
+            assert_eq!(
+                done.outputs[0].data,
+                TensorData::Float32(vec![2.0 * i as f32, 0.0])
+            );
+            assert_eq!(done.batch_rows, 3);
+        }
+        assert_eq!(*model.batches.lock(), vec![1, 1, 3]);
+        assert_eq!(
+            model.threads.lock()[1..],
+            ["caller".to_owned(), "caller".to_owned()],
+            "the caller ran what queued behind it; no thread was woken"
+        );
     }
 }

@@ -411,7 +411,11 @@ fn element(data: &TensorData, ix: usize) -> Value {
 fn float(x: f64) -> Value {
     let narrowed = x as f32;
     if f64::from(narrowed) == x {
-        serde_json::Number::from_f64(narrowed.to_string().parse::<f64>().unwrap_or(x))
+        // The shortest decimal that reads back as this f32, as the nearest f64; ryu writes it
+        // into a stack buffer (this runs for every score of every answer).
+        let mut buffer = ryu::Buffer::new();
+        let shortest = buffer.format(narrowed).parse::<f64>().unwrap_or(x);
+        serde_json::Number::from_f64(shortest)
             .map(Value::Number)
             .unwrap_or(Value::Null)
     } else {

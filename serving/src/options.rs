@@ -34,6 +34,11 @@ pub struct ServingOptions {
     /// Longest wait in the queue, in milliseconds (1 to 600,000); longer is answered 503.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_timeout_ms: Option<u64>,
+    /// A request expected to compute within this many microseconds runs on the HTTP worker that
+    /// received it when the queue is idle, with no hand-off to an instance thread (0 to 1 s;
+    /// 0 always queues). The expectation is a moving average of the version's past runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inline_max_us: Option<u64>,
 }
 
 impl ServingOptions {
@@ -46,6 +51,7 @@ impl ServingOptions {
             max_queue_delay_us: patch.max_queue_delay_us.or(self.max_queue_delay_us),
             queue_capacity: patch.queue_capacity.or(self.queue_capacity),
             queue_timeout_ms: patch.queue_timeout_ms.or(self.queue_timeout_ms),
+            inline_max_us: patch.inline_max_us.or(self.inline_max_us),
         }
     }
 }
@@ -59,6 +65,7 @@ pub struct ServingDefaults {
     pub max_queue_delay_us: u64,
     pub queue_capacity: usize,
     pub queue_timeout_ms: u64,
+    pub inline_max_us: u64,
 }
 
 /// How a version is served once its options meet the server's defaults.
@@ -116,6 +123,12 @@ impl ServingOptions {
             1,
             600_000,
         )?;
+        let inline_max = within(
+            "inline_max_us",
+            self.inline_max_us.unwrap_or(defaults.inline_max_us),
+            0,
+            1_000_000,
+        )?;
         Ok(ResolvedServing {
             backend: self.backend.unwrap_or(defaults.backend),
             instances,
@@ -124,6 +137,7 @@ impl ServingOptions {
                 max_queue_delay: Duration::from_micros(delay),
                 queue_capacity,
                 queue_timeout: Duration::from_millis(timeout),
+                inline_max: Duration::from_micros(inline_max),
             },
         })
     }
@@ -141,6 +155,7 @@ mod tests {
             max_queue_delay_us: 0,
             queue_capacity: 1024,
             queue_timeout_ms: 5000,
+            inline_max_us: 200,
         }
     }
 

@@ -116,7 +116,9 @@ enum OutputData {
     Probabilities(Vec<f32>),
 }
 
-async fn infer(body: web::Json<InferRequest>) -> Result<web::Json<InferResponse>, actix_web::Error> {
+async fn infer(
+    body: web::Json<InferRequest>,
+) -> Result<web::Json<InferResponse>, actix_web::Error> {
     let Some(input) = body.inputs.first() else {
         return Err(actix_web::error::ErrorBadRequest("no input"));
     };

@@ -117,6 +117,9 @@ pub struct ServingInfo {
     pub max_queue_delay_us: u64,
     pub queue_capacity: usize,
     pub queue_timeout_ms: u64,
+    /// Requests expected to compute within this many microseconds run on the HTTP worker when
+    /// the queue is idle.
+    pub inline_max_us: u64,
     /// Requests waiting now.
     pub queue_depth: usize,
     /// How long the warmup inference took, in milliseconds.
@@ -136,6 +139,7 @@ impl From<&ServedVersion> for ServingInfo {
             max_queue_delay_us: config.max_queue_delay.as_micros() as u64,
             queue_capacity: config.queue_capacity,
             queue_timeout_ms: config.queue_timeout.as_millis() as u64,
+            inline_max_us: config.inline_max.as_micros() as u64,
             queue_depth: served.queue.depth(),
             warmup_ms: served.warmup.as_secs_f64() * 1000.0,
         }

@@ -36,9 +36,17 @@ pub struct AppState {
     pub http: reqwest::Client,
 }
 
-/// A route's resource: a wrong method on it gets a JSON 405.
+/// A route's resource: a wrong method on it gets a JSON 405, and its HTTP metrics are labelled
+/// with `path`.
 pub(crate) fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path.to_owned()).default_service(web::to(method_not_allowed))
+    scoped_resource("", path)
+}
+
+/// A route's resource inside the scope at `prefix`.
+pub(crate) fn scoped_resource(prefix: &str, path: &str) -> actix_web::Resource {
+    web::resource(path.to_owned())
+        .app_data(metrics::RouteStats::new(format!("{prefix}{path}")))
+        .default_service(web::to(method_not_allowed))
 }
 
 /// Register every route group; `predict_json` is the body limit of the predict routes.

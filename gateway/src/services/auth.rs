@@ -19,6 +19,7 @@ pub mod limiter;
 pub mod passwords;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -147,7 +148,7 @@ pub struct Authenticator {
 /// Only records that exist are kept; every change made through this process clears it.
 pub struct CredentialCache {
     ttl: Duration,
-    users: Mutex<HashMap<String, (UserRecord, Instant)>>,
+    users: Mutex<HashMap<String, (Arc<UserRecord>, Instant)>>,
     keys: Mutex<HashMap<String, (ApiKeyRecord, Instant)>>,
 }
 
@@ -169,11 +170,15 @@ impl CredentialCache {
         self.keys.lock().clear();
     }
 
-    async fn user(&self, store: &SqlStore, name: &str) -> Result<Option<UserRecord>, ServiceError> {
+    async fn user(
+        &self,
+        store: &SqlStore,
+        name: &str,
+    ) -> Result<Option<Arc<UserRecord>>, ServiceError> {
         if let Some(hit) = fresh(&self.users, name, self.ttl) {
             return Ok(Some(hit));
         }
-        let found = store.user(name).await?;
+        let found = store.user(name).await?.map(Arc::new);
         if let Some(user) = &found {
             remember(&self.users, name, user.clone(), self.ttl);
         }
@@ -255,7 +260,7 @@ impl Authenticator {
             ));
         }
         Ok(Principal {
-            username: user.username,
+            username: user.username.clone(),
             role: user.role,
             credential: Credential::Token,
             model_patterns: None,
@@ -285,7 +290,7 @@ impl Authenticator {
             .await?
             .ok_or_else(invalid)?;
         Ok(Principal {
-            username: user.username,
+            username: user.username.clone(),
             // A key never holds more than its user holds now.
             role: key.role.min(user.role),
             credential: Credential::ApiKey(key.id),

@@ -257,14 +257,13 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// One HTTP request, by method, route template and status.
-    pub fn observe_http(&self, method: &str, route: &str, status: &str, seconds: f64) {
-        self.http_requests
-            .with_label_values(&[method, route, status])
-            .inc();
-        self.http_duration
-            .with_label_values(&[method, route])
-            .observe(seconds);
+    /// The request counter and latency histogram of one method, route template and status.
+    pub fn http_handles(&self, method: &str, route: &str, status: &str) -> (IntCounter, Histogram) {
+        (
+            self.http_requests
+                .with_label_values(&[method, route, status]),
+            self.http_duration.with_label_values(&[method, route]),
+        )
     }
 
     pub fn observe_prediction_log_drop(&self) {

@@ -22,41 +22,49 @@ use crate::services::drift::DriftResult;
 use crate::services::inference::{Call, Codec};
 use crate::services::models::{DeployRequest, DeploySource, Placement};
 
-use crate::http::resource;
+use crate::http::scoped_resource as resource;
 
 /// Register this group's routes.
+/// The protocol's prefix.
+const V2: &str = "/v2";
+
 pub fn configure(cfg: &mut web::ServiceConfig, json_limit: usize) {
     cfg.service(
-        web::scope("/v2")
+        web::scope(V2)
             .app_data(
                 web::JsonConfig::default()
                     .limit(json_limit)
                     .error_handler(json_error),
             )
-            .service(resource("/models/{name}/infer").route(web::post().to(infer)))
+            .service(resource(V2, "/models/{name}/infer").route(web::post().to(infer)))
             .service(
-                resource("/models/{name}/versions/{version}/infer")
+                resource(V2, "/models/{name}/versions/{version}/infer")
                     .route(web::post().to(infer_version)),
             )
-            .service(web::resource("").route(web::get().to(server_metadata)))
-            .service(resource("/health/live").route(web::get().to(live)))
-            .service(resource("/health/ready").route(web::get().to(ready)))
-            .service(resource("/repository/index").route(web::post().to(repository_index)))
             .service(
-                resource("/repository/models/{name}/load").route(web::post().to(repository_load)),
+                web::resource("")
+                    .app_data(crate::http::metrics::RouteStats::new(V2))
+                    .route(web::get().to(server_metadata)),
+            )
+            .service(resource(V2, "/health/live").route(web::get().to(live)))
+            .service(resource(V2, "/health/ready").route(web::get().to(ready)))
+            .service(resource(V2, "/repository/index").route(web::post().to(repository_index)))
+            .service(
+                resource(V2, "/repository/models/{name}/load")
+                    .route(web::post().to(repository_load)),
             )
             .service(
-                resource("/repository/models/{name}/unload")
+                resource(V2, "/repository/models/{name}/unload")
                     .route(web::post().to(repository_unload)),
             )
-            .service(resource("/models/{name}").route(web::get().to(model_metadata)))
-            .service(resource("/models/{name}/ready").route(web::get().to(model_ready)))
+            .service(resource(V2, "/models/{name}").route(web::get().to(model_metadata)))
+            .service(resource(V2, "/models/{name}/ready").route(web::get().to(model_ready)))
             .service(
-                resource("/models/{name}/versions/{version}")
+                resource(V2, "/models/{name}/versions/{version}")
                     .route(web::get().to(version_metadata)),
             )
             .service(
-                resource("/models/{name}/versions/{version}/ready")
+                resource(V2, "/models/{name}/versions/{version}/ready")
                     .route(web::get().to(version_ready)),
             ),
     );

@@ -103,6 +103,46 @@ pub struct JwtKeys {
     issuer: String,
     audience: String,
     ttl_secs: u64,
+    verified: VerifiedTokens,
+}
+
+/// Tokens whose signature and claims already checked out, so a client that sends the same bearer
+/// on every request pays for the signature once. Entries are found by a keyed hash of the token
+/// (SipHash with this process's random keys: its value reveals nothing about the token) and
+/// confirmed with a constant-time comparison of the whole token. Only the expiry is checked
+/// again on a hit; everything else in a token is fixed once it is signed, and the user's current
+/// state is checked by the caller on every request.
+struct VerifiedTokens {
+    hasher: std::collections::hash_map::RandomState,
+    entries: parking_lot::Mutex<std::collections::HashMap<u64, (Box<str>, std::sync::Arc<Claims>)>>,
+}
+
+/// Tokens remembered at most; a full cache is emptied rather than scanned.
+const VERIFIED_CAPACITY: usize = 10_000;
+
+impl VerifiedTokens {
+    fn new() -> Self {
+        VerifiedTokens {
+            hasher: std::collections::hash_map::RandomState::new(),
+            entries: parking_lot::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn get(&self, key: u64, token: &str) -> Option<std::sync::Arc<Claims>> {
+        use subtle::ConstantTimeEq;
+        let entries = self.entries.lock();
+        let (known, claims) = entries.get(&key)?;
+        let same: bool = known.as_bytes().ct_eq(token.as_bytes()).into();
+        same.then(|| claims.clone())
+    }
+
+    fn insert(&self, key: u64, token: &str, claims: std::sync::Arc<Claims>) {
+        let mut entries = self.entries.lock();
+        if entries.len() >= VERIFIED_CAPACITY {
+            entries.clear();
+        }
+        entries.insert(key, (token.into(), claims));
+    }
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -200,6 +240,7 @@ impl JwtKeys {
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             ttl_secs: settings.token_ttl_secs,
+            verified: VerifiedTokens::new(),
         })
     }
 
@@ -226,8 +267,25 @@ impl JwtKeys {
     }
 
     /// The claims of a valid token; the error says why it is not, for the log, never the client.
-    pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims)
+    pub fn verify(
+        &self,
+        token: &str,
+    ) -> Result<std::sync::Arc<Claims>, jsonwebtoken::errors::Error> {
+        use std::hash::BuildHasher;
+        let key = self.verified.hasher.hash_one(token);
+        if let Some(claims) = self.verified.get(key, token) {
+            let now = jsonwebtoken::get_current_timestamp();
+            let leeway = self.validation.leeway;
+            if u64::try_from(claims.exp).map_or(true, |exp| exp.saturating_add(leeway) < now) {
+                return Err(jsonwebtoken::errors::ErrorKind::ExpiredSignature.into());
+            }
+            return Ok(claims);
+        }
+        let claims = std::sync::Arc::new(
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?.claims,
+        );
+        self.verified.insert(key, token, claims.clone());
+        Ok(claims)
     }
 }
 

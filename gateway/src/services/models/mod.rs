@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use maas_serving::batching::{self, BatchConfig, BatchQueue, ClientProbe};
+use maas_serving::batching::{self, BatchConfig, BatchQueue, ClientProbe, Dispatched};
 use maas_serving::{
     ArtifactStore, BackendChoice, BackendKind, Backends, LoadedModel, ModelRegistry, ServedVersion,
     ServingDefaults, ServingError, ServingOptions, VersionMeta,
@@ -563,10 +563,12 @@ impl ModelService {
         inputs: Vec<maas_serving::Tensor>,
         client: Option<ClientProbe>,
     ) -> Result<Vec<maas_serving::Tensor>, ServiceError> {
-        let answer = served.queue.submit(inputs, client)?;
-        let done = answer.await.map_err(|_| {
-            ServiceError::new(ErrorKind::Internal, "the inference thread stopped")
-        })??;
+        let done = match served.queue.dispatch(inputs, client)? {
+            Dispatched::Done(done) => done?,
+            Dispatched::Queued(answer) => answer.await.map_err(|_| {
+                ServiceError::new(ErrorKind::Internal, "the inference thread stopped")
+            })??,
+        };
         self.metrics
             .observe_queue_wait(&served.model, served.version, done.queue_wait);
         Ok(done.outputs)
