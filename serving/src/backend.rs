@@ -123,11 +123,67 @@ pub struct OrtSettings {
     pub cuda_device_id: i32,
     /// The CUDA execution provider's memory arena limit (`gpu_mem_limit`); 0 is no limit.
     pub cuda_memory_limit_bytes: u64,
-    /// Threads within one operator; 0 is ONNX Runtime's default (one per physical core).
+    /// Threads within one operator, per instance (the calling thread included). 0: the cores
+    /// this process may use divided among the version's instances, at least 1, so the
+    /// instances together never run more threads than there are cores.
     pub intra_op_threads: usize,
-    /// Threads across independent operators; 0 is ONNX Runtime's default.
+    /// Threads across independent operators, per instance. 0 or 1: sequential execution (no
+    /// inter-op pool); above 1, independent operators run in parallel on that many threads.
     pub inter_op_threads: usize,
     pub graph_optimization_level: GraphOptimization,
+}
+
+/// The threads each ONNX Runtime session of one version runs, once [`OrtSettings`] meet the
+/// version's instance count and the cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrtThreads {
+    /// Threads within one operator, the calling thread included (1: no intra-op pool).
+    pub intra_op: usize,
+    /// Threads across operators (1: sequential execution).
+    pub inter_op: usize,
+}
+
+impl OrtSettings {
+    /// The threads each of a version's `instances` sessions gets where this process may use
+    /// `cores` cores. A value the settings give is honoured as it is; left at 0, intra-op
+    /// threads are `max(1, cores / instances)` and inter-op threads 1 (sequential), so
+    /// `instances × intra_op ≤ cores` whenever `instances ≤ cores`.
+    pub fn threads(&self, instances: usize, cores: usize) -> OrtThreads {
+        let intra_op = match self.intra_op_threads {
+            0 => (cores / instances.max(1)).max(1),
+            n => n,
+        };
+        OrtThreads {
+            intra_op,
+            inter_op: self.inter_op_threads.max(1),
+        }
+    }
+
+    /// Why a version's `instances` sessions oversubscribe `cores` cores, when explicit thread
+    /// settings make them (the defaults never do beyond one thread per instance).
+    pub fn oversubscription(&self, instances: usize, cores: usize) -> Option<String> {
+        let threads = self.threads(instances, cores);
+        let explicit = [
+            ("intra_op_threads", self.intra_op_threads, threads.intra_op),
+            ("inter_op_threads", self.inter_op_threads, threads.inter_op),
+        ];
+        explicit
+            .into_iter()
+            .find(|&(_, set, per_instance)| set > 0 && instances * per_instance > cores)
+            .map(|(name, _, per_instance)| {
+                format!(
+                    "{instances} instance(s) × serving.ort.{name} = {per_instance} is {} threads \
+                     for {cores} core(s): they will compete for the cores; leave \
+                     serving.ort.{name} at 0 to share the cores among the instances",
+                    instances * per_instance
+                )
+            })
+    }
+}
+
+/// The cores this process may use (its CPU affinity and cgroup quota count); 1 when unknown.
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Where ONNX Runtime runs a session.
@@ -145,6 +201,8 @@ pub struct BackendLoad {
     pub execution_provider: String,
     /// Set when `auto` fell back, saying from what and why.
     pub note: Option<String>,
+    /// The session's threads, for ONNX Runtime (None for tract).
+    pub ort_threads: Option<OrtThreads>,
 }
 
 impl std::fmt::Debug for BackendLoad {
@@ -154,6 +212,7 @@ impl std::fmt::Debug for BackendLoad {
             .field("backend", &self.backend)
             .field("execution_provider", &self.execution_provider)
             .field("note", &self.note)
+            .field("ort_threads", &self.ort_threads)
             .finish()
     }
 }
@@ -164,6 +223,9 @@ pub struct Backends {
     ort: Result<OrtRuntime, String>,
     cuda_unavailable: Option<String>,
     cuda_device_id: i32,
+    ort_settings: OrtSettings,
+    /// Cores this process may use, read once at start.
+    cores: usize,
 }
 
 impl Backends {
@@ -183,7 +245,15 @@ impl Backends {
             ort: runtime,
             cuda_unavailable,
             cuda_device_id: ort.cuda_device_id,
+            ort_settings: ort.clone(),
+            cores: available_cores(),
         }
+    }
+
+    /// Why `instances` ONNX Runtime sessions of one version oversubscribe this process's cores,
+    /// when explicit thread settings make them.
+    pub fn ort_oversubscription(&self, instances: usize) -> Option<String> {
+        self.ort_settings.oversubscription(instances, self.cores)
     }
 
     /// None when ONNX Runtime is usable, else why not.
@@ -205,26 +275,38 @@ impl Backends {
     /// ONNX Runtime choice that this process cannot meet is [`ServingError::BackendUnavailable`];
     /// `auto` falls back and says why in [`BackendLoad::note`]. A model the chosen engine
     /// cannot load is an error, never a reason to try another engine.
-    pub fn load(&self, choice: BackendChoice, onnx: &[u8]) -> Result<BackendLoad, ServingError> {
+    ///
+    /// The model is one of a version's `instances` copies: ONNX Runtime sessions get their
+    /// threads by [`OrtSettings::threads`] for that many instances.
+    pub fn load_instance(
+        &self,
+        choice: BackendChoice,
+        onnx: &[u8],
+        instances: usize,
+    ) -> Result<BackendLoad, ServingError> {
+        let threads = self.ort_settings.threads(instances, self.cores);
+        let load_ort = |runtime: &OrtRuntime, device: OrtDevice, note: Option<String>| {
+            self.load_ort(runtime, device, onnx, threads, note)
+        };
         match choice {
             BackendChoice::Tract => self.load_tract(onnx, None),
             BackendChoice::OrtCpu => match &self.ort {
-                Ok(runtime) => self.load_ort(runtime, OrtDevice::Cpu, onnx, None),
+                Ok(runtime) => load_ort(runtime, OrtDevice::Cpu, None),
                 Err(why) => Err(ServingError::BackendUnavailable(format!(
                     "ort-cpu was requested but ONNX Runtime is unavailable: {why}"
                 ))),
             },
             BackendChoice::OrtCuda => match (&self.ort, &self.cuda_unavailable) {
-                (Ok(runtime), None) => self.load_ort(runtime, OrtDevice::Cuda, onnx, None),
+                (Ok(runtime), None) => load_ort(runtime, OrtDevice::Cuda, None),
                 (_, Some(why)) | (Err(why), _) => Err(ServingError::BackendUnavailable(format!(
                     "ort-cuda was requested but CUDA is unavailable: {why}"
                 ))),
             },
             BackendChoice::Auto => match (&self.ort, &self.cuda_unavailable) {
-                (Ok(runtime), None) => self.load_ort(runtime, OrtDevice::Cuda, onnx, None),
+                (Ok(runtime), None) => load_ort(runtime, OrtDevice::Cuda, None),
                 (Ok(runtime), Some(why)) => {
                     let note = format!("CUDA unavailable: {why}; using ort-cpu");
-                    self.load_ort(runtime, OrtDevice::Cpu, onnx, Some(note))
+                    load_ort(runtime, OrtDevice::Cpu, Some(note))
                 }
                 (Err(why), _) => {
                     let note = format!("ONNX Runtime unavailable: {why}; using tract");
@@ -234,12 +316,18 @@ impl Backends {
         }
     }
 
+    /// [`Backends::load_instance`] for a version of one instance.
+    pub fn load(&self, choice: BackendChoice, onnx: &[u8]) -> Result<BackendLoad, ServingError> {
+        self.load_instance(choice, onnx, 1)
+    }
+
     fn load_tract(&self, onnx: &[u8], note: Option<String>) -> Result<BackendLoad, ServingError> {
         Ok(BackendLoad {
             model: TractBackend.load(onnx)?,
             backend: BackendKind::Tract,
             execution_provider: "cpu".into(),
             note,
+            ort_threads: None,
         })
     }
 
@@ -248,6 +336,7 @@ impl Backends {
         runtime: &OrtRuntime,
         device: OrtDevice,
         onnx: &[u8],
+        threads: OrtThreads,
         note: Option<String>,
     ) -> Result<BackendLoad, ServingError> {
         let (backend, execution_provider) = match device {
@@ -258,10 +347,11 @@ impl Backends {
             ),
         };
         Ok(BackendLoad {
-            model: runtime.load(onnx, device)?,
+            model: runtime.load(onnx, device, threads)?,
             backend,
             execution_provider,
             note,
+            ort_threads: Some(threads),
         })
     }
 }
@@ -316,7 +406,7 @@ pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 mod without_ort {
     use std::sync::Arc;
 
-    use super::{OrtDevice, OrtSettings};
+    use super::{OrtDevice, OrtSettings, OrtThreads};
     use crate::{LoadedModel, ServingError};
 
     /// Never constructed: [`OrtRuntime::probe`] always reports why.
@@ -339,6 +429,7 @@ mod without_ort {
             &self,
             _: &[u8],
             _: OrtDevice,
+            _: OrtThreads,
         ) -> Result<Arc<dyn LoadedModel>, ServingError> {
             match *self {}
         }
@@ -380,6 +471,77 @@ mod tests {
         );
         assert_eq!(settings.cuda_device_id, 1);
         assert!(serde_json::from_str::<OrtSettings>(r#"{"threads": 2}"#).is_err());
+    }
+
+    #[test]
+    fn default_threads_share_the_cores_among_the_instances() {
+        let defaults = OrtSettings::default();
+        let threads = |instances, cores| defaults.threads(instances, cores);
+        assert_eq!(
+            threads(1, 8),
+            OrtThreads {
+                intra_op: 8,
+                inter_op: 1
+            }
+        );
+        assert_eq!(threads(2, 8).intra_op, 4);
+        assert_eq!(threads(3, 8).intra_op, 2);
+        assert_eq!(threads(2, 2).intra_op, 1);
+        // More instances than cores: one thread each, never zero.
+        assert_eq!(threads(4, 2).intra_op, 1);
+        assert_eq!(threads(1, 1).intra_op, 1);
+        for instances in 1..=16 {
+            for cores in instances..=64 {
+                let t = threads(instances, cores);
+                assert!(instances * t.intra_op <= cores, "{instances} on {cores}");
+                assert!(
+                    instances * t.intra_op > cores - instances,
+                    "{instances} on {cores}"
+                );
+                assert_eq!(t.inter_op, 1);
+                assert_eq!(defaults.oversubscription(instances, cores), None);
+            }
+        }
+        // The defaults warn about nothing, even with more instances than cores.
+        assert_eq!(defaults.oversubscription(4, 2), None);
+    }
+
+    #[test]
+    fn explicit_threads_are_honoured_and_oversubscription_is_named() {
+        let settings = OrtSettings {
+            intra_op_threads: 3,
+            ..OrtSettings::default()
+        };
+        assert_eq!(settings.threads(2, 8).intra_op, 3);
+        assert_eq!(settings.oversubscription(2, 8), None);
+        assert_eq!(settings.threads(2, 4).intra_op, 3);
+        let why = settings.oversubscription(2, 4).unwrap();
+        assert!(
+            why.contains(
+                "2 instance(s) × serving.ort.intra_op_threads = 3 is 6 threads for 4 core(s)"
+            ),
+            "{why}"
+        );
+        let parallel = OrtSettings {
+            inter_op_threads: 4,
+            ..OrtSettings::default()
+        };
+        assert_eq!(
+            parallel.threads(1, 4),
+            OrtThreads {
+                intra_op: 4,
+                inter_op: 4
+            }
+        );
+        assert!(parallel
+            .oversubscription(2, 4)
+            .unwrap()
+            .contains("inter_op_threads"));
+        let sequential = OrtSettings {
+            inter_op_threads: 1,
+            ..OrtSettings::default()
+        };
+        assert_eq!(sequential.threads(1, 4).inter_op, 1);
     }
 
     #[cfg(not(feature = "ort"))]

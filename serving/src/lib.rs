@@ -22,7 +22,7 @@ pub mod tract_backend;
 pub use artifacts::{ArtifactStore, StagedArtifact};
 pub use backend::{
     Backend, BackendChoice, BackendKind, BackendLoad, Backends, GraphOptimization, LoadedModel,
-    OrtSettings,
+    OrtSettings, OrtThreads,
 };
 pub use error::ServingError;
 pub use options::{ResolvedServing, ServingDefaults, ServingOptions};

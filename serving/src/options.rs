@@ -19,7 +19,10 @@ pub struct ServingOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "auto")]
     pub backend: Option<BackendChoice>,
-    /// Model instances (threads with their own session), 1 to 64.
+    /// Model instances (threads with their own session), 1 to 64. On ONNX Runtime each
+    /// instance's session runs max(1, cores / instances) intra-op threads and executes
+    /// operators sequentially, unless `serving.ort.intra_op_threads` / `inter_op_threads` set
+    /// other values, so the instances never oversubscribe the cores.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instances: Option<usize>,
     /// Most rows run together (1 to 4096; 1 turns batching off).

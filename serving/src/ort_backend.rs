@@ -31,8 +31,8 @@ use tract_onnx::pb;
 use crate::backend::{check_inputs, panic_text, smoke_test, OrtDevice};
 use crate::onnx_graph::{declared_inputs, declared_output_names, dim, graph, parse_model};
 use crate::{
-    ElementType, GraphOptimization, LoadedModel, ModelSignature, OrtSettings, ServingError, Tensor,
-    TensorData, TensorSpec,
+    ElementType, GraphOptimization, LoadedModel, ModelSignature, OrtSettings, OrtThreads,
+    ServingError, Tensor, TensorData, TensorSpec,
 };
 
 /// The ONNX Runtime library this process loaded, and the environment started from it (or why it
@@ -75,12 +75,14 @@ impl OrtRuntime {
             settings: settings.clone(),
             cuda_unavailable: None,
         };
-        runtime.load(&probe_model(), OrtDevice::Cpu).map_err(|e| {
-            format!(
-                "ONNX Runtime from {} loaded but cannot run a one-node model: {e}",
-                runtime.library.display()
-            )
-        })?;
+        runtime
+            .load(&probe_model(), OrtDevice::Cpu, PROBE_THREADS)
+            .map_err(|e| {
+                format!(
+                    "ONNX Runtime from {} loaded but cannot run a one-node model: {e}",
+                    runtime.library.display()
+                )
+            })?;
         runtime.cuda_unavailable = runtime.probe_cuda();
         Ok(runtime)
     }
@@ -108,7 +110,7 @@ impl OrtRuntime {
             Err(panic) => return Some(panic_text(&panic)),
         }
         let device = self.settings.cuda_device_id;
-        self.load(&probe_model(), OrtDevice::Cuda)
+        self.load(&probe_model(), OrtDevice::Cuda, PROBE_THREADS)
             .err()
             .map(|e| format!("a one-node model does not run on CUDA device {device}: {e}"))
     }
@@ -118,6 +120,7 @@ impl OrtRuntime {
         &self,
         onnx: &[u8],
         device: OrtDevice,
+        threads: OrtThreads,
     ) -> Result<Arc<dyn LoadedModel>, ServingError> {
         // Reading the graph first refuses garbage before ONNX Runtime sees it, and gives the
         // inputs the same names as tract's.
@@ -127,7 +130,7 @@ impl OrtRuntime {
         // Refused like tract refuses it; the outputs themselves come from the session.
         declared_output_names(graph)?;
         let model = catch_unwind(AssertUnwindSafe(|| -> Result<OrtModel, ServingError> {
-            let session = self.session(onnx, device)?;
+            let session = self.session(onnx, device, threads)?;
             let outputs = session
                 .outputs()
                 .iter()
@@ -143,7 +146,12 @@ impl OrtRuntime {
         Ok(Arc::new(model))
     }
 
-    fn session(&self, onnx: &[u8], device: OrtDevice) -> Result<Session, ServingError> {
+    fn session(
+        &self,
+        onnx: &[u8],
+        device: OrtDevice,
+        threads: OrtThreads,
+    ) -> Result<Session, ServingError> {
         let settings = &self.settings;
         let refused = |e: ort::Error<SessionBuilder>| {
             ServingError::BackendUnavailable(format!(
@@ -154,17 +162,18 @@ impl OrtRuntime {
             .map_err(|e| ServingError::BackendUnavailable(format!("ONNX Runtime: {e}")))?
             .with_optimization_level(optimization_level(settings.graph_optimization_level))
             .map_err(refused)?;
-        if settings.intra_op_threads > 0 {
-            builder = builder
-                .with_intra_threads(settings.intra_op_threads)
-                .map_err(refused)?;
-        }
-        if settings.inter_op_threads > 0 {
-            // Inter-op threads are only used in parallel execution mode.
+        // Always set: ONNX Runtime's own default is a thread per physical core for every
+        // session, which several instances (or versions) multiply past the cores.
+        builder = builder
+            .with_intra_threads(threads.intra_op)
+            .map_err(refused)?;
+        if threads.inter_op > 1 {
+            // Inter-op threads are only used in parallel execution mode; the default,
+            // sequential mode starts no inter-op pool.
             builder = builder
                 .with_parallel_execution(true)
                 .map_err(refused)?
-                .with_inter_threads(settings.inter_op_threads)
+                .with_inter_threads(threads.inter_op)
                 .map_err(refused)?;
         }
         let mut builder = match device {
@@ -196,6 +205,12 @@ impl OrtRuntime {
             .map_err(|e| ServingError::InvalidModel(format!("ONNX Runtime: {e}")))
     }
 }
+
+/// The probe's one-node model needs no pool.
+const PROBE_THREADS: OrtThreads = OrtThreads {
+    intra_op: 1,
+    inter_op: 1,
+};
 
 /// Load the library and start the environment, once per process.
 fn environment(path: &Path) -> Result<Environment, String> {

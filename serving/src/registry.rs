@@ -10,7 +10,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::batching::BatchQueue;
-use crate::{BackendKind, LoadedModel, ServingError};
+use crate::{BackendKind, LoadedModel, OrtThreads, ServingError};
 
 /// What the deployer said about a version beyond the ONNX file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,6 +30,8 @@ pub struct ServedVersion {
     pub execution_provider: String,
     /// Why the backend is not the one asked for, when `auto` fell back.
     pub backend_note: Option<String>,
+    /// Each instance's ONNX Runtime threads (None on tract).
+    pub ort_threads: Option<OrtThreads>,
     /// One of the instances; requests go through `queue`, this is for the signature.
     pub loaded: Arc<dyn LoadedModel>,
     /// The version's request queue and the instance threads behind it.
@@ -188,6 +190,7 @@ mod tests {
             backend: BackendKind::Tract,
             execution_provider: "cpu".into(),
             backend_note: None,
+            ort_threads: None,
             loaded,
             queue,
             warmup: std::time::Duration::ZERO,

@@ -542,3 +542,60 @@ fn a_new_version_serves_only_after_its_warmup() {
     assert_eq!(server.get_json("/v1/models/iris")["default_version"], 2);
     assert_eq!(server.get("/v2/models/iris/versions/2/ready").status(), 200);
 }
+
+#[test]
+fn onnx_runtime_threads_share_the_cores_unless_set() {
+    if !ort_available() {
+        eprintln!("NOTICE: ORT_DYLIB_PATH not set; ONNX Runtime thread defaults are not checked");
+        return;
+    }
+    // The server runs on this machine, in this test's cgroup, with the same cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let deploy_ort = |server: &Server, name: &str, instances: usize| {
+        let options = format!(r#"{{"backend": "ort-cpu", "instances": {instances}}}"#);
+        server.deploy(name, "iris_logreg.onnx", &[("serving", &options)])
+    };
+
+    // By default the instances of a version share the cores, one thread each at least.
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let mut server = Server::start(&store);
+    for instances in [1, 2, (cores + 1).min(64)] {
+        let meta = deploy_ort(&server, &format!("iris-{instances}"), instances);
+        assert_eq!(meta["serving"]["instances"], instances, "{meta}");
+        assert_eq!(
+            meta["serving"]["intra_op_threads"],
+            (cores / instances).max(1),
+            "{meta}"
+        );
+        assert_eq!(meta["serving"]["inter_op_threads"], 1, "{meta}");
+    }
+    let tract = server.deploy("iris-tract", "iris_logreg.onnx", &[]);
+    assert!(
+        tract["serving"].get("intra_op_threads").is_none(),
+        "{tract}"
+    );
+    assert!(!server.log().contains("compete for the cores"));
+
+    // An explicit count is honoured, and a version that oversubscribes the cores is logged.
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let explicit = cores + 1;
+    let mut server = Server::start_with(
+        &store,
+        Options::default().env(
+            "MAAS__SERVING__ORT__INTRA_OP_THREADS",
+            &explicit.to_string(),
+        ),
+    );
+    let meta = deploy_ort(&server, "iris", 2);
+    assert_eq!(meta["serving"]["intra_op_threads"], explicit, "{meta}");
+    let answer = server.predict_ok("iris", None, &json!({"instances": [[5.1, 3.5, 1.4, 0.2]]}));
+    assert_eq!(answer["predictions"], json!([0]));
+    let log = server.log();
+    assert!(
+        log.contains(&format!(
+            "2 instance(s) × serving.ort.intra_op_threads = {explicit} is {} threads for {cores} core(s)",
+            2 * explicit
+        )),
+        "{log}"
+    );
+}

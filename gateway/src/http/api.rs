@@ -110,6 +110,17 @@ pub struct ServingInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend_note: Option<String>,
     pub instances: usize,
+    /// ONNX Runtime only: threads within one operator, per instance (by default the cores
+    /// this process may use divided among the instances, at least 1; `serving.ort.intra_op_threads`
+    /// sets it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 2)]
+    pub intra_op_threads: Option<usize>,
+    /// ONNX Runtime only: threads across operators, per instance (1, the default: sequential
+    /// execution; `serving.ort.inter_op_threads` sets it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 1)]
+    pub inter_op_threads: Option<usize>,
     /// Whether rows of concurrent requests are joined (needs a free batch axis on every input
     /// and output, and `max_batch_size` above 1).
     pub batching: bool,
@@ -134,6 +145,8 @@ impl From<&ServedVersion> for ServingInfo {
             execution_provider: served.execution_provider.clone(),
             backend_note: served.backend_note.clone(),
             instances: served.queue.instances(),
+            intra_op_threads: served.ort_threads.map(|t| t.intra_op),
+            inter_op_threads: served.ort_threads.map(|t| t.inter_op),
             batching: served.queue.is_batching(),
             max_batch_size: config.max_batch_size,
             max_queue_delay_us: config.max_queue_delay.as_micros() as u64,

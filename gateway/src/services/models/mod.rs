@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use maas_serving::batching::{self, BatchConfig, BatchQueue, ClientProbe, Dispatched};
 use maas_serving::{
-    ArtifactStore, BackendChoice, BackendKind, Backends, LoadedModel, ModelRegistry, ServedVersion,
-    ServingDefaults, ServingError, ServingOptions, VersionMeta,
+    ArtifactStore, BackendChoice, BackendKind, Backends, LoadedModel, ModelRegistry, OrtThreads,
+    ServedVersion, ServingDefaults, ServingError, ServingOptions, VersionMeta,
 };
 
 use crate::services::baseline::{build_record, BaselineUpload};
@@ -66,6 +66,7 @@ struct Prepared {
     backend: BackendKind,
     execution_provider: String,
     note: Option<String>,
+    ort_threads: Option<OrtThreads>,
     warmup: std::time::Duration,
     batch: BatchConfig,
 }
@@ -193,7 +194,7 @@ impl ModelService {
             let bytes = std::fs::read(&path).map_err(|e| {
                 ServingError::InvalidModel(format!("reading {}: {e}", path.display()))
             })?;
-            let first = backends.load(resolved.backend, &bytes)?;
+            let first = backends.load_instance(resolved.backend, &bytes, resolved.instances)?;
             let mut instances = vec![first.model.clone()];
             for _ in 1..resolved.instances {
                 // Later loads use what the first one settled on, so `auto` cannot differ.
@@ -202,7 +203,11 @@ impl ModelService {
                     BackendKind::OrtCpu => BackendChoice::OrtCpu,
                     BackendKind::OrtCuda => BackendChoice::OrtCuda,
                 };
-                instances.push(backends.load(choice, &bytes)?.model);
+                instances.push(
+                    backends
+                        .load_instance(choice, &bytes, resolved.instances)?
+                        .model,
+                );
             }
             let instances = slowed_for_tests(instances);
             let warmup = batching::warm_up(&instances, &resolved.batch)?;
@@ -211,6 +216,7 @@ impl ModelService {
                 backend: first.backend,
                 execution_provider: first.execution_provider,
                 note: first.note,
+                ort_threads: first.ort_threads,
                 warmup,
                 batch: resolved.batch,
             })
@@ -231,6 +237,7 @@ impl ModelService {
             backend,
             execution_provider,
             note,
+            ort_threads,
             warmup,
             batch,
         } = prepared;
@@ -240,11 +247,17 @@ impl ModelService {
         if let Some(note) = &note {
             tracing::warn!(model = %record.model, version = record.version, note = %note, "backend fallback");
         }
+        if ort_threads.is_some() {
+            if let Some(why) = self.backends.ort_oversubscription(instances.len()) {
+                tracing::warn!(model = %record.model, version = record.version, "{why}");
+            }
+        }
         let observer = Arc::new(self.metrics.version_observer(&record.model, record.version));
         let queue = BatchQueue::start(&record.model, record.version, instances, batch, observer)
             .map_err(ServiceError::from)?;
         tracing::info!(model = %record.model, version = record.version, backend = backend.as_str(),
             execution_provider = %execution_provider, instances = queue.instances(),
+            intra_op_threads = ort_threads.map(|t| t.intra_op),
             batching = queue.is_batching(), warmup_ms = warmup.as_secs_f64() * 1000.0, "ready");
         Ok(Arc::new(ServedVersion {
             model: record.model.clone(),
@@ -252,6 +265,7 @@ impl ModelService {
             backend,
             execution_provider,
             backend_note: note,
+            ort_threads,
             loaded,
             queue,
             warmup,
