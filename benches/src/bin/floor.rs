@@ -12,7 +12,8 @@
 use actix_web::{web, App, HttpServer};
 use serde::{Deserialize, Serialize};
 
-/// `iris_logreg.onnx`'s `LinearClassifier` (row-major, one row of 4 per class) and intercepts.
+/// `iris_logreg.onnx`'s `LinearClassifier` (the float32 values as the ONNX file prints them) (row-major, one row of 4 per class) and intercepts.
+#[allow(clippy::excessive_precision)]
 const COEFFICIENTS: [[f32; 4]; 3] = [
     [-0.423_596_6, 0.969_559_55, -2.517_173_3, -1.076_267],
     [0.539_025_4, -0.319_598_8, -0.207_208_25, -0.943_755_2],

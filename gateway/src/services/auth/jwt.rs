@@ -114,8 +114,11 @@ pub struct JwtKeys {
 /// state is checked by the caller on every request.
 struct VerifiedTokens {
     hasher: std::collections::hash_map::RandomState,
-    entries: parking_lot::Mutex<std::collections::HashMap<u64, (Box<str>, std::sync::Arc<Claims>)>>,
+    entries: parking_lot::Mutex<std::collections::HashMap<u64, VerifiedToken>>,
 }
+
+/// A verified token (kept whole, for the comparison) and its claims.
+type VerifiedToken = (Box<str>, std::sync::Arc<Claims>);
 
 /// Tokens remembered at most; a full cache is emptied rather than scanned.
 const VERIFIED_CAPACITY: usize = 10_000;
