@@ -217,6 +217,7 @@ fn serving_options_are_checked_before_anything_is_stored() {
         (r#"{"instances": 0}"#, "instances"),
         (r#"{"max_batch_size": 5000}"#, "max_batch_size"),
         (r#"{"queue_timeout_ms": 0}"#, "queue_timeout_ms"),
+        (r#"{"inline_max_us": 2000000}"#, "inline_max_us"),
         (r#"{"backend": "gpu"}"#, "backend"),
     ] {
         let body = assert_error(
@@ -251,6 +252,43 @@ fn several_instances_serve_one_version() {
         assert_eq!(&answer["predictions"], want);
     }
     assert!(metrics(&server).contains("maas_model_instances{model=\"iris\",version=\"1\"} 3"));
+}
+
+#[test]
+fn cheap_requests_answer_the_same_inline_or_queued() {
+    // By default a cheap request on an idle queue runs on the HTTP worker; `inline_max_us: 0`
+    // always queues. Both give the model's answers, alone and concurrently, and report their
+    // runs in the same metrics.
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    server.deploy("inline", "iris_logreg.onnx", &[]);
+    server.deploy(
+        "queued",
+        "iris_logreg.onnx",
+        &[("serving", r#"{"inline_max_us": 0}"#)],
+    );
+    let inline = server.get_json("/v1/models/inline/versions/1");
+    assert_eq!(inline["serving"]["inline_max_us"], 200, "{inline}");
+    let queued = server.get_json("/v1/models/queued/versions/1");
+    assert_eq!(queued["serving"]["inline_max_us"], 0, "{queued}");
+    let rows = expected()["iris_logreg"]["inputs"].clone();
+    let want = &expected()["iris_logreg"]["outputs"]["label"];
+    let bodies: Vec<Value> = (0..16).map(|_| json!({ "instances": rows })).collect();
+    for model in ["inline", "queued"] {
+        let path = format!("/v1/models/{model}/predict");
+        for answer in concurrently(&server, &path, &bodies) {
+            assert_eq!(&answer["predictions"], want, "{model}");
+        }
+    }
+    let text = metrics(&server);
+    for model in ["inline", "queued"] {
+        let rows_run = metric(
+            &text,
+            &format!("maas_inference_batch_size_sum{{model=\"{model}\",version=\"1\"}}"),
+        );
+        let want_rows = 16.0 * rows.as_array().unwrap().len() as f64;
+        assert_eq!(rows_run, want_rows, "{model}: every row ran once\n{text}");
+    }
 }
 
 #[test]
