@@ -12,7 +12,8 @@
 # slower, so the inline budget is lifted to 1 s (SERVING) to keep the path a real machine takes.
 # Environment: N (1000), MAAS_BIN (target/release/maas), FLOOR_BIN (target/release/floor),
 # SERVING (the deploy's serving JSON; default {"inline_max_us": 1000000}), PORT (18400; the floor
-# takes PORT+10).
+# takes PORT+10), KEEP (a folder: keep each route's callgrind dumps there, one folder per row, for
+# `callgrind_annotate --inclusive=yes`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -78,6 +79,9 @@ count() { # label url body
   sleep 1
   local total
   total=$(cat "$cg"/*.[0-9]*.[0-9]* 2>/dev/null | grep -E '^(summary|totals):' | awk '{s += $2} END {print s}')
+  if [ -n "${KEEP:-}" ]; then
+    mkdir -p "$KEEP/${1// /-}" && cp "$cg"/*.[0-9]*.[0-9]* "$KEEP/${1// /-}/"
+  fi
   rm -f "$cg"/*.[0-9]*.[0-9]*
   printf '| %s | %s |\n' "$1" "$((total / N))"
 }

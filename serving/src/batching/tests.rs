@@ -326,6 +326,25 @@ fn warm_up_runs_every_instance_at_the_largest_batch() {
     assert_eq!(*b.batches.lock(), vec![16]);
 }
 
+/// Inline runs allowed whatever a run costs, so a slow or loaded machine does not change which
+/// thread runs what.
+fn inline_always(max_batch_size: usize) -> BatchConfig {
+    BatchConfig {
+        max_batch_size,
+        inline_max: Duration::from_secs(10),
+        ..BatchConfig::default()
+    }
+}
+
+/// Waits until no instance is busy: an instance thread answers before it marks itself free.
+fn settle(queue: &BatchQueue) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while queue.shared.state.lock().busy.iter().any(|&b| b) {
+        assert!(Instant::now() < deadline, "an instance stayed busy");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn answer(dispatched: Dispatched) -> Result<Completion, ServingError> {
     match dispatched {
         Dispatched::Done(done) => done,
@@ -336,15 +355,12 @@ fn answer(dispatched: Dispatched) -> Result<Completion, ServingError> {
 #[test]
 fn a_cheap_request_on_an_idle_queue_runs_on_the_callers_thread() {
     let model = doubler();
-    let queue = start(
-        vec![model.clone()],
-        BatchConfig::default(),
-        Arc::new(NoObserver),
-    );
+    let queue = start(vec![model.clone()], inline_always(8), Arc::new(NoObserver));
     // The first run's cost is unknown: it queues, and its thread measures it.
     let first = queue.dispatch(rows(&[[1.0, 2.0]]), None).unwrap();
     assert!(matches!(first, Dispatched::Queued(_)));
     answer(first).unwrap();
+    settle(&queue);
     let second = queue.dispatch(rows(&[[3.0, 4.0]]), None).unwrap();
     let Dispatched::Done(done) = second else {
         panic!("a cheap request on an idle queue should run inline")
@@ -382,8 +398,13 @@ fn inline_off_or_a_queue_delay_always_queues() {
 #[test]
 fn requests_queued_behind_an_inline_run_are_batched_by_the_caller() {
     let model = doubler();
-    let queue = Arc::new(start(vec![model.clone()], limit(8), Arc::new(NoObserver)));
+    let queue = Arc::new(start(
+        vec![model.clone()],
+        inline_always(8),
+        Arc::new(NoObserver),
+    ));
     answer(queue.dispatch(rows(&[[0.0, 0.0]]), None).unwrap()).unwrap();
+    settle(&queue);
     // The next run holds its instance (inline, on another thread) until released.
     let (started_tx, started) = mpsc::channel();
     let (release, release_rx) = mpsc::channel();
