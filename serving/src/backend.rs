@@ -46,6 +46,12 @@ pub trait LoadedModel: Send + Sync {
     fn signature(&self) -> &ModelSignature;
 
     fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ServingError>;
+
+    /// A specialised kernel that computes this model in place of the backend's general
+    /// engine (`linear`: see [`crate::linear`]); `None` when the engine runs it.
+    fn kernel(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Which engine a deployment asks for. `auto` takes the best one this process has: ONNX Runtime

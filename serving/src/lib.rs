@@ -11,6 +11,7 @@ pub mod backend;
 pub mod batching;
 pub mod error;
 pub mod io;
+mod linear;
 mod onnx_graph;
 pub mod options;
 #[cfg(feature = "ort")]

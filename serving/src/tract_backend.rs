@@ -15,6 +15,7 @@ use tract_onnx::prelude::{
 use tract_onnx::tract_hir::internal::{DimLike, IntoTValue};
 
 use crate::backend::{check_inputs, panic_text, smoke_test};
+use crate::linear::{self, LinearKernel};
 use crate::onnx_graph::{declared_inputs, declared_output_names, graph, parse_model};
 use crate::{
     Backend, BackendKind, Dim, ElementType, LoadedModel, ModelSignature, ServingError, Tensor,
@@ -39,28 +40,51 @@ impl Backend for TractBackend {
         BackendKind::Tract
     }
 
+    /// tract's plan, or, for a linear model whose answers on probe rows match that plan's, the
+    /// native [`LinearKernel`].
     fn load(&self, onnx: &[u8]) -> Result<Arc<dyn LoadedModel>, ServingError> {
-        // tract asserts on some malformed graphs instead of returning an error; a bad upload
-        // must become a clear 422, never a crashed worker.
-        let loaded = catch_unwind(AssertUnwindSafe(|| load_tract(onnx)))
-            .map_err(|panic| ServingError::InvalidModel(panic_text(&panic)))??;
-        smoke_test(&loaded)?;
+        let proto = parse_model(onnx)?;
+        let loaded = load_checked(&proto)?;
+        if let Some(kernel) = LinearKernel::for_graph(graph(&proto)?, &loaded.signature) {
+            if linear::agrees(&kernel, &loaded) {
+                tracing::debug!("a linear model: served by maas's linear kernel");
+                return Ok(Arc::new(kernel));
+            }
+            tracing::warn!(
+                "a linear model whose native kernel does not agree with tract's plan on probe \
+                 rows; tract serves it"
+            );
+        }
         Ok(Arc::new(loaded))
     }
+}
+
+/// tract's plan alone, never the linear kernel (for comparing the two).
+#[cfg(test)]
+pub(crate) fn load_plain(onnx: &[u8]) -> Result<Arc<dyn LoadedModel>, ServingError> {
+    Ok(Arc::new(load_checked(&parse_model(onnx)?)?))
+}
+
+fn load_checked(proto: &tract_onnx::pb::ModelProto) -> Result<TractModel, ServingError> {
+    // tract asserts on some malformed graphs instead of returning an error; a bad upload
+    // must become a clear 422, never a crashed worker.
+    let loaded = catch_unwind(AssertUnwindSafe(|| load_tract(proto)))
+        .map_err(|panic| ServingError::InvalidModel(panic_text(&panic)))??;
+    smoke_test(&loaded)?;
+    Ok(loaded)
 }
 
 fn invalid(e: impl std::fmt::Display) -> ServingError {
     ServingError::InvalidModel(format!("{e:#}"))
 }
 
-fn load_tract(onnx: &[u8]) -> Result<TractModel, ServingError> {
-    let proto = parse_model(onnx)?;
-    let graph = graph(&proto)?;
+fn load_tract(proto: &tract_onnx::pb::ModelProto) -> Result<TractModel, ServingError> {
+    let graph = graph(proto)?;
     let inputs = declared_inputs(graph)?;
     let output_names = declared_output_names(graph)?;
 
     let framework = tract_onnx::onnx();
-    let mut model = framework.model_for_proto_model(&proto).map_err(invalid)?;
+    let mut model = framework.model_for_proto_model(proto).map_err(invalid)?;
     for (ix, spec) in inputs.iter().enumerate() {
         let dims: Vec<TDim> = spec
             .shape

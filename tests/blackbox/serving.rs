@@ -637,3 +637,49 @@ fn onnx_runtime_threads_share_the_cores_unless_set() {
         "{log}"
     );
 }
+
+#[test]
+fn linear_models_run_on_the_native_kernel_and_answer_as_the_engines_do() {
+    // scikit-learn's linear models (ONNX-ML LinearClassifier, + Normalizer, LinearRegressor)
+    // are computed by maas's own kernel on tract, after it agreed with tract's plan at load;
+    // ONNX Runtime runs them itself. Both give the reference answers, alone and in batches.
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    let reference = expected();
+    let mut backends = vec!["tract"];
+    if ort_available() {
+        backends.push("ort-cpu");
+    }
+    for backend in backends {
+        let options = format!(r#"{{"backend": "{backend}"}}"#);
+        for fixture in ["iris_logreg", "iris_logreg_v2", "house_linreg", "iris_rf"] {
+            let name = format!("{fixture}-{backend}").replace('_', "-");
+            let meta = server.deploy(&name, &format!("{fixture}.onnx"), &[("serving", &options)]);
+            let linear = backend == "tract" && fixture != "iris_rf";
+            let kernel = &meta["serving"]["kernel"];
+            if linear {
+                assert_eq!(kernel, "linear", "{meta}");
+            } else {
+                assert!(kernel.is_null(), "{meta}");
+            }
+            let inputs = reference[fixture]["inputs"].clone();
+            let outputs = &reference[fixture]["outputs"];
+            let bodies: Vec<Value> = (0..8).map(|_| json!({ "instances": inputs })).collect();
+            let path = format!("/v1/models/{name}/predict");
+            for answer in concurrently(&server, &path, &bodies) {
+                if fixture == "house_linreg" {
+                    let want: Vec<Value> = outputs["variable"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|row| row[0].clone())
+                        .collect();
+                    assert_close(&answer["predictions"], &Value::Array(want), 1e-2);
+                } else {
+                    assert_eq!(answer["predictions"], outputs["label"], "{name}");
+                    assert_close(&answer["probabilities"], &outputs["probabilities"], 1e-4);
+                }
+            }
+        }
+    }
+}

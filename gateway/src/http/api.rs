@@ -106,6 +106,13 @@ pub struct ServingInfo {
     /// `cpu` or `cuda:<device>`.
     #[schema(example = "cpu")]
     pub execution_provider: String,
+    /// `linear` when maas's own kernel computes this model instead of the backend's engine: on
+    /// `tract`, an ONNX-ML `LinearClassifier` (optionally followed by a `Normalizer`) or
+    /// `LinearRegressor`, whose answers on probe rows matched tract's when it loaded. Absent when
+    /// the engine runs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "linear")]
+    pub kernel: Option<String>,
     /// Why the backend differs from the one asked for (`auto` fell back), if it does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend_note: Option<String>,
@@ -143,6 +150,7 @@ impl From<&ServedVersion> for ServingInfo {
         ServingInfo {
             backend: served.backend.as_str().to_owned(),
             execution_provider: served.execution_provider.clone(),
+            kernel: served.loaded.kernel().map(str::to_owned),
             backend_note: served.backend_note.clone(),
             instances: served.queue.instances(),
             intra_op_threads: served.ort_threads.map(|t| t.intra_op),

@@ -53,6 +53,9 @@ fn slowed_for_tests(instances: Vec<Arc<dyn LoadedModel>>) -> Vec<Arc<dyn LoadedM
             std::thread::sleep(self.1);
             self.0.infer(inputs)
         }
+        fn kernel(&self) -> Option<&'static str> {
+            self.0.kernel()
+        }
     }
     instances
         .into_iter()
@@ -256,7 +259,8 @@ impl ModelService {
         let queue = BatchQueue::start(&record.model, record.version, instances, batch, observer)
             .map_err(ServiceError::from)?;
         tracing::info!(model = %record.model, version = record.version, backend = backend.as_str(),
-            execution_provider = %execution_provider, instances = queue.instances(),
+            execution_provider = %execution_provider, kernel = loaded.kernel(),
+            instances = queue.instances(),
             intra_op_threads = ort_threads.map(|t| t.intra_op),
             batching = queue.is_batching(), warmup_ms = warmup.as_secs_f64() * 1000.0, "ready");
         Ok(Arc::new(ServedVersion {
