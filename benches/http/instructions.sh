@@ -78,7 +78,7 @@ count() { # label url body
   callgrind_control --dump >/dev/null 2>&1
   sleep 1
   local total
-  total=$(cat "$cg"/*.[0-9]*.[0-9]* 2>/dev/null | grep -E '^(summary|totals):' | awk '{s += $2} END {print s}')
+  total=$(cat "$cg"/*.[0-9]*.[0-9]* 2>/dev/null | grep -E '^summary:' | awk '{s += $2} END {print s}')
   if [ -n "${KEEP:-}" ]; then
     mkdir -p "$KEEP/${1// /-}" && cp "$cg"/*.[0-9]*.[0-9]* "$KEEP/${1// /-}/"
   fi

@@ -318,7 +318,7 @@ pub fn render_outputs(
         )));
     }
 
-    let probabilities = probability_ix.and_then(|ix| rows_of[ix].clone());
+    let probabilities = probability_ix.and_then(|ix| rows_of[ix].take());
     let regression_ix = (label_ix.is_none() && probability_ix.is_none()).then_some(0);
     let mut others = Map::new();
     for (ix, (spec, tensor)) in specs.iter().zip(&outputs).enumerate() {
