@@ -15,7 +15,8 @@
 # run and, at the end, each server's best run against the floor's.
 #
 # Environment: DURATION (10s), ROUNDS (2), PORT (18080; the others take PORT+10..PORT+30),
-# MAAS_BIN (target/release/maas), FLOOR_BIN (target/release/floor), PEERS (0), BACKEND (tract).
+# MAAS_BIN (target/release/maas), FLOOR_BIN (target/release/floor), PEERS (0), BACKEND (tract),
+# MODEL (tests/fixtures/iris_logreg.onnx; any model taking the iris rows as `float_input`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${MAAS_BIN:-target/release/maas}
@@ -25,6 +26,7 @@ ROUNDS=${ROUNDS:-2}
 PORT=${PORT:-18080}
 PEERS=${PEERS:-0}
 BACKEND=${BACKEND:-tract}
+MODEL=${MODEL:-tests/fixtures/iris_logreg.onnx}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 [ -x "$FLOOR_BIN" ] || { echo "$FLOOR_BIN is missing: cargo build --release -p maas-benches --bin floor" >&2; exit 1; }
 . benches/serve.sh
@@ -38,7 +40,7 @@ ready() { # url
   echo "$1 never became ready" >&2; exit 1
 }
 
-curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" -F "model=@tests/fixtures/iris_logreg.onnx" \
+curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" -F "model=@$MODEL" \
   -F "serving={\"backend\": \"$BACKEND\"}" "$URL/v1/models/iris/versions" || { echo "deploy failed" >&2; exit 1; }
 FLOOR="http://127.0.0.1:$((PORT + 10))"
 "$FLOOR_BIN" "127.0.0.1:$((PORT + 10))" >"$work/floor.log" 2>&1 &
