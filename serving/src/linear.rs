@@ -411,6 +411,60 @@ impl LoadedModel for LinearKernel {
     }
 }
 
+/// The kernel for a `LinearClassifier` with string labels (scikit-learn trained on class
+/// names), which tract cannot load. It is checked against tract on the same graph with the
+/// labels numbered 0..k instead: the scores do not depend on the labels, and the winner's index
+/// picks the name. `None` when the graph is not such a classifier or the two disagree.
+pub(crate) fn with_string_labels<M: LoadedModel>(
+    proto: &pb::ModelProto,
+    load: impl Fn(&pb::ModelProto) -> Result<M, ServingError>,
+) -> Result<Option<LinearKernel>, ServingError> {
+    let graph = crate::onnx_graph::graph(proto)?;
+    let Some(first) = graph.node.first() else {
+        return Ok(None);
+    };
+    let Some(names) = attribute(first, "classlabels_strings") else {
+        return Ok(None);
+    };
+    if first.op_type != "LinearClassifier" || attribute(first, "classlabels_ints").is_some() {
+        return Ok(None);
+    }
+    let names: Vec<String> = names
+        .strings
+        .iter()
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    let mut numbered = proto.clone();
+    let Some(node) = numbered.graph.as_mut().and_then(|g| g.node.first_mut()) else {
+        return Ok(None);
+    };
+    node.attribute.retain(|a| a.name != "classlabels_strings");
+    node.attribute.push(pb::AttributeProto {
+        name: "classlabels_ints".into(),
+        r#type: 7, // INTS
+        ints: (0..names.len() as i64).collect(),
+        ..Default::default()
+    });
+    let Ok(reference) = load(&numbered) else {
+        return Ok(None);
+    };
+    let numbered_graph = crate::onnx_graph::graph(&numbered)?;
+    let Some(mut kernel) = LinearKernel::for_graph(numbered_graph, reference.signature()) else {
+        return Ok(None);
+    };
+    if !agrees(&kernel, &reference) {
+        tracing::warn!("a linear classifier with string labels whose kernel does not agree with tract's plan on probe rows");
+        return Ok(None);
+    }
+    for (spec, out) in kernel.signature.outputs.iter_mut().zip(&kernel.outputs) {
+        if *out == Out::Label {
+            spec.element_type = ElementType::String;
+        }
+    }
+    kernel.labels = Some(Labels::Strings(names));
+    Ok(Some(kernel))
+}
+
 /// Rows to compare the kernel with tract on: zeros, ones, minus ones, then pseudo-random values
 /// over several magnitudes.
 fn probe(features: usize) -> Tensor {
@@ -615,6 +669,46 @@ mod tests {
                 .unwrap_or_else(|| panic!("case {i}: no kernel"));
             assert!(agrees(&kernel, tract.as_ref()), "case {i}");
         }
+    }
+
+    #[test]
+    fn string_labels_tract_cannot_load_are_served_by_the_kernel() {
+        let strings = |v: &[&str]| pb::AttributeProto {
+            strings: v.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            ..attr("classlabels_strings", 8)
+        };
+        let three: Vec<f32> = (0..12).map(|i| (i as f32 - 5.5) / 3.0).collect();
+        let onnx = variant(
+            "LinearClassifier",
+            vec![
+                strings(&["setosa", "versicolor", "virginica"]),
+                floats("coefficients", &three),
+                floats("intercepts", &[0.1, -0.2, 0.3]),
+                int("multi_class", 1),
+                string("post_transform", "SOFTMAX"),
+            ],
+            Some("L1"),
+        );
+        assert!(
+            crate::tract_backend::load_plain(&onnx).is_err(),
+            "tract alone"
+        );
+        let loaded = crate::tract_backend::TractBackend.load(&onnx).unwrap();
+        assert_eq!(loaded.kernel(), Some("linear"));
+        assert_eq!(
+            loaded.signature().outputs[0].element_type,
+            ElementType::String
+        );
+        // Scores rise with the class index for positive features, so the last class wins.
+        let x = Tensor {
+            shape: vec![2, 4],
+            data: TensorData::Float32(vec![1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0]),
+        };
+        let out = loaded.infer(vec![x]).unwrap();
+        assert_eq!(
+            out[0].data,
+            TensorData::String(vec!["virginica".into(), "setosa".into()])
+        );
     }
 
     #[test]

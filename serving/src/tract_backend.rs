@@ -44,7 +44,16 @@ impl Backend for TractBackend {
     /// native [`LinearKernel`].
     fn load(&self, onnx: &[u8]) -> Result<Arc<dyn LoadedModel>, ServingError> {
         let proto = parse_model(onnx)?;
-        let loaded = load_checked(&proto)?;
+        let loaded = match load_checked(&proto) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                // tract cannot build a LinearClassifier with string labels; the kernel can.
+                return match linear::with_string_labels(&proto, load_checked)? {
+                    Some(kernel) => Ok(Arc::new(kernel)),
+                    None => Err(e),
+                };
+            }
+        };
         if let Some(kernel) = LinearKernel::for_graph(graph(&proto)?, &loaded.signature) {
             if linear::agrees(&kernel, &loaded) {
                 tracing::debug!("a linear model: served by maas's linear kernel");

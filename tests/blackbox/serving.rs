@@ -681,5 +681,19 @@ fn linear_models_run_on_the_native_kernel_and_answer_as_the_engines_do() {
                 }
             }
         }
+        // Trained on the species' names: string labels, which tract's plan cannot hold.
+        let name = format!("iris-names-{backend}");
+        let meta = server.deploy(&name, "iris_logreg_names.onnx", &[("serving", &options)]);
+        assert_eq!(meta["outputs"][0]["element_type"], "string", "{meta}");
+        let species = ["setosa", "versicolor", "virginica"];
+        let want: Vec<Value> = reference["iris_logreg"]["outputs"]["label"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| json!(species[l.as_u64().unwrap() as usize]))
+            .collect();
+        let body = json!({ "instances": reference["iris_logreg"]["inputs"] });
+        let answer = server.predict_ok(&name, None, &body);
+        assert_eq!(answer["predictions"], Value::Array(want), "{backend}");
     }
 }

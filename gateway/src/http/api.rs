@@ -109,7 +109,8 @@ pub struct ServingInfo {
     /// `linear` when maas's own kernel computes this model instead of the backend's engine: on
     /// `tract`, an ONNX-ML `LinearClassifier` (optionally followed by a `Normalizer`) or
     /// `LinearRegressor`, whose answers on probe rows matched tract's when it loaded. Absent when
-    /// the engine runs it.
+    /// the engine runs it. A classifier with string labels, which tract cannot load, is checked
+    /// against tract with the labels numbered.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "linear")]
     pub kernel: Option<String>,
