@@ -196,7 +196,8 @@ impl LinearKernel {
                 (Out::Label, None) => return None,
                 _ => ElementType::Float32,
             };
-            if spec.element_type != element_type {
+            // A value listed twice among the graph's outputs is left to tract.
+            if spec.element_type != element_type || outputs.contains(&out) {
                 return None;
             }
             outputs.push(out);
@@ -348,66 +349,45 @@ impl LoadedModel for LinearKernel {
         };
         let normalized = match (self.norm, self.outputs.contains(&Out::Normalized)) {
             (Some(norm), true) => {
-                let mut n = scores.clone();
+                // In place when the raw scores are not an output too (scikit-learn's case).
+                let mut n = if self.outputs.contains(&Out::Scores) {
+                    scores.clone()
+                } else {
+                    std::mem::take(&mut scores)
+                };
                 n.chunks_exact_mut(width).for_each(|r| normalize(norm, r));
-                Some(n)
+                n
             }
-            _ => None,
+            _ => Vec::new(),
         };
-        let mut scores = Some(scores);
-        let mut normalized = normalized;
+        let (mut scores, mut normalized) = (Some(scores), Some(normalized));
         let mut results = Vec::with_capacity(self.outputs.len());
         for out in &self.outputs {
-            let tensor = match out {
-                Out::Label => {
-                    let data = match &self.labels {
-                        Some(Labels::Ints(l)) => {
-                            TensorData::Int64(winners.iter().map(|&i| l[i]).collect())
-                        }
-                        Some(Labels::Strings(l)) => {
-                            TensorData::String(winners.iter().map(|&i| l[i].clone()).collect())
-                        }
-                        None => {
-                            return Err(ServingError::Inference("a regressor has no label".into()))
-                        }
-                    };
-                    Tensor {
-                        shape: vec![rows],
-                        data,
-                    }
-                }
-                Out::Scores | Out::Normalized => {
-                    let slot = if *out == Out::Scores {
-                        &mut scores
-                    } else {
-                        &mut normalized
-                    };
-                    // An output named twice gets a copy the second time.
-                    let data = match slot.take() {
-                        Some(v) => v,
-                        None => {
-                            let again = results.iter().find_map(|(o, t): &(Out, Tensor)| {
-                                (o == out).then(|| t.data.clone())
-                            });
-                            match again {
-                                Some(TensorData::Float32(v)) => v,
-                                _ => {
-                                    return Err(ServingError::Inference(
-                                        "the normalizer's output is missing".into(),
-                                    ))
-                                }
-                            }
-                        }
-                    };
-                    Tensor {
-                        shape: vec![rows, width],
-                        data: TensorData::Float32(data),
-                    }
+            // Each value is listed once (`for_graph`), so each slot is taken once.
+            let (shape, data) = match (out, &self.labels) {
+                (Out::Label, Some(Labels::Ints(l))) => (
+                    vec![rows],
+                    TensorData::Int64(winners.iter().map(|&i| l[i]).collect()),
+                ),
+                (Out::Label, Some(Labels::Strings(l))) => (
+                    vec![rows],
+                    TensorData::String(winners.iter().map(|&i| l[i].clone()).collect()),
+                ),
+                (Out::Scores, _) => (
+                    vec![rows, width],
+                    TensorData::Float32(scores.take().unwrap_or_default()),
+                ),
+                (Out::Normalized, _) => (
+                    vec![rows, width],
+                    TensorData::Float32(normalized.take().unwrap_or_default()),
+                ),
+                (Out::Label, None) => {
+                    return Err(ServingError::Inference("a regressor has no label".into()))
                 }
             };
-            results.push((*out, tensor));
+            results.push(Tensor { shape, data });
         }
-        Ok(results.into_iter().map(|(_, t)| t).collect())
+        Ok(results)
     }
 }
 
@@ -448,14 +428,9 @@ pub(crate) fn with_string_labels<M: LoadedModel>(
     let Ok(reference) = load(&numbered) else {
         return Ok(None);
     };
-    let numbered_graph = crate::onnx_graph::graph(&numbered)?;
-    let Some(mut kernel) = LinearKernel::for_graph(numbered_graph, reference.signature()) else {
+    let Some(mut kernel) = checked(crate::onnx_graph::graph(&numbered)?, &reference) else {
         return Ok(None);
     };
-    if !agrees(&kernel, &reference) {
-        tracing::warn!("a linear classifier with string labels whose kernel does not agree with tract's plan on probe rows");
-        return Ok(None);
-    }
     for (spec, out) in kernel.signature.outputs.iter_mut().zip(&kernel.outputs) {
         if *out == Out::Label {
             spec.element_type = ElementType::String;
@@ -498,9 +473,20 @@ fn close(a: &[f32], b: &[f32]) -> bool {
             .all(|(x, y)| (x - y).abs() <= 1e-5 + 1e-5 * x.abs().max(y.abs()))
 }
 
+/// The kernel for `graph` when it is one this kernel computes and it answers the probe rows as
+/// `reference` (tract's plan for the same graph) does; `None` otherwise.
+pub(crate) fn checked(graph: &pb::GraphProto, reference: &dyn LoadedModel) -> Option<LinearKernel> {
+    let kernel = LinearKernel::for_graph(graph, reference.signature())?;
+    if agrees(&kernel, reference) {
+        return Some(kernel);
+    }
+    tracing::warn!("a linear model whose kernel does not agree with tract's plan on probe rows; tract serves it");
+    None
+}
+
 /// Whether the kernel answers the probe rows as `reference` (tract) does: the same labels, and
 /// scores equal within float rounding.
-pub(crate) fn agrees(kernel: &LinearKernel, reference: &dyn LoadedModel) -> bool {
+fn agrees(kernel: &LinearKernel, reference: &dyn LoadedModel) -> bool {
     let inputs = vec![probe(kernel.features)];
     let (Ok(ours), Ok(theirs)) = (kernel.infer(inputs.clone()), reference.infer(inputs)) else {
         return false;

@@ -15,7 +15,7 @@ use tract_onnx::prelude::{
 use tract_onnx::tract_hir::internal::{DimLike, IntoTValue};
 
 use crate::backend::{check_inputs, panic_text, smoke_test};
-use crate::linear::{self, LinearKernel};
+use crate::linear;
 use crate::onnx_graph::{declared_inputs, declared_output_names, graph, parse_model};
 use crate::{
     Backend, BackendKind, Dim, ElementType, LoadedModel, ModelSignature, ServingError, Tensor,
@@ -41,7 +41,7 @@ impl Backend for TractBackend {
     }
 
     /// tract's plan, or, for a linear model whose answers on probe rows match that plan's, the
-    /// native [`LinearKernel`].
+    /// native [`linear`] kernel.
     fn load(&self, onnx: &[u8]) -> Result<Arc<dyn LoadedModel>, ServingError> {
         let proto = parse_model(onnx)?;
         let loaded = match load_checked(&proto) {
@@ -54,17 +54,10 @@ impl Backend for TractBackend {
                 };
             }
         };
-        if let Some(kernel) = LinearKernel::for_graph(graph(&proto)?, &loaded.signature) {
-            if linear::agrees(&kernel, &loaded) {
-                tracing::debug!("a linear model: served by maas's linear kernel");
-                return Ok(Arc::new(kernel));
-            }
-            tracing::warn!(
-                "a linear model whose native kernel does not agree with tract's plan on probe \
-                 rows; tract serves it"
-            );
-        }
-        Ok(Arc::new(loaded))
+        Ok(match linear::checked(graph(&proto)?, &loaded) {
+            Some(kernel) => Arc::new(kernel),
+            None => Arc::new(loaded),
+        })
     }
 }
 

@@ -107,13 +107,7 @@ fn every_fixture_model_predicts_through_http() {
         None,
         &json!({"instances": reference["house_linreg"]["inputs"]}),
     );
-    let want: Vec<Value> = reference["house_linreg"]["outputs"]["variable"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| row[0].clone())
-        .collect();
-    assert_close(&house["predictions"], &Value::Array(want), 1e-2);
+    assert_close(&house["predictions"], &house_predictions(&reference), 1e-2);
     assert!(house.get("probabilities").is_none());
 
     server.deploy("digits", "cnn_mnist.onnx", &[]);

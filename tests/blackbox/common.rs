@@ -480,6 +480,16 @@ pub fn assert_error(response: Response, status: u16, code: &str) -> Value {
     body
 }
 
+/// house_linreg's reference values, one per row, as v1 `predictions` show them.
+pub fn house_predictions(reference: &Value) -> Value {
+    reference["house_linreg"]["outputs"]["variable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[0].clone())
+        .collect()
+}
+
 pub fn assert_close(got: &Value, want: &Value, tolerance: f64) {
     match (got, want) {
         (Value::Array(g), Value::Array(w)) => {
