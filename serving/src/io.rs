@@ -1,6 +1,7 @@
 //! Tensor I/O for the JSON predict routes: `instances` (rows, nested or flat with a shape) and
 //! `records` (named columns) in, `predictions` / `probabilities` / other outputs out.
 
+use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde_json::{Map, Value};
 
 use crate::{Dim, ElementType, ServedVersion, ServingError, Tensor, TensorData, TensorSpec};
@@ -280,32 +281,30 @@ pub fn render_outputs(
         specs[ix].shape.len() == 2 && matches!(specs[ix].element_type, ElementType::Float32)
     });
 
-    let mut rows_of = Vec::with_capacity(outputs.len());
-    for tensor in &outputs {
-        rows_of.push(split_rows(tensor, batch));
-    }
-
+    let mut outputs: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();
     let predictions: Vec<Value> = if let Some(ix) = label_ix {
-        rows_of[ix]
+        outputs[ix]
             .as_ref()
+            .and_then(|t| split_rows(t, batch))
             .map(|rows| rows.iter().map(|v| map_label(v, class_names)).collect())
             .unwrap_or_default()
     } else if let Some(ix) = probability_ix {
-        match &outputs[ix].data {
-            TensorData::Float32(p) => p
-                .chunks(outputs[ix].shape.get(1).copied().unwrap_or(1).max(1))
+        match outputs[ix].as_ref().map(|t| (&t.data, t.shape.get(1))) {
+            Some((TensorData::Float32(p), width)) => p
+                .chunks(width.copied().unwrap_or(1).max(1))
                 .map(|row| map_label(&Value::from(argmax(row) as u64), class_names))
                 .collect(),
             _ => Vec::new(),
         }
     } else {
-        rows_of[0]
+        outputs[0]
             .as_ref()
+            .and_then(|t| split_rows(t, batch))
             .map(|rows| {
-                rows.iter()
+                rows.into_iter()
                     .map(|v| match v {
-                        Value::Array(items) if items.len() == 1 => items[0].clone(),
-                        other => other.clone(),
+                        Value::Array(mut items) if items.len() == 1 => items.swap_remove(0),
+                        other => other,
                     })
                     .collect()
             })
@@ -318,14 +317,17 @@ pub fn render_outputs(
         )));
     }
 
-    let probabilities = probability_ix.and_then(|ix| rows_of[ix].take());
+    let probabilities = probability_ix
+        .and_then(|ix| outputs[ix].take_if(|t| t.shape.first() == Some(&batch)))
+        .map(Rows);
     let regression_ix = (label_ix.is_none() && probability_ix.is_none()).then_some(0);
     let mut others = Map::new();
     for (ix, (spec, tensor)) in specs.iter().zip(&outputs).enumerate() {
         if Some(ix) == label_ix || Some(ix) == probability_ix || Some(ix) == regression_ix {
             continue;
         }
-        let value = match rows_of[ix].take() {
+        let Some(tensor) = tensor else { continue };
+        let value = match split_rows(tensor, batch) {
             Some(rows) => Value::Array(rows),
             None => nest(tensor, &tensor.shape, 0, &mut 0),
         };
@@ -344,7 +346,7 @@ pub struct Rendered {
     /// One per instance: a label (mapped through the class names), or a regression value.
     pub predictions: Vec<Value>,
     /// Per-instance class probabilities, when the model outputs them.
-    pub probabilities: Option<Vec<Value>>,
+    pub probabilities: Option<Rows>,
     /// Every other output, by name.
     pub outputs: Option<Map<String, Value>>,
 }
@@ -422,6 +424,110 @@ fn float(x: f64) -> Value {
         serde_json::Number::from_f64(x)
             .map(Value::Number)
             .unwrap_or(Value::Null)
+    }
+}
+
+/// An output whose axis 0 is the batch, written to JSON as one nested array per instance
+/// straight from the tensor: no `serde_json::Value` per element on the way (this runs for every
+/// answer). `to_value` gives the same JSON as a `Value`, for the prediction log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows(pub Tensor);
+
+/// A tensor's elements written to JSON flat and row-major (the Open Inference Protocol's
+/// `data`) straight from the tensor. `to_value` gives the same JSON as a `Value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flat(pub Tensor);
+
+impl Rows {
+    pub fn to_value(&self) -> Value {
+        let batch = self.0.shape.first().copied().unwrap_or(0);
+        Value::Array(split_rows(&self.0, batch).unwrap_or_default())
+    }
+}
+
+impl Flat {
+    pub fn to_value(&self) -> Value {
+        Value::Array(flat_json(&self.0))
+    }
+}
+
+impl Serialize for Rows {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Tensor { shape, data } = &self.0;
+        let (batch, inner) = shape.split_first().map_or((0, &[][..]), |(b, i)| (*b, i));
+        let stride = inner.iter().product::<usize>();
+        let mut seq = serializer.serialize_seq(Some(batch))?;
+        for row in 0..batch {
+            seq.serialize_element(&Nested {
+                data,
+                shape: inner,
+                start: row * stride,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Flat {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let data = &self.0.data;
+        let mut seq = serializer.serialize_seq(Some(data.len()))?;
+        for ix in 0..data.len() {
+            seq.serialize_element(&Element(data, ix))?;
+        }
+        seq.end()
+    }
+}
+
+/// The elements from `start` on, nested by `shape`.
+struct Nested<'a> {
+    data: &'a TensorData,
+    shape: &'a [usize],
+    start: usize,
+}
+
+impl Serialize for Nested<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Some((&len, inner)) = self.shape.split_first() else {
+            return Element(self.data, self.start).serialize(serializer);
+        };
+        let stride = inner.iter().product::<usize>();
+        let mut seq = serializer.serialize_seq(Some(len))?;
+        for ix in 0..len {
+            seq.serialize_element(&Nested {
+                data: self.data,
+                shape: inner,
+                start: self.start + ix * stride,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// One element, written as `element` turns it into a `Value`: f32 with f32 precision (serde_json
+/// writes an f32 as its shortest decimal), an f64 that is exactly an f32 the same way, a
+/// non-finite number as `null`.
+struct Element<'a>(&'a TensorData, usize);
+
+impl Serialize for Element<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let ix = self.1;
+        match self.0 {
+            TensorData::Float32(v) if v[ix].is_finite() => serializer.serialize_f32(v[ix]),
+            TensorData::Float64(v) if v[ix].is_finite() => {
+                let narrowed = v[ix] as f32;
+                if f64::from(narrowed) == v[ix] {
+                    serializer.serialize_f32(narrowed)
+                } else {
+                    serializer.serialize_f64(v[ix])
+                }
+            }
+            TensorData::Float32(_) | TensorData::Float64(_) => serializer.serialize_unit(),
+            TensorData::Int32(v) => serializer.serialize_i32(v[ix]),
+            TensorData::Int64(v) => serializer.serialize_i64(v[ix]),
+            TensorData::Bool(v) => serializer.serialize_bool(v[ix]),
+            TensorData::String(v) => serializer.serialize_str(&v[ix]),
+        }
     }
 }
 
@@ -685,5 +791,42 @@ mod tests {
             .to_string()
             .contains("'c'"));
         assert!(records_tensor(&s, None, &recs).is_err());
+    }
+
+    #[test]
+    fn answers_written_from_tensors_match_their_values() {
+        let tensors = [
+            Tensor::new(
+                vec![2, 3],
+                TensorData::Float32(vec![0.1, 1e-7, 1.0, f32::NAN, -2.5, 3.4028235e38]),
+            ),
+            Tensor::new(
+                vec![2, 2],
+                TensorData::Float64(vec![0.1, f64::from(0.1f32), f64::INFINITY, -1e300]),
+            ),
+            Tensor::new(vec![2, 2, 2], TensorData::Int64((0..8).collect())),
+            Tensor::new(vec![3], TensorData::Int32(vec![-1, 0, i32::MAX])),
+            Tensor::new(vec![2, 1], TensorData::Bool(vec![true, false])),
+            Tensor::new(
+                vec![2],
+                TensorData::String(vec!["setosa".into(), "quote \" and \\".into()]),
+            ),
+            Tensor::new(vec![0, 3], TensorData::Float32(vec![])),
+        ];
+        for tensor in tensors {
+            let tensor = tensor.unwrap();
+            let rows = Rows(tensor.clone());
+            let written = serde_json::to_string(&rows).unwrap();
+            assert_eq!(written, rows.to_value().to_string(), "{tensor:?}");
+            let flat = Flat(tensor.clone());
+            let written = serde_json::to_string(&flat).unwrap();
+            assert_eq!(written, flat.to_value().to_string(), "{tensor:?}");
+        }
+        let probabilities =
+            Rows(Tensor::new(vec![1, 2], TensorData::Float32(vec![0.1, 0.9])).unwrap());
+        assert_eq!(
+            serde_json::to_string(&probabilities).unwrap(),
+            "[[0.1,0.9]]"
+        );
     }
 }

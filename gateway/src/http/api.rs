@@ -538,7 +538,7 @@ pub struct PredictRequest {
 }
 
 /// A model's answer.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PredictResponse {
     #[schema(example = "iris")]
     pub model: String,
@@ -551,7 +551,7 @@ pub struct PredictResponse {
     /// Class probabilities per instance, when the model outputs them.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Vec<f64>>>)]
-    pub probabilities: Option<Vec<Value>>,
+    pub probabilities: Option<maas_serving::io::Rows>,
     /// Every other output of the model, by name.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]

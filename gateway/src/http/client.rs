@@ -43,6 +43,10 @@ pub fn probe(req: &HttpRequest) -> Option<ClientProbe> {
     }))
 }
 
+/// Parsed once: a lookup by `&str` parses the header name on every request.
+const X_FORWARDED_FOR: actix_web::http::header::HeaderName =
+    actix_web::http::header::HeaderName::from_static("x-forwarded-for");
+
 /// The client's address: the TCP peer, or, when the peer is one of `auth.trusted_proxies`, what
 /// its `X-Forwarded-For` says (`services::auth::client_address`). Login throttling and the audit
 /// trail both count requests under it.
@@ -54,7 +58,7 @@ pub fn address(req: &HttpRequest) -> Option<std::net::IpAddr> {
     // A value that is not text ends the walk there, as an unreadable entry does.
     let forwarded_for = req
         .headers()
-        .get_all("x-forwarded-for")
+        .get_all(&X_FORWARDED_FOR)
         .map(|v| v.to_str().unwrap_or("?"));
     state
         .settings

@@ -8,6 +8,8 @@ use actix_web::middleware::Next;
 use tracing::Instrument;
 
 pub const HEADER: &str = "x-request-id";
+/// The header's name, made once: looking a header up by `&str` parses the name every time.
+const NAME: HeaderName = HeaderName::from_static(HEADER);
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -34,7 +36,7 @@ pub async fn middleware(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = req
         .headers()
-        .get(HEADER)
+        .get(&NAME)
         .and_then(accept)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let span = tracing::info_span!("request", request_id = %id);
@@ -51,9 +53,7 @@ pub async fn middleware(
         )
         .await?;
     if let Some(value) = header {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(HEADER), value);
+        response.headers_mut().insert(NAME, value);
     }
     Ok(response)
 }

@@ -128,7 +128,7 @@ impl Codec for V1Codec {
         let logged = log.then(|| {
             json!({
                 "predictions": response.predictions,
-                "probabilities": response.probabilities,
+                "probabilities": response.probabilities.as_ref().map(io::Rows::to_value),
                 "outputs": response.outputs,
             })
         });

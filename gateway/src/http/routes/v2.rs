@@ -8,7 +8,7 @@ use std::pin::Pin;
 
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
-use maas_serving::io::{flat_json, v2_bytes, v2_datatype, v2_tensor, v2_tensor_from_bytes};
+use maas_serving::io::{flat_json, v2_bytes, v2_datatype, v2_tensor, v2_tensor_from_bytes, Flat};
 use maas_serving::{Dim, ServedVersion, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -195,7 +195,7 @@ pub struct InferRequest {
     pub outputs: Option<Vec<RequestedOutput>>,
 }
 
-#[derive(Serialize, Deserialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct InferOutput {
     pub name: String,
     pub shape: Vec<usize>,
@@ -207,7 +207,7 @@ pub struct InferOutput {
     /// Row-major values (absent when sent in binary).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
-    pub data: Option<Vec<Value>>,
+    pub data: Option<Flat>,
 }
 
 /// The header of the binary tensor extension: the JSON part's length; binary data follows it.
@@ -291,7 +291,7 @@ fn wants_binary(parameters: &Option<Map<String, Value>>) -> Option<bool> {
     parameters.as_ref()?.get("binary_data")?.as_bool()
 }
 
-#[derive(Serialize, Deserialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct InferResponse {
     pub model_name: String,
     pub model_version: String,
@@ -642,21 +642,17 @@ impl Codec for V2Codec {
             if log {
                 logged.push(logged_tensor(&spec.name, &tensor));
             }
-            let (parameters, data) = if binary {
+            let parameters = binary.then(|| {
                 let bytes = v2_bytes(&tensor);
-                let mut p = Map::new();
-                p.insert("binary_data_size".into(), Value::from(bytes.len()));
                 tail.extend_from_slice(&bytes);
-                (Some(p), None)
-            } else {
-                (None, Some(flat_json(&tensor)))
-            };
+                Map::from_iter([("binary_data_size".to_owned(), Value::from(bytes.len()))])
+            });
             outputs.push(InferOutput {
                 name: spec.name.clone(),
                 datatype: v2_datatype(tensor.data.element_type()).into(),
                 parameters,
-                data,
-                shape: tensor.shape,
+                shape: tensor.shape.clone(),
+                data: (!binary).then_some(Flat(tensor)),
             });
         }
         let parameters = match drift {
