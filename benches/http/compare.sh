@@ -16,7 +16,10 @@
 #
 # Environment: DURATION (10s), ROUNDS (2), PORT (18080; the others take PORT+10..PORT+30),
 # MAAS_BIN (target/release/maas), FLOOR_BIN (target/release/floor), PEERS (0), BACKEND (tract),
-# MODEL (tests/fixtures/iris_logreg.onnx; any model taking the iris rows as `float_input`).
+# MODEL (tests/fixtures/iris_logreg.onnx; any model taking the iris rows as `float_input`),
+# PERF (0; 1: each floor and maas run under `perf stat` on the server, adding its CPU time (all
+# threads, kernel included) and context switches per request to the row; needs linux-perf. This
+# VM counts no hardware events, so cycles and instructions are not asked for).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${MAAS_BIN:-target/release/maas}
@@ -71,16 +74,47 @@ done
 
 results="$work/results"
 : >"$results"
+pid_of() { # name
+  case $1 in floor) echo "${pids[0]}" ;; maas) echo "$server" ;; *) echo "" ;; esac
+}
 run() { # name route base path body concurrency
-  local out
+  local out pid perf_out=""
+  pid=$(pid_of "$1")
+  if [ "${PERF:-0}" = 1 ] && [ -n "$pid" ]; then
+    perf stat -x, -e task-clock,context-switches -p "$pid" -o "$work/perf.csv" &
+    perf_out=$!
+    sleep 0.2
+  fi
   out=$(BODY=$5 wrk -t1 -c"$6" -d"$DURATION" -s benches/http/post.lua "$3$4" | grep '^RESULT')
   eval "${out#RESULT }"
-  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$6" "$rps" "$p50_us" "$p99_us" "$errors"
+  local extra=""
+  if [ -n "$perf_out" ]; then
+    kill -INT "$perf_out"; wait "$perf_out" 2>/dev/null || true
+    extra=$(python3 - "$work/perf.csv" "$rps" "$DURATION" <<'PY'
+import sys
+vals = {}
+for line in open(sys.argv[1]):
+    parts = line.strip().split(',')
+    if len(parts) > 2 and parts[0] and parts[0][0].isdigit():
+        vals[parts[2].split(':')[0]] = float(parts[0])
+seconds = float(sys.argv[3].rstrip('s'))
+requests = float(sys.argv[2]) * seconds
+per = lambda k: vals.get(k, 0) / requests
+print(f" {per('task-clock') * 1000:.1f} | {per('context-switches'):.2f} |")
+PY
+)
+  fi
+  printf '| %s | %s | %s | %s | %s | %s | %s |%s\n' "$1" "$2" "$6" "$rps" "$p50_us" "$p99_us" "$errors" "$extra"
   echo "$1 $2 $6 $rps $p50_us" >>"$results"
 }
 
-echo "| server | route | concurrency | requests/s | p50 (µs) | p99 (µs) | errors |"
-echo "|---|---|---:|---:|---:|---:|---:|"
+if [ "${PERF:-0}" = 1 ]; then
+  echo "| server | route | concurrency | requests/s | p50 (µs) | p99 (µs) | errors | server CPU µs/request | context switches/request |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+else
+  echo "| server | route | concurrency | requests/s | p50 (µs) | p99 (µs) | errors |"
+  echo "|---|---|---:|---:|---:|---:|---:|"
+fi
 for _ in $(seq 1 "$ROUNDS"); do
   for c in 1 32; do
     for t in "${targets[@]}"; do
