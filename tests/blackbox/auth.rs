@@ -128,13 +128,23 @@ fn every_protected_route_needs_a_valid_bearer() {
         c["gen"] = generation.into();
         c
     });
-    assert_eq!(
-        bearer(&server, &good, reqwest::Method::GET, "/v1/models")
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
+    let with_nbf = |offset: i64| {
+        hs256(&secret, &{
+            let mut c = claims("admin", "admin", 600);
+            c["gen"] = generation.into();
+            c["nbf"] = (chrono::Utc::now().timestamp() + offset).into();
+            c
+        })
+    };
+    for token in [&good, &with_nbf(-60)] {
+        assert_eq!(
+            bearer(&server, token, reqwest::Method::GET, "/v1/models")
+                .send()
+                .unwrap()
+                .status(),
+            200
+        );
+    }
     let parts: Vec<&str> = good.split('.').collect();
     let mut tampered_claims: Value =
         serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
@@ -160,6 +170,7 @@ fn every_protected_route_needs_a_valid_bearer() {
             ),
         ),
         ("expired", hs256(&secret, &claims("admin", "admin", -600))),
+        ("not valid before ten minutes from now", with_nbf(600)),
         (
             "no exp",
             hs256(

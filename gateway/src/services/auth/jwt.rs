@@ -233,6 +233,8 @@ impl JwtKeys {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = settings.leeway_secs;
         validation.validate_exp = true;
+        // A token whose `nbf` (not before) is still ahead is refused, as one already expired is.
+        validation.validate_nbf = true;
         Ok(JwtKeys {
             algorithm,
             encoding,
