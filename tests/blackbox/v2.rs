@@ -327,3 +327,39 @@ fn the_real_tritonclient_works_unchanged() {
         "{text}"
     );
 }
+
+/// A value a client sent is never echoed back whole: a megabyte where a number or a datatype
+/// belongs gets the usual status and an error of a couple of kilobytes, on both protocols.
+#[test]
+fn errors_do_not_echo_huge_values() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    server.deploy("iris", "iris_logreg.onnx", &[]);
+    let huge = "x".repeat(1 << 20);
+    let mut unknown_field = json!({"instances": [[5.1, 3.5, 1.4, 0.2]]});
+    unknown_field[huge.as_str()] = json!(1);
+    let cases = [
+        (
+            "/v1/models/iris/predict",
+            json!({"instances": [[5.1, 3.5, 1.4, huge]]}),
+        ),
+        ("/v1/models/iris/predict", unknown_field),
+        (
+            "/v2/models/iris/infer",
+            json!({"inputs": [{"name": "float_input", "shape": [1, 4], "datatype": huge,
+                               "data": [5.1, 3.5, 1.4, 0.2]}]}),
+        ),
+    ];
+    for (path, body) in cases {
+        let r = server.post_json(path, &body);
+        let status = r.status().as_u16();
+        let text = r.text().unwrap();
+        assert!(
+            (400..500).contains(&status),
+            "{path}: {status} {}",
+            &text[..text.len().min(300)]
+        );
+        assert!(text.len() < 4096, "{path}: {} bytes", text.len());
+        assert!(text.contains("bytes not shown"), "{path}: {text}");
+    }
+}

@@ -96,7 +96,7 @@ impl ServiceError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         ServiceError {
             kind,
-            message: message.into(),
+            message: capped(message.into()),
             retry_after: None,
         }
     }
@@ -109,6 +109,33 @@ impl ServiceError {
     pub fn internal(message: impl Into<String>) -> Self {
         ServiceError::new(ErrorKind::Internal, message)
     }
+}
+
+/// The longest error message sent back, in bytes. Every sentence of ours fits many times over;
+/// what does not is an echo of what was sent (a 10 MB string where a number belongs), which a
+/// client has no use for and an attacker could use to double what a bad request costs.
+pub const MAX_MESSAGE_BYTES: usize = 2048;
+
+/// A message over [`MAX_MESSAGE_BYTES`] keeps its beginning and its end (where the reason and
+/// the list of what is allowed usually are), and says how much was cut between them.
+fn capped(message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let floor = |mut at: usize| {
+        while !message.is_char_boundary(at) {
+            at -= 1;
+        }
+        at
+    };
+    let head = floor(MAX_MESSAGE_BYTES * 3 / 4 - 64);
+    let tail = floor(message.len() - MAX_MESSAGE_BYTES / 4);
+    format!(
+        "{}… ({} bytes not shown) …{}",
+        &message[..head],
+        tail - head,
+        &message[tail..]
+    )
 }
 
 impl std::fmt::Display for ServiceError {
@@ -205,5 +232,27 @@ fn database_advice(e: &sqlx::Error) -> Option<&'static str> {
         // SQLITE_IOERR
         10 => Some("the disk holding the database failed a read or write; check it and retry"),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_keep_their_ends() {
+        let echo = "é".repeat(1_000_000);
+        let e = ServiceError::new(
+            ErrorKind::InvalidInput,
+            format!("element 3: expected a number, got \"{echo}\"; send numbers"),
+        );
+        assert!(e.message.len() <= MAX_MESSAGE_BYTES, "{}", e.message.len());
+        assert!(e
+            .message
+            .starts_with("element 3: expected a number, got \"é"));
+        assert!(e.message.ends_with("é\"; send numbers"));
+        assert!(e.message.contains("bytes not shown"));
+        let short = ServiceError::new(ErrorKind::InvalidInput, "unknown model 'x'");
+        assert_eq!(short.message, "unknown model 'x'");
     }
 }
