@@ -192,6 +192,13 @@ fn metadata_infer_and_errors_follow_the_protocol() {
         422,
         "no output",
     );
+    let row =
+        json!({"name": "float_input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]});
+    v2_error(
+        post("/v2/models/iris/infer", &json!({"inputs": [row, row]})),
+        422,
+        "input 'float_input' is sent twice",
+    );
     v2_error(
         post("/v2/models/iris/infer", &json!({"inputs": "x"})),
         400,

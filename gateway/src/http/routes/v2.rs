@@ -527,6 +527,16 @@ impl Codec for V2Codec {
     ) -> Result<(Vec<Tensor>, Option<Value>), ServiceError> {
         let signature = served.loaded.signature();
         let invalid = |m: String| ServiceError::new(ErrorKind::InvalidInput, m);
+        // An input sent twice would leave one of the two unread: say so rather than pick one.
+        if self.inputs.len() > 1 {
+            let mut seen = std::collections::HashSet::with_capacity(self.inputs.len());
+            if let Some(again) = self.inputs.iter().find(|i| !seen.insert(i.name.as_str())) {
+                return Err(invalid(format!(
+                    "input '{}' is sent twice; send each input once",
+                    again.name
+                )));
+            }
+        }
         // Binary inputs take their bytes from the tail, in request order.
         let mut ranges = Vec::with_capacity(self.inputs.len());
         let mut at = 0usize;
