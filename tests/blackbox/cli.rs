@@ -780,3 +780,24 @@ tasks:
         );
     }
 }
+
+/// A PostgreSQL that refuses the connection is named at once, with its address and the reason,
+/// not as the pool's "timed out" after its 10 s of retries.
+#[test]
+fn an_unreachable_postgres_is_named_with_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port 1 on loopback: nothing listens there, so the connection is refused.
+    maas_with(
+        &[
+            "user",
+            "list",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--database-url",
+            "postgres://maas@127.0.0.1:1/test",
+        ],
+        &[],
+        None,
+    )
+    .fails_with(&["cannot connect to PostgreSQL at 127.0.0.1:1: connection refused"]);
+}

@@ -268,6 +268,31 @@ impl SqlStore {
         if let Some(path) = sqlite_file(url) {
             make_private(&path, url.contains("mode=rwc")).map_err(sqlx::Error::Io)?;
         }
+        if postgres {
+            // The pool retries a server that refuses the connection until its acquire timeout
+            // (10 s) and then says only "pool timed out": one direct attempt first names the
+            // address and the reason at once.
+            if let Err(sqlx::Error::Io(e)) =
+                <sqlx::AnyConnection as sqlx::Connection>::connect(url).await
+            {
+                let at = url::Url::parse(url).ok().map_or_else(String::new, |u| {
+                    format!(
+                        " at {}:{}",
+                        u.host_str().unwrap_or("localhost"),
+                        u.port().unwrap_or(5432)
+                    )
+                });
+                let reason = match e.kind() {
+                    std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+                    _ => e.to_string(),
+                };
+                return Err(sqlx::Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot connect to PostgreSQL{at}: {reason}"),
+                ))
+                .into());
+            }
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(if postgres { 16 } else { 8 })
             .acquire_timeout(std::time::Duration::from_secs(10))
