@@ -436,7 +436,7 @@ pub struct Rows(pub Tensor);
 /// A tensor's elements written to JSON flat and row-major (the Open Inference Protocol's
 /// `data`) straight from the tensor. `to_value` gives the same JSON as a `Value`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Flat(pub Tensor);
+pub struct Flat(pub TensorData);
 
 impl Rows {
     pub fn to_value(&self) -> Value {
@@ -447,33 +447,27 @@ impl Rows {
 
 impl Flat {
     pub fn to_value(&self) -> Value {
-        Value::Array(flat_json(&self.0))
+        Value::Array((0..self.0.len()).map(|ix| element(&self.0, ix)).collect())
     }
 }
 
 impl Serialize for Rows {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let Tensor { shape, data } = &self.0;
-        let (batch, inner) = shape.split_first().map_or((0, &[][..]), |(b, i)| (*b, i));
-        let stride = inner.iter().product::<usize>();
-        let mut seq = serializer.serialize_seq(Some(batch))?;
-        for row in 0..batch {
-            seq.serialize_element(&Nested {
-                data,
-                shape: inner,
-                start: row * stride,
-            })?;
+        // The batch axis is the outermost array; each instance nests by the axes after it.
+        Nested {
+            data: &self.0.data,
+            shape: &self.0.shape,
+            start: 0,
         }
-        seq.end()
+        .serialize(serializer)
     }
 }
 
 impl Serialize for Flat {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let data = &self.0.data;
-        let mut seq = serializer.serialize_seq(Some(data.len()))?;
-        for ix in 0..data.len() {
-            seq.serialize_element(&Element(data, ix))?;
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for ix in 0..self.0.len() {
+            seq.serialize_element(&Element(&self.0, ix))?;
         }
         seq.end()
     }
@@ -818,7 +812,7 @@ mod tests {
             let rows = Rows(tensor.clone());
             let written = serde_json::to_string(&rows).unwrap();
             assert_eq!(written, rows.to_value().to_string(), "{tensor:?}");
-            let flat = Flat(tensor.clone());
+            let flat = Flat(tensor.data.clone());
             let written = serde_json::to_string(&flat).unwrap();
             assert_eq!(written, flat.to_value().to_string(), "{tensor:?}");
         }

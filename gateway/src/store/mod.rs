@@ -272,25 +272,32 @@ impl SqlStore {
             // The pool retries a server that refuses the connection until its acquire timeout
             // (10 s) and then says only "pool timed out": one direct attempt first names the
             // address and the reason at once.
-            if let Err(sqlx::Error::Io(e)) =
-                <sqlx::AnyConnection as sqlx::Connection>::connect(url).await
-            {
-                let at = url::Url::parse(url).ok().map_or_else(String::new, |u| {
-                    format!(
-                        " at {}:{}",
-                        u.host_str().unwrap_or("localhost"),
-                        u.port().unwrap_or(5432)
-                    )
-                });
-                let reason = match e.kind() {
-                    std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
-                    _ => e.to_string(),
-                };
-                return Err(sqlx::Error::Io(std::io::Error::new(
-                    e.kind(),
-                    format!("cannot connect to PostgreSQL{at}: {reason}"),
-                ))
-                .into());
+            use sqlx::Connection;
+            match sqlx::AnyConnection::connect(url).await {
+                Ok(conn) => {
+                    let _ = conn.close().await;
+                }
+                Err(sqlx::Error::Io(e)) => {
+                    let at = url::Url::parse(url).ok().map_or_else(String::new, |u| {
+                        format!(
+                            " at {}:{}",
+                            u.host_str().unwrap_or("localhost"),
+                            u.port().unwrap_or(5432)
+                        )
+                    });
+                    let reason = match e.kind() {
+                        std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+                        _ => e.to_string(),
+                    };
+                    return Err(sqlx::Error::Io(std::io::Error::new(
+                        e.kind(),
+                        format!("cannot connect to PostgreSQL{at}: {reason}"),
+                    ))
+                    .into());
+                }
+                // Anything else the server said (a wrong password, no such database) is its own
+                // message, and would only come back from the pool later.
+                Err(e) => return Err(e.into()),
             }
         }
         let pool = AnyPoolOptions::new()

@@ -657,12 +657,13 @@ impl Codec for V2Codec {
                 tail.extend_from_slice(&bytes);
                 Map::from_iter([("binary_data_size".to_owned(), Value::from(bytes.len()))])
             });
+            let Tensor { shape, data } = tensor;
             outputs.push(InferOutput {
                 name: spec.name.clone(),
-                datatype: v2_datatype(tensor.data.element_type()).into(),
+                datatype: v2_datatype(data.element_type()).into(),
                 parameters,
-                shape: tensor.shape.clone(),
-                data: (!binary).then_some(Flat(tensor)),
+                shape,
+                data: (!binary).then_some(Flat(data)),
             });
         }
         let parameters = match drift {
