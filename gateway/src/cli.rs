@@ -179,6 +179,10 @@ struct ServeArgs {
     /// ADDR:PORT to listen on (port 0 picks a free port).
     #[arg(long)]
     bind: Option<String>,
+    /// ADDR:PORT of the gRPC service (default 127.0.0.1:8081; port 0 picks a free port; an
+    /// empty value turns gRPC off).
+    #[arg(long)]
+    grpc_bind: Option<String>,
     /// sqlite://… or postgres://… (default: SQLite under the data folder).
     #[arg(long)]
     database_url: Option<String>,
@@ -310,6 +314,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let overrides = Overrides {
         data_dir: args.data_dir,
         bind: args.bind,
+        grpc_bind: args.grpc_bind,
         database_url: args.database_url,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,

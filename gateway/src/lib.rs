@@ -2,7 +2,8 @@
 //!
 //! Three layers, imports pointing down only (see ARCHITECTURE.md):
 //! - [`http`]: routes grouped by resource, extractors, the one error table, OpenAPI, the
-//!   protocol codecs (v1 JSON, Open Inference Protocol JSON and binary);
+//!   protocol codecs (v1 JSON, Open Inference Protocol JSON and binary); [`grpc`] beside it: the
+//!   Open Inference Protocol over gRPC;
 //! - [`services`]: the model lifecycle, the inference pipeline, drift monitoring, the prediction
 //!   log, audit, auth and the scheduler's gateway side; they return domain errors;
 //! - [`store`]: sqlx, migrations and typed records.
@@ -11,6 +12,7 @@
 
 pub mod cli;
 pub mod drift_cli;
+pub mod grpc;
 pub mod http;
 pub mod job_cli;
 pub mod server;

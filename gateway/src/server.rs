@@ -159,6 +159,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<AppData> {
         models,
         settings: settings.clone(),
         http,
+        telemetry: crate::services::telemetry::Telemetry::start(&settings.tracing)?,
     });
     // The scheduler deploys through the same registry a user calls.
     let jobs = web::Data::new(crate::services::jobs::JobService::new(
@@ -191,6 +192,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     let sync_store = data.authenticator.store.clone();
     let admin_store = data.authenticator.store.clone();
+    let grpc_data = data.clone();
     let mut server =
         HttpServer::new(move || create_app(&data)).on_connect(crate::http::client::on_connect);
     let scheme = match (&settings.server.tls_cert, &settings.server.tls_key) {
@@ -206,12 +208,17 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }
+    let grpc = crate::grpc::start(&settings, &grpc_data)?;
     // Only now, with everything that can fail at start behind us, the first start creates the
     // admin: a start that fails earlier leaves no admin behind, and the next one creates it and
     // prints its password, rather than an admin whose generated password went out with a failed
     // start's log.
     bootstrap_admin(&admin_store).await?;
     let server = server.shutdown_timeout(10).run();
+    // Logged before the HTTP line: what waits for "listening on" knows both addresses then.
+    if let Some(grpc) = &grpc {
+        tracing::info!("gRPC listening at {}", grpc.address);
+    }
     tracing::info!("listening on {scheme}://{address}");
 
     let sync_state = state.clone();
@@ -231,6 +238,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     });
     let result = server.await;
     sync.abort();
+    if let Some(grpc) = grpc {
+        // Joining blocks this thread for as long as the calls in flight take (10 s at most).
+        let _ = tokio::task::spawn_blocking(move || grpc.stop()).await;
+    }
+    state.telemetry.shutdown();
     tracing::info!("stopped");
     Ok(result?)
 }

@@ -3,6 +3,7 @@
 //! before anything starts.
 
 pub use crate::services::auth::jwt::{AuthSettings, JwtAlgorithm};
+pub use crate::services::telemetry::TracingSettings;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,7 @@ pub struct Settings {
     pub drift: DriftGatewaySettings,
     pub predictions: crate::services::predictions::PredictionLogSettings,
     pub scheduler: crate::services::jobs::SchedulerSettings,
+    pub tracing: TracingSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -32,6 +34,9 @@ pub struct Settings {
 pub struct ServerSettings {
     /// Address and port to listen on; port 0 picks a free port.
     pub bind: String,
+    /// Address and port of the Open Inference Protocol's gRPC service (port 0 picks a free
+    /// port); empty turns gRPC off. It shares the HTTP server's certificate, tokens and limits.
+    pub grpc_bind: String,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
     /// PEM certificate chain; with `tls_key`, serve HTTPS (rustls).
@@ -44,6 +49,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
             bind: "127.0.0.1:8080".into(),
+            grpc_bind: "127.0.0.1:8081".into(),
             workers: 0,
             tls_cert: None,
             tls_key: None,
@@ -192,6 +198,7 @@ pub struct DriftGatewaySettings {
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub bind: Option<String>,
+    pub grpc_bind: Option<String>,
     pub database_url: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -214,6 +221,9 @@ impl Settings {
         if let Some(bind) = &overrides.bind {
             figment = figment.merge(("server.bind", bind));
         }
+        if let Some(bind) = &overrides.grpc_bind {
+            figment = figment.merge(("server.grpc_bind", bind));
+        }
         if let Some(url) = &overrides.database_url {
             figment = figment.merge(("storage.database_url", url));
         }
@@ -234,6 +244,24 @@ impl Settings {
         self.server.bind.parse::<SocketAddr>().map_err(|e| {
             anyhow::anyhow!("server.bind '{}' is not ADDR:PORT ({e})", self.server.bind)
         })?;
+        if !self.server.grpc_bind.is_empty() {
+            self.server.grpc_bind.parse::<SocketAddr>().map_err(|e| {
+                anyhow::anyhow!(
+                    "server.grpc_bind '{}' is not ADDR:PORT ({e}); leave it empty to turn gRPC off",
+                    self.server.grpc_bind
+                )
+            })?;
+        }
+        if let Some(endpoint) = &self.tracing.otlp_endpoint {
+            let parsed = url::Url::parse(endpoint).map_err(|e| {
+                anyhow::anyhow!("tracing.otlp_endpoint '{endpoint}' is not a URL ({e})")
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                anyhow::bail!(
+                    "tracing.otlp_endpoint must be an http:// or https:// URL of an OTLP/HTTP collector, such as http://127.0.0.1:4318"
+                );
+            }
+        }
         if let Some(url) = &self.storage.database_url {
             if !(url.starts_with("sqlite:")
                 || url.starts_with("postgres://")

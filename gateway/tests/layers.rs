@@ -90,3 +90,17 @@ fn handlers_reach_the_store_only_through_the_services() {
         found.join("\n")
     );
 }
+
+#[test]
+fn the_grpc_layer_is_a_codec_beside_http() {
+    // It reaches the services (and AppState, their bundle), never actix or the store.
+    let found = forbidden_in(
+        "grpc",
+        &["actix_web", "sqlx", "crate::store::Sql", ".store()."],
+    );
+    assert!(
+        found.is_empty(),
+        "the gRPC layer reaches past the services:\n{}",
+        found.join("\n")
+    );
+}

@@ -681,6 +681,39 @@ pub fn v2_tensor_from_bytes(
     Tensor::new(shape, data)
 }
 
+/// An Open Inference Protocol input sent as typed values (gRPC's `contents`): `data` holds the
+/// elements, row-major, already in the model's element type; `field` names where they came from,
+/// for the message when their count is wrong.
+pub fn v2_tensor_from_values(
+    spec: &TensorSpec,
+    datatype: &str,
+    shape: &[i64],
+    data: TensorData,
+    field: &str,
+) -> Result<Tensor, ServingError> {
+    let (_, shape) = v2_shape(spec, datatype, shape)?;
+    let count: usize = shape.iter().product();
+    if data.len() != count {
+        return Err(invalid(format!(
+            "input '{}': shape {shape:?} holds {count} elements, {field} has {}",
+            spec.name,
+            data.len()
+        )));
+    }
+    let not_finite = match &data {
+        TensorData::Float32(v) => v.iter().position(|x| !x.is_finite()),
+        TensorData::Float64(v) => v.iter().position(|x| !x.is_finite()),
+        _ => None,
+    };
+    if let Some(ix) = not_finite {
+        return Err(invalid(format!(
+            "input '{}': element {ix} is not a finite number",
+            spec.name
+        )));
+    }
+    Tensor::new(shape, data)
+}
+
 /// A tensor's elements in the binary tensor extension's layout.
 pub fn v2_bytes(tensor: &Tensor) -> Vec<u8> {
     match &tensor.data {

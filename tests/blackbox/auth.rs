@@ -787,17 +787,22 @@ pub(crate) fn start_tls(store: &Store, options: Options, ca: &str) -> TlsServer 
     let mut child = Command::new(BIN)
         .args(&args)
         .env("MAAS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("MAAS__SERVER__GRPC_BIND", "127.0.0.1:0")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
+    let mut grpc = None;
     let url = loop {
         line.clear();
         assert!(
             std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0,
             "maas exited"
         );
+        if let Some(rest) = line.split("gRPC listening at ").nth(1) {
+            grpc = Some(rest.trim().replace("127.0.0.1", "localhost"));
+        }
         if let Some(rest) = line.split("listening on ").nth(1) {
             break rest.trim().replace("127.0.0.1", "localhost");
         }
@@ -811,12 +816,14 @@ pub(crate) fn start_tls(store: &Store, options: Options, ca: &str) -> TlsServer 
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    TlsServer { child, url }
+    TlsServer { child, url, grpc }
 }
 
 pub(crate) struct TlsServer {
     child: std::process::Child,
     pub(crate) url: String,
+    /// `localhost:PORT` of the gRPC service, which shares the certificate.
+    pub(crate) grpc: Option<String>,
 }
 
 impl Drop for TlsServer {

@@ -410,6 +410,7 @@ fn serve(args: &[&str], envs: &[(&str, &str)]) -> Result<Serve, (Option<i32>, St
     command
         .arg("serve")
         .args(args)
+        .env("MAAS__SERVER__GRPC_BIND", "127.0.0.1:0")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -204,6 +204,8 @@ pub struct Server {
     envs: Vec<(String, String)>,
     log: mpsc::Receiver<String>,
     pub lines: Vec<String>,
+    /// `127.0.0.1:PORT` of the gRPC service, when it is on.
+    pub grpc: Option<String>,
 }
 
 /// Start options beyond the store.
@@ -236,6 +238,12 @@ impl Server {
         if let Some(url) = &store.database_url {
             args.push("--database-url".into());
             args.push(url.clone());
+        }
+        // gRPC on a free port too (its default, 8081, would be shared by every test server);
+        // a test that sets its own keeps it.
+        if !options.args.iter().any(|a| a == "--grpc-bind") {
+            args.push("--grpc-bind".into());
+            args.push("127.0.0.1:0".into());
         }
         args.extend(options.args);
         let mut envs = options.envs;
@@ -300,6 +308,11 @@ impl Server {
             .unwrap_or_else(|| ADMIN_PASSWORD.into());
         let token = login(&anonymous, &url, "admin", &password);
         let client = authorized_client(&token);
+        let grpc = lines.iter().find_map(|l| {
+            l.split("gRPC listening at ")
+                .nth(1)
+                .map(|a| a.trim().to_owned())
+        });
         Server {
             child: Some(child),
             url,
@@ -310,6 +323,7 @@ impl Server {
             envs,
             log: rx,
             lines,
+            grpc,
         }
     }
 

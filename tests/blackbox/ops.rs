@@ -122,8 +122,10 @@ fn metrics_count_requests_by_route_and_predictions_by_model() {
     has(
         r#"maas_http_request_duration_seconds_bucket{method="POST",route="/v1/models/{name}/predict",le="+Inf"} 4"#,
     );
-    has(r#"maas_predictions_total{model="iris",outcome="ok",version="1"} 3"#);
-    has(r#"maas_predictions_total{model="iris",outcome="invalid_input",version="1"} 1"#);
+    has(r#"maas_predictions_total{model="iris",outcome="ok",protocol="v1",version="1"} 3"#);
+    has(
+        r#"maas_predictions_total{model="iris",outcome="invalid_input",protocol="v1",version="1"} 1"#,
+    );
     has(r#"maas_prediction_duration_seconds_count{model="iris",version="1"} 3"#);
     has(r#"maas_model_versions_loaded{model="iris"} 1"#);
     assert!(

@@ -464,7 +464,7 @@ fn a_full_queue_answers_429_and_a_long_wait_503() {
     }
     for (outcome, count) in [("ok", 1.0), ("overloaded", 2.0)] {
         let sample =
-            format!("maas_predictions_total{{model=\"iris\",outcome=\"{outcome}\",version=\"1\"}}");
+            format!("maas_predictions_total{{model=\"iris\",outcome=\"{outcome}\",protocol=\"v1\",version=\"1\"}}");
         assert_eq!(metric(&text, &sample), count, "{sample}\n{text}");
     }
 

@@ -419,6 +419,7 @@ fn start_by_hand(
         .args(["serve", "--bind", bind, "--data-dir"])
         .arg(store.data_dir())
         .env("RUST_LOG", "info")
+        .env("MAAS__SERVER__GRPC_BIND", "127.0.0.1:0")
         .env_remove("MAAS_ADMIN_PASSWORD")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

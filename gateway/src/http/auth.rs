@@ -9,7 +9,7 @@ use std::pin::Pin;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{web, FromRequest, HttpRequest};
 
-use crate::services::auth::{Authenticator, Credential, Permission, Principal};
+use crate::services::auth::{Authenticator, Permission, Principal};
 use crate::services::error::{ErrorKind, ServiceError};
 
 /// The caller behind a request's bearer, or 401.
@@ -46,30 +46,8 @@ pub async fn authorize<P: Permission>(req: &HttpRequest) -> Result<Principal, Se
             ServiceError::new(ErrorKind::Internal, "authentication is not configured")
         })?;
     let principal = authenticate(&auth, req).await?;
-    crate::store::audit::set_actor(match &principal.credential {
-        Credential::ApiKey(id) => format!("{} (key {id})", principal.username),
-        _ => principal.username.clone(),
-    });
-    if principal.role < P::ROLE {
-        return Err(ServiceError::new(
-            ErrorKind::Forbidden,
-            format!(
-                "'{}' has role {}, which may not {}; this needs {} or above",
-                principal.username,
-                principal.role.as_str(),
-                P::NAME,
-                P::ROLE.as_str()
-            ),
-        ));
-    }
-    if let Some(model) = req.match_info().get("name") {
-        if !principal.may_use_model(model) {
-            return Err(ServiceError::new(
-                ErrorKind::Forbidden,
-                format!("this API key is limited to other models than '{model}'"),
-            ));
-        }
-    }
+    crate::store::audit::set_actor(principal.actor());
+    principal.require::<P>(req.match_info().get("name"))?;
     Ok(principal)
 }
 

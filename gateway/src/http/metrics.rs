@@ -31,6 +31,11 @@ impl RouteStats {
         }
     }
 
+    /// The route's template, such as `/v2/models/{name}/infer`.
+    pub fn template(&self) -> &str {
+        &self.template
+    }
+
     fn observe(&self, metrics: &Metrics, method: &Method, status: u16, seconds: f64) {
         let mut handles = self.handles.borrow_mut();
         let found = handles

@@ -34,6 +34,8 @@ pub struct AppState {
     pub settings: crate::settings::Settings,
     /// Client for `model_url` downloads.
     pub http: reqwest::Client,
+    /// Where each request's spans go.
+    pub telemetry: crate::services::telemetry::Telemetry,
 }
 
 /// A route's resource: a wrong method on it gets a JSON 405, and its HTTP metrics are labelled

@@ -90,6 +90,40 @@ impl Principal {
             .as_ref()
             .is_none_or(|patterns| patterns.iter().any(|p| glob_match(p, model)))
     }
+
+    /// `Forbidden` unless this caller holds permission `P` and, when the request names `model`,
+    /// may use that model. Every protocol asks this after [`Authenticator::authenticate`].
+    pub fn require<P: Permission>(&self, model: Option<&str>) -> Result<(), ServiceError> {
+        if self.role < P::ROLE {
+            return Err(ServiceError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "'{}' has role {}, which may not {}; this needs {} or above",
+                    self.username,
+                    self.role.as_str(),
+                    P::NAME,
+                    P::ROLE.as_str()
+                ),
+            ));
+        }
+        if let Some(model) = model {
+            if !self.may_use_model(model) {
+                return Err(ServiceError::new(
+                    ErrorKind::Forbidden,
+                    format!("this API key is limited to other models than '{model}'"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Who the audit trail names: the user, and the key when one was used.
+    pub fn actor(&self) -> String {
+        match &self.credential {
+            Credential::ApiKey(id) => format!("{} (key {id})", self.username),
+            _ => self.username.clone(),
+        }
+    }
 }
 
 /// `*` matches any run of characters; everything else matches itself.

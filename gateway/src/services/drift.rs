@@ -460,8 +460,20 @@ impl DriftService {
         // Off the request's path, but still on its behalf: its audit records name the caller,
         // the client and the request that scored the drifted rows.
         let context = crate::store::audit::current();
+        let trace = crate::services::telemetry::current();
         tokio::spawn(crate::store::audit::scope(context, async move {
-            if let Err(e) = service.store.insert_drift_events(&events).await {
+            let started = std::time::SystemTime::now();
+            let written = service.store.insert_drift_events(&events).await;
+            trace.phase(
+                "store.drift_events",
+                started,
+                std::time::SystemTime::now(),
+                vec![
+                    opentelemetry::KeyValue::new("maas.records", events.len() as i64),
+                    opentelemetry::KeyValue::new("maas.ok", written.is_ok()),
+                ],
+            );
+            if let Err(e) = written {
                 tracing::error!(error = %e, "could not store drift events");
             }
             if let Some(url) = webhook {

@@ -9,11 +9,12 @@
 //! here, once, the same way for every protocol.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use maas_drift::DetectorConfig;
 use maas_serving::batching::ClientProbe;
 use maas_serving::{ServedVersion, Tensor};
+use opentelemetry::KeyValue;
 use serde_json::{json, Value};
 
 use crate::services::distributions::RecentValues;
@@ -48,6 +49,27 @@ pub trait Codec {
     ) -> Result<(Self::Answer, Option<Value>), ServiceError>;
 }
 
+/// The protocol a request came in by, as `maas_predictions_total` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// maas's own JSON (`/v1/models/{name}/predict`).
+    RestV1,
+    /// The Open Inference Protocol over REST (`/v2`).
+    RestV2,
+    /// The Open Inference Protocol over gRPC.
+    Grpc,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::RestV1 => "v1",
+            Protocol::RestV2 => "v2",
+            Protocol::Grpc => "grpc",
+        }
+    }
+}
+
 /// One inference request, whatever its protocol.
 pub struct Call<C> {
     pub model: String,
@@ -62,6 +84,7 @@ pub struct Call<C> {
     pub actor: String,
     /// Whether the caller is still there, asked before compute.
     pub client: Option<ClientProbe>,
+    pub protocol: Protocol,
 }
 
 /// An answer and the version that gave it.
@@ -101,6 +124,7 @@ impl Inference {
         let received = Instant::now();
         let served = self.models.resolve(&call.model, call.version).await?;
         let started = Instant::now();
+        let protocol = call.protocol;
         let result = self.run_resolved(&served, call, received).await;
         let outcome = match &result {
             Ok(_) => "ok",
@@ -109,6 +133,7 @@ impl Inference {
         self.metrics.observe_prediction(
             &served.model,
             served.version,
+            protocol.as_str(),
             outcome,
             started.elapsed().as_secs_f64(),
         );
@@ -138,7 +163,23 @@ impl Inference {
             .drift
             .plan(&served.model, served.version, drift)
             .await?;
+        let trace = crate::services::telemetry::current();
+        let clock = || trace.is_recording().then(SystemTime::now);
+        let attributes = |rows: Option<usize>| {
+            let mut a = vec![
+                KeyValue::new("maas.model", served.model.clone()),
+                KeyValue::new("maas.version", served.version as i64),
+            ];
+            if let Some(rows) = rows {
+                a.push(KeyValue::new("maas.rows", rows as i64));
+            }
+            a
+        };
+        let began = clock();
         let (inputs, logged_inputs) = codec.decode(served, save)?;
+        if let Some(began) = began {
+            trace.phase("decode", began, SystemTime::now(), attributes(None));
+        }
         let rows = match &plan {
             Some(plan) => match inputs.as_slice() {
                 [tensor] => Some(DriftService::table(plan, tensor)?),
@@ -151,7 +192,20 @@ impl Inference {
             },
             None => None,
         };
-        let outputs = self.models.queue(served, inputs, client).await?;
+        let queued = clock();
+        let done = self.models.queue(served, inputs, client).await?;
+        if let Some(queued) = queued {
+            let started = queued + done.queue_wait;
+            trace.phase("queue", queued, started, attributes(None));
+            trace.phase(
+                "compute",
+                started,
+                started + done.compute,
+                attributes(Some(done.batch_rows)),
+            );
+        }
+        let outputs = done.outputs;
+        let drift_began = clock();
         let drift = match (&plan, &rows) {
             (Some(plan), Some(rows)) => {
                 let result = DriftService::evaluate(plan, rows)?;
@@ -162,13 +216,22 @@ impl Inference {
             }
             _ => None,
         };
+        if let (Some(began), Some(d)) = (drift_began, &drift) {
+            let mut a = attributes(None);
+            a.push(KeyValue::new("maas.drift.detector", d.detector.clone()));
+            trace.phase("drift", began, SystemTime::now(), a);
+        }
         let logged_drift = match (&drift, save) {
             (Some(d), true) => Some(
                 json!({"detector": d.detector, "features": d.features, "deviation": d.deviation}),
             ),
             _ => None,
         };
+        let began = clock();
         let (answer, logged_outputs) = codec.encode(served, outputs, drift, save)?;
+        if let Some(began) = began {
+            trace.phase("encode", began, SystemTime::now(), attributes(None));
+        }
         if let (Some(inputs), Some(outputs)) = (logged_inputs, logged_outputs) {
             self.predictions.log(Pending {
                 model: served.model.clone(),

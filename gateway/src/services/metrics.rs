@@ -34,6 +34,8 @@ pub struct Metrics {
     tasks_running: prometheus::IntGauge,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
+    grpc_requests: IntCounterVec,
+    grpc_duration: HistogramVec,
     predictions: IntCounterVec,
     prediction_duration: HistogramVec,
     versions_loaded: IntGaugeVec,
@@ -72,12 +74,24 @@ impl Metrics {
             "HTTP request latency by method and route template.",
             &["method", "route"],
         )?;
+        let grpc_requests = IntCounterVec::new(
+            Opts::new(
+                "maas_grpc_requests_total",
+                "gRPC calls by method and status code (OK, INVALID_ARGUMENT, ...).",
+            ),
+            &["method", "code"],
+        )?;
+        let grpc_duration = histogram(
+            "maas_grpc_request_duration_seconds",
+            "gRPC call latency by method.",
+            &["method"],
+        )?;
         let predictions = IntCounterVec::new(
             Opts::new(
                 "maas_predictions_total",
-                "Predict requests by model, version and outcome.",
+                "Predict requests by model, version, protocol (v1, v2 or grpc) and outcome.",
             ),
-            &["model", "version", "outcome"],
+            &["model", "version", "protocol", "outcome"],
         )?;
         let prediction_duration = histogram(
             "maas_prediction_duration_seconds",
@@ -194,6 +208,8 @@ impl Metrics {
             .set(1);
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(grpc_requests.clone()))?;
+        registry.register(Box::new(grpc_duration.clone()))?;
         registry.register(Box::new(predictions.clone()))?;
         registry.register(Box::new(prediction_duration.clone()))?;
         registry.register(Box::new(versions_loaded.clone()))?;
@@ -221,6 +237,8 @@ impl Metrics {
             tasks_running,
             http_requests,
             http_duration,
+            grpc_requests,
+            grpc_duration,
             predictions,
             prediction_duration,
             versions_loaded,
@@ -264,6 +282,14 @@ impl Metrics {
                 .with_label_values(&[method, route, status]),
             self.http_duration.with_label_values(&[method, route]),
         )
+    }
+
+    /// One gRPC call: its method (`ModelInfer`), status code name and latency.
+    pub fn observe_grpc(&self, method: &str, code: &str, seconds: f64) {
+        self.grpc_requests.with_label_values(&[method, code]).inc();
+        self.grpc_duration
+            .with_label_values(&[method])
+            .observe(seconds);
     }
 
     pub fn observe_prediction_log_drop(&self) {
@@ -322,10 +348,17 @@ impl Metrics {
         }
     }
 
-    pub fn observe_prediction(&self, model: &str, version: u64, outcome: &str, seconds: f64) {
+    pub fn observe_prediction(
+        &self,
+        model: &str,
+        version: u64,
+        protocol: &str,
+        outcome: &str,
+        seconds: f64,
+    ) {
         let version = version.to_string();
         self.predictions
-            .with_label_values(&[model, &version, outcome])
+            .with_label_values(&[model, &version, protocol, outcome])
             .inc();
         if outcome == "ok" {
             self.prediction_duration

@@ -12,5 +12,7 @@ pub mod inference;
 pub mod jobs;
 pub mod metrics;
 pub mod models;
+pub mod open_inference;
 pub mod predictions;
 pub mod runtime;
+pub mod telemetry;

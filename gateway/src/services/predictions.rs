@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::services::metrics::Metrics;
+use crate::services::telemetry::RequestTrace;
 pub use crate::store::predictions::{Pending, PredictionRecord};
 use crate::store::SqlStore;
 
@@ -44,7 +45,8 @@ impl Default for PredictionLogSettings {
 /// The queue in front of the writer task.
 #[derive(Clone)]
 pub struct PredictionLog {
-    queue: mpsc::Sender<Pending>,
+    /// Each record with the trace of the request that made it, which records the write.
+    queue: mpsc::Sender<(Pending, RequestTrace)>,
     metrics: Arc<Metrics>,
 }
 
@@ -60,14 +62,18 @@ impl PredictionLog {
     }
 
     /// A log whose records go to the returned receiver instead of a writer task (benchmarks).
-    pub fn detached(capacity: usize, metrics: Arc<Metrics>) -> (Self, mpsc::Receiver<Pending>) {
+    pub fn detached(
+        capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> (Self, mpsc::Receiver<(Pending, RequestTrace)>) {
         let (queue, records) = mpsc::channel(capacity.max(1));
         (PredictionLog { queue, metrics }, records)
     }
 
     /// Hand a record to the writer; never waits. A full queue drops it and counts the drop.
     pub fn log(&self, record: Pending) {
-        if self.queue.try_send(record).is_err() {
+        let trace = crate::services::telemetry::current();
+        if self.queue.try_send((record, trace)).is_err() {
             self.metrics.observe_prediction_log_drop();
         }
     }
@@ -75,20 +81,39 @@ impl PredictionLog {
 
 async fn write_loop(
     store: SqlStore,
-    mut records: mpsc::Receiver<Pending>,
+    mut records: mpsc::Receiver<(Pending, RequestTrace)>,
     settings: PredictionLogSettings,
 ) {
     let interval = Duration::from_secs(settings.retention_interval_secs);
     let mut last_retention = std::time::Instant::now();
     while let Some(first) = records.recv().await {
-        let mut batch = vec![first];
+        let (record, trace) = first;
+        let mut batch = vec![record];
+        let mut traces = vec![trace];
         while batch.len() < BATCH {
             match records.try_recv() {
-                Ok(record) => batch.push(record),
+                Ok((record, trace)) => {
+                    batch.push(record);
+                    traces.push(trace);
+                }
                 Err(_) => break,
             }
         }
-        if let Err(e) = store.insert_predictions(&batch).await {
+        let started = std::time::SystemTime::now();
+        let written = store.insert_predictions(&batch).await;
+        let ended = std::time::SystemTime::now();
+        for trace in traces.iter().filter(|t| t.is_recording()) {
+            trace.phase(
+                "store.prediction_log",
+                started,
+                ended,
+                vec![
+                    opentelemetry::KeyValue::new("maas.records", batch.len() as i64),
+                    opentelemetry::KeyValue::new("maas.ok", written.is_ok()),
+                ],
+            );
+        }
+        if let Err(e) = written {
             tracing::warn!(error = %e, records = batch.len(), "could not save predictions");
         }
         if last_retention.elapsed() >= interval {

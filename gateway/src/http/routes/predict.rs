@@ -159,6 +159,7 @@ async fn run(
         save: body.save,
         actor: principal.username.clone(),
         client: crate::http::client::probe(req),
+        protocol: crate::services::inference::Protocol::RestV1,
     };
     Ok(state.inference.run(call).await?.answer)
 }

@@ -8,8 +8,8 @@ use std::pin::Pin;
 
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
-use maas_serving::io::{flat_json, v2_bytes, v2_datatype, v2_tensor, v2_tensor_from_bytes, Flat};
-use maas_serving::{Dim, ServedVersion, Tensor};
+use maas_serving::io::{v2_bytes, v2_datatype, v2_tensor, v2_tensor_from_bytes, Flat};
+use maas_serving::{ServedVersion, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
@@ -19,8 +19,8 @@ use crate::http::error::{ErrorKind, ServiceError};
 use crate::http::AppState;
 use crate::services::auth::{Deploy, Permission, Predict, Principal, Read};
 use crate::services::drift::DriftResult;
-use crate::services::inference::{Call, Codec};
-use crate::services::models::{DeployRequest, DeploySource, Placement};
+use crate::services::inference::{Call, Codec, Protocol};
+use crate::services::open_inference::{self as oip, logged_tensor};
 
 use crate::http::scoped_resource as resource;
 
@@ -314,23 +314,8 @@ pub struct RepositoryEntry {
     pub reason: String,
 }
 
-fn dims(shape: &[Dim]) -> Vec<i64> {
-    shape
-        .iter()
-        .map(|d| match d {
-            Dim::Fixed(n) => i64::try_from(*n).unwrap_or(-1),
-            Dim::Symbolic(_) => -1,
-        })
-        .collect()
-}
-
 fn parse_version(text: &str) -> Result<u64, V2Error> {
-    text.parse::<u64>().map_err(|_| {
-        V2Error(ServiceError::new(
-            ErrorKind::InvalidPath,
-            format!("model version '{text}' is not a positive integer"),
-        ))
-    })
+    Ok(oip::parse_version(text)?)
 }
 
 /// The server is up.
@@ -348,18 +333,7 @@ pub async fn ready(
     _auth: V2Authorized<Read>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, V2Error> {
-    if !state.models.is_ready() {
-        return Err(V2Error(ServiceError::new(
-            ErrorKind::NotReady,
-            "the server is starting: it is loading the deployed models",
-        )));
-    }
-    state.models.ping().await.map_err(|e| {
-        ServiceError::new(
-            ErrorKind::NotReady,
-            format!("the server cannot reach its store: {e}"),
-        )
-    })?;
+    oip::server_ready(&state.models).await?;
     Ok(HttpResponse::Ok().finish())
 }
 
@@ -368,9 +342,9 @@ pub async fn ready(
     responses((status = 200, body = ServerMetadata), (status = 401, body = V2ErrorBody)))]
 pub async fn server_metadata(_auth: V2Authorized<Read>) -> web::Json<ServerMetadata> {
     web::Json(ServerMetadata {
-        name: "maas".into(),
+        name: oip::SERVER_NAME.into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        extensions: vec!["model_repository".into()],
+        extensions: oip::EXTENSIONS.iter().map(|e| (*e).to_owned()).collect(),
     })
 }
 
@@ -379,36 +353,22 @@ async fn metadata(
     model: &str,
     version: Option<u64>,
 ) -> Result<ModelMetadata, V2Error> {
-    let served = state.models.resolve(model, version).await?;
-    let signature = served.loaded.signature();
-    let versions = match version {
-        Some(v) => vec![v.to_string()],
-        None => state
-            .models
-            .model(model)
-            .await?
-            .versions
-            .iter()
-            .filter(|v| crate::http::api::is_deployed(v))
-            .map(|v| v.version.to_string())
-            .collect(),
-    };
-    let meta = |specs: &[maas_serving::TensorSpec]| {
-        specs
-            .iter()
-            .map(|s| TensorMetadata {
-                name: s.name.clone(),
-                datatype: v2_datatype(s.element_type).into(),
-                shape: dims(&s.shape),
+    let m = oip::metadata(&state.models, model, version).await?;
+    let tensors = |t: Vec<oip::TensorMetadata>| {
+        t.into_iter()
+            .map(|t| TensorMetadata {
+                name: t.name,
+                datatype: t.datatype.into(),
+                shape: t.shape,
             })
             .collect()
     };
     Ok(ModelMetadata {
-        name: model.to_owned(),
-        versions,
-        platform: "onnx".into(),
-        inputs: meta(&signature.inputs),
-        outputs: meta(&signature.outputs),
+        name: m.name,
+        versions: m.versions,
+        platform: m.platform.into(),
+        inputs: tensors(m.inputs),
+        outputs: tensors(m.outputs),
     })
 }
 
@@ -446,20 +406,8 @@ async fn readiness(
     model: &str,
     version: Option<u64>,
 ) -> Result<HttpResponse, V2Error> {
-    state.models.model(model).await?;
-    if state.models.is_serving(model, version) {
-        Ok(HttpResponse::Ok().finish())
-    } else if state.models.is_paused(model) {
-        Err(V2Error(ServiceError::new(
-            ErrorKind::NotReady,
-            format!("model '{model}' is not ready: it is paused"),
-        )))
-    } else {
-        Err(V2Error(ServiceError::new(
-            ErrorKind::NotReady,
-            format!("model '{model}' is not ready: no deployed version is loaded here"),
-        )))
-    }
+    oip::model_ready(&state.models, model, version).await?;
+    Ok(HttpResponse::Ok().finish())
 }
 
 /// Whether the model's default version is ready: 200, or 400 `not_ready` (undeployed, paused,
@@ -507,16 +455,6 @@ pub struct V2Answer {
     tail: Vec<u8>,
 }
 
-/// A tensor as the prediction log keeps it: JSON, whatever way it travelled.
-fn logged_tensor(name: &str, tensor: &Tensor) -> Value {
-    json!({
-        "name": name,
-        "datatype": v2_datatype(tensor.data.element_type()),
-        "shape": tensor.shape,
-        "data": flat_json(tensor),
-    })
-}
-
 impl Codec for V2Codec {
     type Answer = V2Answer;
 
@@ -527,16 +465,6 @@ impl Codec for V2Codec {
     ) -> Result<(Vec<Tensor>, Option<Value>), ServiceError> {
         let signature = served.loaded.signature();
         let invalid = |m: String| ServiceError::new(ErrorKind::InvalidInput, m);
-        // An input sent twice would leave one of the two unread: say so rather than pick one.
-        if self.inputs.len() > 1 {
-            let mut seen = std::collections::HashSet::with_capacity(self.inputs.len());
-            if let Some(again) = self.inputs.iter().find(|i| !seen.insert(i.name.as_str())) {
-                return Err(invalid(format!(
-                    "input '{}' is sent twice; send each input once",
-                    again.name
-                )));
-            }
-        }
         // Binary inputs take their bytes from the tail, in request order.
         let mut ranges = Vec::with_capacity(self.inputs.len());
         let mut at = 0usize;
@@ -565,15 +493,11 @@ impl Codec for V2Codec {
                 self.binary.len() - at
             )));
         }
-        let mut tensors = Vec::with_capacity(signature.inputs.len());
-        for spec in &signature.inputs {
-            let (input, range) = self
-                .inputs
-                .iter()
-                .zip(&ranges)
-                .find(|(i, _)| i.name == spec.name)
-                .ok_or_else(|| invalid(format!("the request has no input '{}'", spec.name)))?;
-            let tensor = match range {
+        let names: Vec<&str> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+        let requested = self.outputs.iter().flatten().map(|o| o.name.as_str());
+        let tensors = oip::bind_inputs(signature, &names, requested, |ix, spec| {
+            let input = &self.inputs[ix];
+            let tensor = match &ranges[ix] {
                 Some(range) => v2_tensor_from_bytes(
                     spec,
                     &input.datatype,
@@ -590,35 +514,9 @@ impl Codec for V2Codec {
                     }
                 },
             };
-            tensors.push(tensor?);
-        }
-        if let Some(extra) = self
-            .inputs
-            .iter()
-            .find(|i| !signature.inputs.iter().any(|s| s.name == i.name))
-        {
-            return Err(invalid(format!("the model has no input '{}'", extra.name)));
-        }
-        if let Some(unknown) = self
-            .outputs
-            .iter()
-            .flatten()
-            .find(|o| !signature.outputs.iter().any(|s| s.name == o.name))
-        {
-            return Err(invalid(format!(
-                "the model has no output '{}'",
-                unknown.name
-            )));
-        }
-        let logged = log.then(|| {
-            let inputs: Vec<Value> = signature
-                .inputs
-                .iter()
-                .zip(&tensors)
-                .map(|(spec, t)| logged_tensor(&spec.name, t))
-                .collect();
-            json!({ "inputs": inputs })
-        });
+            Ok(tensor?)
+        })?;
+        let logged = log.then(|| oip::logged_inputs(signature, &tensors));
         Ok((tensors, logged))
     }
 
@@ -735,6 +633,7 @@ async fn run_infer(
         save,
         actor: principal.username.clone(),
         client: crate::http::client::probe(req),
+        protocol: Protocol::RestV2,
     };
     Ok(state.inference.run(call).await?.answer)
 }
@@ -813,22 +712,16 @@ pub async fn repository_index(
     _auth: V2Authorized<Read>,
     state: web::Data<AppState>,
 ) -> Result<web::Json<Vec<RepositoryEntry>>, V2Error> {
-    let mut entries = Vec::new();
-    for model in state.models.models().await? {
-        for v in &model.versions {
-            let ready = state.models.is_serving(&model.name, Some(v.version));
-            entries.push(RepositoryEntry {
-                name: model.name.clone(),
-                version: v.version.to_string(),
-                state: if ready { "READY" } else { "UNAVAILABLE" }.into(),
-                reason: if ready {
-                    String::new()
-                } else {
-                    v.state.as_str().into()
-                },
-            });
-        }
-    }
+    let entries = oip::index(&state.models)
+        .await?
+        .into_iter()
+        .map(|e| RepositoryEntry {
+            state: e.state().into(),
+            name: e.name,
+            version: e.version,
+            reason: e.reason,
+        })
+        .collect();
     Ok(web::Json(entries))
 }
 
@@ -842,28 +735,7 @@ pub async fn repository_load(
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, V2Error> {
-    let model = state.models.model(&name).await?;
-    let newest = model
-        .versions
-        .iter()
-        .map(|v| v.version)
-        .max()
-        .ok_or_else(|| {
-            V2Error(ServiceError::new(
-                ErrorKind::VersionNotFound,
-                format!("model '{name}' has no version to load"),
-            ))
-        })?;
-    if model.default_version().is_none() {
-        state
-            .models
-            .deploy(DeployRequest {
-                model: name.to_string(),
-                source: DeploySource::Kept(newest),
-                placement: Placement::Alone,
-            })
-            .await?;
-    }
+    oip::load(&state.models, &name).await?;
     Ok(HttpResponse::Ok().finish())
 }
 
@@ -877,13 +749,6 @@ pub async fn repository_unload(
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, V2Error> {
-    let model = state.models.model(&name).await?;
-    for v in model
-        .versions
-        .iter()
-        .filter(|v| crate::http::api::is_deployed(v))
-    {
-        state.models.undeploy(&name, v.version).await?;
-    }
+    oip::unload(&state.models, &name).await?;
     Ok(HttpResponse::Ok().finish())
 }

@@ -580,7 +580,7 @@ impl ModelService {
         served: &ServedVersion,
         inputs: Vec<maas_serving::Tensor>,
         client: Option<ClientProbe>,
-    ) -> Result<Vec<maas_serving::Tensor>, ServiceError> {
+    ) -> Result<maas_serving::batching::Completion, ServiceError> {
         let done = match served.queue.dispatch(inputs, client)? {
             Dispatched::Done(done) => done?,
             Dispatched::Queued(answer) => answer.await.map_err(|_| {
@@ -589,7 +589,7 @@ impl ModelService {
         };
         self.metrics
             .observe_queue_wait(&served.model, served.version, done.queue_wait);
-        Ok(done.outputs)
+        Ok(done)
     }
 
     /// Say precisely why a model or version cannot answer (the slow path, off the hot one).
