@@ -34,7 +34,7 @@ mkdir -p "$cg"
 
 # Prepare maas outside valgrind.
 MAAS_ADMIN_PASSWORD=$PASSWORD MAAS__LOG__LEVEL=warn "$BIN" serve --data-dir "$work/data" \
-  --bind "127.0.0.1:$PORT" >"$work/prepare.log" 2>&1 &
+  --bind "127.0.0.1:$PORT" --grpc-bind "" >"$work/prepare.log" 2>&1 &
 plain=$!
 for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/health/ready" && break; sleep 0.1; done
 TOKEN=$(curl -sf -X POST "http://127.0.0.1:$PORT/v1/auth/token" -H 'Content-Type: application/json' \
@@ -48,7 +48,7 @@ kill $plain; wait $plain || true
   --callgrind-out-file="$cg/floor.%p" "$(cd "$root" && realpath "$FLOOR_BIN")" "127.0.0.1:$FLOOR_PORT" >/dev/null 2>&1) &
 (cd "$cg" && MAAS__LOG__LEVEL=warn exec valgrind --tool=callgrind --dump-instr=no --collect-jumps=no \
   --callgrind-out-file="$cg/maas.%p" "$(cd "$root" && realpath "$BIN")" serve --data-dir "$work/data" \
-  --bind "127.0.0.1:$PORT" >"$work/maas.log" 2>&1) &
+  --bind "127.0.0.1:$PORT" --grpc-bind "" >"$work/maas.log" 2>&1) &
 for _ in $(seq 1 600); do
   curl -sf -o /dev/null "http://127.0.0.1:$PORT/v2/models/iris/ready" &&
     curl -s -o /dev/null "http://127.0.0.1:$FLOOR_PORT/" && break
