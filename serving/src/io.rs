@@ -51,7 +51,10 @@ pub fn instances_tensor(
         Some(given) => {
             let mut leaves = Vec::new();
             flatten(instances, &mut leaves);
-            let per_instance: usize = given.iter().product();
+            let per_instance = given
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d))
+                .ok_or_else(|| invalid(format!("`shape` {given:?} is too large")))?;
             let shape = if given.len() + 1 == spec.shape.len() {
                 if per_instance == 0 || leaves.len() % per_instance != 0 {
                     return Err(invalid(format!(
@@ -133,7 +136,11 @@ fn nested_shape(value: &Value) -> Result<(Vec<usize>, Vec<&Value>), ServingError
     if shape.contains(&0) {
         return Err(invalid("an instance is an empty array"));
     }
-    let mut leaves = Vec::with_capacity(shape.iter().product());
+    // The shape is read down the first element only: until the rest is checked, its product
+    // says nothing about the body's size (a long array whose first item is a long array would
+    // ask for terabytes), so the first allocation is bounded.
+    let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    let mut leaves = Vec::with_capacity(count.unwrap_or(0).min(1 << 16));
     collect_rectangular(value, &shape, 0, &mut leaves)?;
     Ok((shape, leaves))
 }
@@ -179,10 +186,18 @@ fn check_shape(spec: &TensorSpec, shape: &[usize]) -> Result<(), ServingError> {
             Dim::Fixed(f) => n == f,
             Dim::Symbolic(_) => *n > 0,
         });
-    if fits {
-        return Ok(());
-    }
     let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    if fits {
+        // A count that overflows would wrap to a small number an empty body could match.
+        return match shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) {
+            Some(_) => Ok(()),
+            None => Err(invalid(format!(
+                "input '{}': shape [{}] holds more elements than can be addressed; send fewer rows",
+                spec.name,
+                dims.join(", ")
+            ))),
+        };
+    }
     Err(invalid(format!(
         "input '{}' takes shape {}, the request has [{}]",
         spec.name,
@@ -617,7 +632,7 @@ pub fn v2_tensor_from_bytes(
         count: usize,
         f: impl Fn([u8; N]) -> T,
     ) -> Option<Vec<T>> {
-        if bytes.len() != count * N {
+        if count.checked_mul(N) != Some(bytes.len()) {
             return None;
         }
         Some(
@@ -744,6 +759,36 @@ mod tests {
 
     fn n() -> Dim {
         Dim::Symbolic("N".into())
+    }
+
+    #[test]
+    fn a_shape_read_from_the_first_element_does_not_size_the_allocation() {
+        // 2,000 rows whose first is 2,000 long: 4 million by the first path, 4,001 leaves.
+        let mut rows = vec![json!(vec![1.0; 2000])];
+        rows.extend((1..2000).map(|_| json!([1.0])));
+        let s = spec(vec![n(), Dim::Fixed(2000)], ElementType::Float32);
+        let err = instances_tensor(&s, &Value::Array(rows), None).unwrap_err();
+        assert!(err.to_string().contains("instance"), "{err}");
+    }
+
+    #[test]
+    fn shapes_whose_element_count_overflows_are_refused() {
+        let s = spec(vec![n(), Dim::Fixed(4)], ElementType::Float32);
+        let huge = [1i64 << 62, 4];
+        let err = v2_tensor_from_bytes(&s, "FP32", &huge, &[]).unwrap_err();
+        assert!(err.to_string().contains("addressed"), "{err}");
+        let err = v2_tensor_from_values(
+            &s,
+            "FP32",
+            &huge,
+            TensorData::Float32(vec![]),
+            "fp32_contents",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("addressed"), "{err}");
+        let s = spec(vec![n(), Dim::Fixed(1 << 40)], ElementType::Float32);
+        let err = v2_tensor_from_bytes(&s, "FP32", &[1 << 30, 1 << 40], &[]).unwrap_err();
+        assert!(err.to_string().contains("addressed"), "{err}");
     }
 
     #[test]

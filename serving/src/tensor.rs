@@ -144,7 +144,14 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn new(shape: Vec<usize>, data: TensorData) -> Result<Self, crate::ServingError> {
-        let expected: usize = shape.iter().product();
+        let expected = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| {
+                crate::ServingError::InvalidInput(format!(
+                    "shape {shape:?} holds more elements than can be addressed"
+                ))
+            })?;
         if expected != data.len() {
             return Err(crate::ServingError::InvalidInput(format!(
                 "shape {shape:?} holds {expected} elements but {} were given",

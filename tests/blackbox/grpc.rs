@@ -407,6 +407,9 @@ fn grpc_refusals_are_status_codes() {
         Code::InvalidArgument,
         "fp32_contents has 0",
     );
+    let mut huge = raw_request(&[], 1);
+    huge.inputs[0].shape = vec![1 << 62, 4];
+    assert_status(grpc.infer(huge, token), Code::InvalidArgument, "addressed");
     let mut drift = raw_request(&values, rows);
     drift.parameters.insert(
         "drift".into(),

@@ -370,3 +370,31 @@ fn errors_do_not_echo_huge_values() {
         assert!(text.contains("bytes not shown"), "{path}: {text}");
     }
 }
+
+/// A shape whose element count overflows is refused as invalid, not wrapped to a count an empty
+/// body matches (which reached the backend and failed there as a server error).
+#[test]
+fn a_shape_too_large_to_address_is_invalid_input() {
+    let store = Store::new(StoreKind::Sqlite).unwrap();
+    let server = Server::start(&store);
+    server.deploy("iris", "iris_logreg.onnx", &[]);
+    let huge = json!([4611686018427387904u64, 4]);
+    let header = json!({"inputs": [{"name": "float_input", "shape": huge, "datatype": "FP32",
+                                    "parameters": {"binary_data_size": 0}}]})
+    .to_string();
+    let r = server
+        .client
+        .post(format!("{}/v2/models/iris/infer", server.url))
+        .header("Inference-Header-Content-Length", header.len().to_string())
+        .header("Content-Type", "application/octet-stream")
+        .body(header)
+        .send()
+        .unwrap();
+    v2_error(r, 422, "addressed");
+    let r = server.post_json(
+        "/v2/models/iris/infer",
+        &json!({"inputs": [{"name": "float_input", "shape": huge, "datatype": "FP32", "data": []}]}),
+    );
+    v2_error(r, 422, "addressed");
+    server.predict_ok("iris", None, &json!({"instances": [[5.1, 3.5, 1.4, 0.2]]}));
+}
