@@ -12,8 +12,12 @@ use crate::http::routes::{admin, auth, deploy, health, jobs, models, predict, v2
 #[openapi(
     info(
         title = "maas",
-        description = "Model-as-a-service gateway: versioned ONNX models over HTTP.\n\nEvery error \
-                       has the body `{code, message, request_id}` with a stable snake_case `code`.",
+        description = "Model-as-a-service gateway: versioned ONNX models over HTTP (and the Open \
+                       Inference Protocol over gRPC, on `server.grpc_bind`).\n\nEvery error \
+                       has the body `{code, message, request_id}` with a stable snake_case `code`.\n\n\
+                       Every route takes an `X-Request-Id` header and answers with one, and takes a \
+                       W3C `traceparent` header: a request that sends one (or any request, when \
+                       spans are exported) gets back a `traceparent` naming its own span in that trace.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     modifiers(&BearerScheme, &CommonResponses),
