@@ -25,7 +25,7 @@ fn bearer(
         .bearer_auth(token)
 }
 
-fn add_user(server: &Server, name: &str, role: &str) -> String {
+pub(crate) fn add_user(server: &Server, name: &str, role: &str) -> String {
     let password = format!("{name}-password-1");
     let r = server.post_json(
         "/v1/users",

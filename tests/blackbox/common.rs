@@ -427,6 +427,17 @@ impl Server {
             .unwrap()
     }
 
+    /// Deploy iris with its training data as the drift baseline (label column `species`), so
+    /// that a request may ask for a drift check.
+    pub fn deploy_iris_with_training_data(&self) {
+        let form = multipart::Form::new()
+            .part("model", fixture_part("iris_logreg.onnx"))
+            .part("training_data", fixture_part("iris_train.csv"))
+            .text("label_column", "species");
+        let r = self.deploy_multipart("iris", form);
+        assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    }
+
     /// Deploy with a form of the caller's making (file parts beside the model), raw response.
     pub fn deploy_multipart(&self, model: &str, form: multipart::Form) -> Response {
         self.client

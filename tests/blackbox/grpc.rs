@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
+use crate::auth::add_user;
 use crate::common::*;
 
 /// A blocking wrapper around the generated client.
@@ -176,16 +177,6 @@ fn metric(text: &str, sample: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn add_user(server: &Server, name: &str, role: &str) -> String {
-    let password = format!("{name}-password-1");
-    let r = server.post_json(
-        "/v1/users",
-        &json!({"username": name, "password": password, "role": role}),
-    );
-    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
-    login(&server.anonymous, &server.url, name, &password)
-}
-
 fn assert_status<T: std::fmt::Debug>(
     result: Result<T, Status>,
     code: Code,
@@ -209,12 +200,7 @@ fn the_real_tritonclient_grpc_works_unchanged_and_the_proto_is_tritons() {
     let store = Store::new(StoreKind::Sqlite).unwrap();
     let server = Server::start(&store);
     // With training data, so that a request may ask for a drift check.
-    let form = reqwest::blocking::multipart::Form::new()
-        .part("model", fixture_part("iris_logreg.onnx"))
-        .part("training_data", fixture_part("iris_train.csv"))
-        .text("label_column", "species");
-    let r = server.deploy_multipart("iris", form);
-    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    server.deploy_iris_with_training_data();
     let viewer = add_user(&server, "vera", "viewer");
     let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/grpc");
     let run = |args: &[&std::ffi::OsStr]| {

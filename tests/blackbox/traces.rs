@@ -166,12 +166,7 @@ fn one_predicts_spans_reach_an_otlp_receiver_in_one_chain_on_http_and_grpc() {
             .env("MAAS__TRACING__OTLP_ENDPOINT", &receiver.url)
             .env("OTEL_BSP_SCHEDULE_DELAY", "100"),
     );
-    let form = reqwest::blocking::multipart::Form::new()
-        .part("model", fixture_part("iris_logreg.onnx"))
-        .part("training_data", fixture_part("iris_train.csv"))
-        .text("label_column", "species");
-    let r = server.deploy_multipart("iris", form);
-    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    server.deploy_iris_with_training_data();
 
     // HTTP: the caller's trace goes on through the server's span, returned as `traceparent`.
     let caller = "00f067aa0ba902b7";
