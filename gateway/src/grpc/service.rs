@@ -69,21 +69,6 @@ fn timeout(metadata: &MetadataMap) -> Option<Duration> {
     })
 }
 
-/// A request id from `x-request-id` when it is sane, else a new one.
-fn request_id(metadata: &MetadataMap) -> String {
-    metadata
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|t| {
-            !t.is_empty()
-                && t.len() <= 128
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b))
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
-}
-
 /// The name of a status code as the metrics label it.
 fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code as C;
@@ -126,7 +111,9 @@ impl InferenceService {
         let started = Instant::now();
         let peer = request.remote_addr().map(|a| a.ip());
         let (metadata, _, message) = request.into_parts();
-        let id = request_id(&metadata);
+        let id = crate::services::audit::request_id(
+            metadata.get("x-request-id").and_then(|v| v.to_str().ok()),
+        );
         let deadline = timeout(&metadata).map(|t| started + t);
         let parent = metadata
             .get("traceparent")

@@ -27,25 +27,12 @@ pub fn current() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
 }
 
-fn accept(given: &HeaderValue) -> Option<String> {
-    let text = given.to_str().ok()?;
-    let sane = !text.is_empty()
-        && text.len() <= 128
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b));
-    sane.then(|| text.to_owned())
-}
-
 pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = req
-        .headers()
-        .get(&NAME)
-        .and_then(accept)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let id =
+        crate::services::audit::request_id(req.headers().get(&NAME).and_then(|v| v.to_str().ok()));
     let parent = req
         .headers()
         .get(&TRACEPARENT)

@@ -175,17 +175,12 @@ pub async fn index(models: &ModelService) -> Result<Vec<RepositoryEntry>, Servic
 /// Load a model: deploy its newest kept version, unless a version is deployed already.
 pub async fn load(models: &ModelService, model: &str) -> Result<(), ServiceError> {
     let record = models.model(model).await?;
-    let newest = record
-        .versions
-        .iter()
-        .map(|v| v.version)
-        .max()
-        .ok_or_else(|| {
-            ServiceError::new(
-                ErrorKind::VersionNotFound,
-                format!("model '{model}' has no version to load"),
-            )
-        })?;
+    let newest = record.newest_version().ok_or_else(|| {
+        ServiceError::new(
+            ErrorKind::VersionNotFound,
+            format!("model '{model}' has no version to load"),
+        )
+    })?;
     if record.default_version().is_none() {
         models
             .deploy(DeployRequest {

@@ -163,6 +163,12 @@ impl ModelRecord {
             .map(|v| v.version)
             .max()
     }
+
+    /// The newest version kept, deployed or not: what a deploy without a version number brings
+    /// back.
+    pub fn newest_version(&self) -> Option<u64> {
+        self.versions.iter().map(|v| v.version).max()
+    }
 }
 
 /// What a deploy asks the store to record.

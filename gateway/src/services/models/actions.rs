@@ -45,17 +45,12 @@ impl ModelService {
             ServiceAction::Deploy => {
                 let version = match request.version {
                     Some(v) => v,
-                    None => model
-                        .versions
-                        .iter()
-                        .map(|v| v.version)
-                        .max()
-                        .ok_or_else(|| {
-                            ServiceError::new(
-                                ErrorKind::InvalidAction,
-                                format!("model '{name}' has no version to deploy"),
-                            )
-                        })?,
+                    None => model.newest_version().ok_or_else(|| {
+                        ServiceError::new(
+                            ErrorKind::InvalidAction,
+                            format!("model '{name}' has no version to deploy"),
+                        )
+                    })?,
                 };
                 self.deploy(DeployRequest {
                     model: name.to_owned(),
