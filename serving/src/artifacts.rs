@@ -139,6 +139,17 @@ impl ArtifactStore {
         StorageFault::explain(&self.root, e)
     }
 
+    /// Whether the folder takes a write now: a small file is written to staging, synced and
+    /// removed. Readiness asks this, so a full or read-only folder is seen before an upload fails.
+    pub fn probe_write(&self) -> io::Result<()> {
+        let mut probe = self.stage()?;
+        probe.write(&[0_u8; 4096])?;
+        if let Some(file) = &probe.file {
+            file.sync_data().map_err(|e| self.explain(e))?;
+        }
+        Ok(())
+    }
+
     /// Where the file of `model` `version` lives.
     pub fn path(&self, model: &str, version: u64) -> io::Result<PathBuf> {
         Ok(self.model_dir(model)?.join(format!("{version}.onnx")))

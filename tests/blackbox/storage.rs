@@ -147,6 +147,15 @@ fn write_until_full(path: &Path, chunk: usize, limit: usize) -> bool {
     true
 }
 
+/// The V2 readiness probe answers 400 (a 4xx, as the protocol says) with the reason.
+fn assert_v2_not_ready(server: &Server) {
+    let r = server.get("/v2/health/ready");
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().unwrap();
+    let message = body["error"].as_str().unwrap();
+    assert!(message.contains("refuses writes"), "{message}");
+}
+
 /// A job with one task that does nothing.
 const TINY_WORKFLOW: &str =
     "name: tiny\ntasks:\n  - name: noop\n    kind: script\n    script: \"true\"\n";
@@ -307,6 +316,17 @@ fn a_full_disk_never_acknowledges_a_lost_write_and_recovers_when_space_returns()
         filler.top_up();
     }
     assert!(acked.refused > 0, "the full disk refused nothing");
+    // Readiness says so while the disk is full, on the ops probe and the V2 one alike.
+    wait_for("not-ready on a full disk", || {
+        server.get("/health/ready").status() == 503
+    });
+    let body = assert_error(server.get("/health/ready"), 503, "storage_unavailable");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("refuses writes") && message.contains("full"),
+        "readiness names the fault: {message}"
+    );
+    assert_v2_not_ready(&server);
 
     // Space returns: writes succeed again at once, without a restart.
     filler.free_all();
@@ -337,6 +357,9 @@ fn a_full_disk_never_acknowledges_a_lost_write_and_recovers_when_space_returns()
         started.elapsed()
     );
     acked.assert_stored(&server);
+    wait_for("readiness once space returned", || {
+        server.get("/health/ready").status() == 200
+    });
 
     server = server.restart();
     acked.assert_stored(&server);
@@ -379,8 +402,22 @@ fn a_read_only_artifact_folder_answers_503_storage_unavailable() {
     // The database is elsewhere and still takes writes.
     acked.submit(&server);
     assert_eq!(acked.jobs.len(), 1);
+    // Not ready while the folder refuses writes: a load balancer sends deploys elsewhere.
+    wait_for("not-ready on a read-only artifact folder", || {
+        server.get("/health/ready").status() == 503
+    });
+    let body = assert_error(server.get("/health/ready"), 503, "storage_unavailable");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(&artifacts.display().to_string()) && message.contains("not writable"),
+        "readiness names the folder and the problem: {message}"
+    );
+    assert_v2_not_ready(&server);
 
     drop(read_only);
+    wait_for("readiness once the folder is writable", || {
+        server.get("/health/ready").status() == 200
+    });
     acked.deploy(&server, "iris_logreg_v2.onnx");
     assert_eq!(
         acked.versions.keys().copied().collect::<Vec<_>>(),

@@ -74,7 +74,9 @@ fn dims(shape: &[Dim]) -> Vec<i64> {
         .collect()
 }
 
-/// Ready: deployed models are loaded and the store answers. `NotReady` says why not.
+/// Ready: deployed models are loaded, and the store answers and takes writes (a store that is
+/// read-only, full or refused permission makes every deploy and logged predict fail, so a load
+/// balancer should send traffic elsewhere). `NotReady` says why not.
 pub async fn server_ready(models: &ModelService) -> Result<(), ServiceError> {
     if !models.is_ready() {
         return Err(ServiceError::new(
@@ -86,6 +88,12 @@ pub async fn server_ready(models: &ModelService) -> Result<(), ServiceError> {
         ServiceError::new(
             ErrorKind::NotReady,
             format!("the server cannot reach its store: {}", e.message),
+        )
+    })?;
+    models.check_writable().await.map_err(|why| {
+        ServiceError::new(
+            ErrorKind::NotReady,
+            format!("the store refuses writes: {why}"),
         )
     })
 }

@@ -62,6 +62,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "credentials generation per user",
         include_str!("../../../migrations/0008_credentials_generation.sql"),
     ),
+    (
+        9,
+        "write probe for readiness",
+        include_str!("../../../migrations/0009_write_probe.sql"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -231,6 +236,8 @@ pub trait ModelStore: Send + Sync {
     /// Every live version of every model, deployed or not (artifact sweeping).
     fn live_versions(&self) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Rewrite one row: whether the database takes writes now (readiness).
+    fn probe_write(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// [`ModelStore`] on SQLite or PostgreSQL.
@@ -1010,6 +1017,17 @@ impl ModelStore for SqlStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.pool.execute("SELECT 1").await?;
+        Ok(())
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO write_probe (id, written_at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+        )
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }

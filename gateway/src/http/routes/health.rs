@@ -27,20 +27,17 @@ pub async fn live() -> web::Json<HealthStatus> {
     })
 }
 
-/// The store answers and every deployed version has been loaded once: send traffic.
+/// Every deployed version has been loaded once, and the store answers and takes writes: send
+/// traffic.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses(
         (status = 200, description = "Ready", body = HealthStatus),
-        (status = 503, description = "Starting, or the store is unreachable", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: starting, or the store is unreachable or refuses writes (read-only, full, no permission); the message says which", body = ErrorBody),
     ))]
 pub async fn ready(state: web::Data<AppState>) -> Result<web::Json<HealthStatus>, ServiceError> {
-    if !state.models.is_ready() {
-        return Err(ServiceError::new(
-            ErrorKind::StorageUnavailable,
-            "starting: deployed models are still loading",
-        ));
-    }
-    state.models.ping().await?;
+    crate::services::open_inference::server_ready(&state.models)
+        .await
+        .map_err(|e| ServiceError::new(ErrorKind::StorageUnavailable, e.message))?;
     Ok(web::Json(HealthStatus {
         status: "ready".into(),
     }))

@@ -325,8 +325,8 @@ pub async fn live(_auth: V2Authorized<Read>) -> HttpResponse {
     HttpResponse::Ok().finish()
 }
 
-/// Deployed models are loaded and the store answers: 200. Not ready: 400 `not_ready`, a 4xx as
-/// the protocol says (the ops probe `/health/ready` answers 503 instead).
+/// Deployed models are loaded, and the store answers and takes writes: 200. Not ready: 400
+/// `not_ready`, a 4xx as the protocol says (the ops probe `/health/ready` answers 503 instead).
 #[utoipa::path(get, path = "/v2/health/ready", operation_id = "v2_ready", tag = "v2", security(("bearer" = ["viewer"])),
     responses((status = 200, description = "Ready"), (status = 400, description = "Not ready", body = V2ErrorBody), (status = 401, body = V2ErrorBody)))]
 pub async fn ready(

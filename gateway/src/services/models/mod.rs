@@ -14,7 +14,7 @@ pub use deploy::{DeployRequest, DeploySource, Placement, Upload};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use maas_serving::batching::{self, BatchConfig, BatchQueue, ClientProbe, Dispatched};
 use maas_serving::{
@@ -31,6 +31,10 @@ use crate::store::{ModelRecord, ModelStore, SqlStore, VersionRecord, VersionStat
 /// Leftover artifact files younger than this are never swept: another replica may be between
 /// its rename and its commit.
 const SWEEP_MIN_AGE: Duration = Duration::from_secs(600);
+
+/// How long one answer of [`ModelService::check_writable`] is reused: each probe is a real write
+/// (a synced file and a committed row), and probes may come often.
+const WRITE_PROBE_TTL: Duration = Duration::from_secs(1);
 
 /// Test hook: with `MAAS_TEST_INFERENCE_DELAY_MS` set, every inference (the warmup's too) first
 /// sleeps that long, so tests can fill queues and outwait limits deterministically.
@@ -99,6 +103,8 @@ pub struct ModelService {
     /// Models whose predicts are saved in the prediction log by default.
     logged: parking_lot::RwLock<HashSet<String>>,
     ready: AtomicBool,
+    /// The last write probe: when, and why the store refused it.
+    write_probe: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
 /// Model names are path segments, file names and metric labels: keep them plain.
@@ -148,6 +154,7 @@ impl ModelService {
             paused: parking_lot::RwLock::new(HashSet::new()),
             logged: parking_lot::RwLock::new(HashSet::new()),
             ready: AtomicBool::new(false),
+            write_probe: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -161,6 +168,33 @@ impl ModelService {
 
     pub async fn ping(&self) -> Result<(), ServiceError> {
         Ok(self.store.ping().await?)
+    }
+
+    /// Whether the store takes writes now: a row rewritten in the database, and a small file
+    /// written, synced and removed in the artifact folder. `Err` says which refused and what a
+    /// person can do. An answer is reused for [`WRITE_PROBE_TTL`].
+    pub async fn check_writable(&self) -> Result<(), String> {
+        let mut last = self.write_probe.lock().await;
+        if let Some((at, answer)) = &*last {
+            if at.elapsed() < WRITE_PROBE_TTL {
+                return answer.clone();
+            }
+        }
+        let answer = self.probe_writes().await;
+        *last = Some((Instant::now(), answer.clone()));
+        answer
+    }
+
+    async fn probe_writes(&self) -> Result<(), String> {
+        self.store
+            .probe_write()
+            .await
+            .map_err(|e| ServiceError::from(e).message)?;
+        let artifacts = self.artifacts.clone();
+        tokio::task::spawn_blocking(move || artifacts.probe_write())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     }
 
     /// Load the deployed versions, sweep artifacts nobody refers to, and report ready.
