@@ -135,9 +135,10 @@ pub async fn build(settings: &Settings) -> anyhow::Result<AppData> {
         onnxruntime = %ort,
         "starting"
     );
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(settings.serving.model_url_timeout_secs))
-        .build()?;
+    let fetcher = crate::services::fetch::UrlFetcher::new(
+        settings.limits.url_policy()?,
+        Duration::from_secs(settings.serving.model_url_timeout_secs),
+    )?;
     let job_store = store.clone();
     let drift = Arc::new(DriftService::new(
         store.clone(),
@@ -158,7 +159,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<AppData> {
         inference: Inference::new(models.clone(), drift, predictions, metrics.clone()),
         models,
         settings: settings.clone(),
-        http,
+        fetcher,
         telemetry: crate::services::telemetry::Telemetry::start(&settings.tracing)?,
     });
     // The scheduler deploys through the same registry a user calls.

@@ -88,6 +88,35 @@ pub struct LimitSettings {
     pub max_predict_bytes: u64,
     /// Largest body of any other JSON route, in bytes.
     pub max_json_bytes: u64,
+    /// Folders that `file://` URLs in deploy forms may read below; empty (the default) turns
+    /// `file://` off.
+    pub allow_file_urls: Vec<PathBuf>,
+    /// Networks (CIDR, such as `10.0.0.0/8` or `127.0.0.1/32`) that URLs in deploy forms may reach
+    /// besides public addresses; loopback, private and link-local addresses are refused otherwise.
+    pub allow_url_networks: Vec<String>,
+}
+
+impl LimitSettings {
+    /// Where URLs given by users may lead.
+    pub fn url_policy(&self) -> anyhow::Result<crate::services::fetch::UrlPolicy> {
+        let networks = self
+            .allow_url_networks
+            .iter()
+            .map(|n| {
+                n.parse::<ipnet::IpNet>()
+                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "limits.allow_url_networks: '{n}' is not a network such as 10.0.0.0/8 or an address"
+                        )
+                    })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(crate::services::fetch::UrlPolicy {
+            file_roots: self.allow_file_urls.clone(),
+            networks,
+        })
+    }
 }
 
 impl Default for LimitSettings {
@@ -96,6 +125,8 @@ impl Default for LimitSettings {
             max_model_bytes: 512 * MIB,
             max_predict_bytes: 16 * MIB,
             max_json_bytes: MIB,
+            allow_file_urls: Vec::new(),
+            allow_url_networks: Vec::new(),
         }
     }
 }
@@ -123,8 +154,6 @@ pub struct ServingSettings {
     pub sync_interval_ms: u64,
     /// Time limit for fetching a `model_url`, in seconds.
     pub model_url_timeout_secs: u64,
-    /// Allow `file://` model URLs (paths on the server's own disk).
-    pub allow_file_urls: bool,
     /// ONNX Runtime: where its library is and how its sessions run.
     pub ort: OrtSettings,
 }
@@ -157,7 +186,6 @@ impl Default for ServingSettings {
             ort: OrtSettings::default(),
             sync_interval_ms: 2000,
             model_url_timeout_secs: 300,
-            allow_file_urls: true,
         }
     }
 }
@@ -277,6 +305,15 @@ impl Settings {
             || self.limits.max_json_bytes == 0
         {
             anyhow::bail!("limits must be positive");
+        }
+        self.limits.url_policy()?;
+        for root in &self.limits.allow_file_urls {
+            if !root.is_absolute() {
+                anyhow::bail!(
+                    "limits.allow_file_urls: '{}' is not an absolute path",
+                    root.display()
+                );
+            }
         }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             anyhow::bail!("server.tls_cert and server.tls_key go together");

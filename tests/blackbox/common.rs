@@ -248,6 +248,16 @@ impl Server {
         args.extend(options.args);
         let mut envs = options.envs;
         envs.push(("MAAS__SERVING__SYNC_INTERVAL_MS".into(), "200".into()));
+        // Tests deploy from fixtures on disk and from small servers on loopback, which the
+        // defaults refuse; `url_policy.rs` tests the defaults themselves.
+        for (key, value) in [
+            ("MAAS__LIMITS__ALLOW_FILE_URLS", "[\"/\"]"),
+            ("MAAS__LIMITS__ALLOW_URL_NETWORKS", "[\"127.0.0.0/8\"]"),
+        ] {
+            if !envs.iter().any(|(k, _)| k == key) {
+                envs.push((key.into(), value.into()));
+            }
+        }
         if !envs.iter().any(|(k, _)| k == "MAAS_ADMIN_PASSWORD") {
             envs.push(("MAAS_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()));
         }

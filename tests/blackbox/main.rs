@@ -30,4 +30,5 @@ mod sessions;
 mod storage;
 mod traces;
 mod training;
+mod url_policy;
 mod v2;

@@ -32,8 +32,8 @@ pub struct AppState {
     /// The one inference pipeline every protocol's predict goes through.
     pub inference: crate::services::inference::Inference,
     pub settings: crate::settings::Settings,
-    /// Client for `model_url` downloads.
-    pub http: reqwest::Client,
+    /// Fetches `model_url`, `baseline_url` and `training_data_url` under `limits`' URL policy.
+    pub fetcher: crate::services::fetch::UrlFetcher,
     /// Where each request's spans go.
     pub telemetry: crate::services::telemetry::Telemetry,
 }

@@ -8,6 +8,7 @@ pub mod baseline;
 pub mod distributions;
 pub mod drift;
 pub mod error;
+pub mod fetch;
 pub mod inference;
 pub mod jobs;
 pub mod metrics;

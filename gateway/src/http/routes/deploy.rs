@@ -14,6 +14,7 @@ use crate::http::AppState;
 use crate::services::auth::Deploy;
 use crate::services::baseline::BaselineUpload;
 use crate::services::drift::DriftSettings;
+use crate::services::fetch::Fetched;
 use crate::services::models::{
     validate_model_name, DeployRequest, DeploySource, Placement, Upload,
 };
@@ -203,27 +204,19 @@ impl DriftForm {
         let mut baseline_csv = self.baseline;
         if let Some(url) = &self.baseline_url {
             let mut bytes = Vec::new();
-            fetch(
-                state,
-                url,
-                Fetched::Drift("baseline_url"),
-                limit,
-                &mut bytes,
-            )
-            .await?;
+            state
+                .fetcher
+                .fetch(url, Fetched::Drift("baseline_url"), limit, &mut bytes)
+                .await?;
             baseline_csv = Some(bytes);
         }
         let mut training_csv = self.training_data;
         if let Some(url) = &self.training_data_url {
             let mut bytes = Vec::new();
-            fetch(
-                state,
-                url,
-                Fetched::Drift("training_data_url"),
-                limit,
-                &mut bytes,
-            )
-            .await?;
+            state
+                .fetcher
+                .fetch(url, Fetched::Drift("training_data_url"), limit, &mut bytes)
+                .await?;
             training_csv = Some(bytes);
         }
         Ok(BaselineUpload {
@@ -288,7 +281,10 @@ pub async fn deploy(
         (Some(staged), None) => staged,
         (None, Some(url)) => {
             let mut staged = state.models.artifacts().stage().map_err(stage_error)?;
-            fetch(&state, &url, Fetched::Model, limit, &mut staged).await?;
+            state
+                .fetcher
+                .fetch(&url, Fetched::Model, limit, &mut staged)
+                .await?;
             (staged, crate::store::redact::url(&url))
         }
     };
@@ -503,142 +499,6 @@ fn parse_names(field: &str, text: &str) -> Result<Vec<String>, ServiceError> {
             format!("`{field}` must be a JSON array of strings, like [\"a\", \"b\"]"),
         )
     })
-}
-
-/// What a URL field of the form fetches: the model (into staging), or a drift CSV (into
-/// memory). Both follow the same rules: http, https, or file when `serving.allow_file_urls`
-/// allows it, and the upload size limit.
-#[derive(Clone, Copy)]
-enum Fetched {
-    Model,
-    /// `baseline_url` or `training_data_url`.
-    Drift(&'static str),
-}
-
-impl Fetched {
-    fn field(self) -> &'static str {
-        match self {
-            Fetched::Model => "model_url",
-            Fetched::Drift(field) => field,
-        }
-    }
-
-    fn failed(self, message: String) -> ServiceError {
-        let kind = match self {
-            Fetched::Model => ErrorKind::ModelUrlFailed,
-            Fetched::Drift(_) => ErrorKind::BaselineUrlFailed,
-        };
-        ServiceError::new(kind, message)
-    }
-
-    fn too_large(self, limit: u64) -> ServiceError {
-        match self {
-            Fetched::Model => too_large(limit),
-            Fetched::Drift(field) => ServiceError::new(
-                ErrorKind::PayloadTooLarge,
-                format!("`{field}` is larger than {limit} bytes (limits.max_model_bytes)"),
-            ),
-        }
-    }
-}
-
-/// Where fetched bytes go.
-trait FetchSink {
-    fn size(&self) -> u64;
-    fn put(&mut self, chunk: &[u8]) -> Result<(), ServiceError>;
-}
-
-impl FetchSink for StagedArtifact {
-    fn size(&self) -> u64 {
-        StagedArtifact::size(self)
-    }
-    fn put(&mut self, chunk: &[u8]) -> Result<(), ServiceError> {
-        self.write(chunk).map_err(stage_error)
-    }
-}
-
-impl FetchSink for Vec<u8> {
-    fn size(&self) -> u64 {
-        self.len() as u64
-    }
-    fn put(&mut self, chunk: &[u8]) -> Result<(), ServiceError> {
-        self.extend_from_slice(chunk);
-        Ok(())
-    }
-}
-
-/// Fetch a URL field into `sink`, with the same size limit as an upload.
-async fn fetch(
-    state: &AppState,
-    real_url: &str,
-    what: Fetched,
-    limit: u64,
-    sink: &mut impl FetchSink,
-) -> Result<(), ServiceError> {
-    let field = what.field();
-    let failed = |m: String| what.failed(m);
-    let parsed =
-        url::Url::parse(real_url).map_err(|e| failed(format!("`{field}` is not a URL: {e}")))?;
-    // What messages name: the URL without its credentials.
-    let shown = crate::store::redact::url(real_url);
-    let url = shown.as_str();
-    match parsed.scheme() {
-        "http" | "https" => {
-            let response = state
-                .http
-                .get(parsed.clone())
-                .send()
-                .await
-                .map_err(|e| failed(format!("fetching {url}: {}", e.without_url())))?;
-            if !response.status().is_success() {
-                return Err(failed(format!(
-                    "fetching {url}: the server answered {}",
-                    response.status()
-                )));
-            }
-            if response.content_length().is_some_and(|len| len > limit) {
-                return Err(what.too_large(limit));
-            }
-            let mut body = response.bytes_stream();
-            while let Some(chunk) = body.next().await {
-                let chunk =
-                    chunk.map_err(|e| failed(format!("fetching {url}: {}", e.without_url())))?;
-                if sink.size() + chunk.len() as u64 > limit {
-                    return Err(what.too_large(limit));
-                }
-                sink.put(&chunk)?;
-            }
-        }
-        "file" => {
-            if !state.settings.serving.allow_file_urls {
-                return Err(failed(format!(
-                    "file:// URLs in `{field}` are disabled (serving.allow_file_urls)"
-                )));
-            }
-            let path = parsed
-                .to_file_path()
-                .map_err(|_| failed(format!("{url} is not a local file path")))?;
-            let meta = tokio::fs::metadata(&path)
-                .await
-                .map_err(|e| failed(format!("{}: {e}", path.display())))?;
-            if !meta.is_file() {
-                return Err(failed(format!("{} is not a file", path.display())));
-            }
-            if meta.len() > limit {
-                return Err(what.too_large(limit));
-            }
-            let bytes = tokio::fs::read(&path)
-                .await
-                .map_err(|e| failed(format!("{}: {e}", path.display())))?;
-            sink.put(&bytes)?;
-        }
-        other => {
-            return Err(failed(format!(
-                "`{field}` scheme '{other}' is not supported; use http, https or file"
-            )))
-        }
-    }
-    Ok(())
 }
 
 /// Replace the drift baseline of a version (multipart: `baseline`, `baseline_url`,
