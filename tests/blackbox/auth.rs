@@ -443,6 +443,20 @@ on_both_stores!(
             .map(|m| m["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["iris"], "a scoped key sees only its models");
+        let index: Value = with_key(&a, M::POST, "/v2/repository/index", &json!({}))
+            .json()
+            .unwrap();
+        let names: Vec<&str> = index
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["iris"],
+            "the V2 index shows a scoped key its models only"
+        );
 
         // Stored only as a hash: the listing never shows the secret.
         let keys = a.get("/v1/api-keys").text().unwrap();

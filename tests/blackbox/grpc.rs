@@ -77,6 +77,18 @@ impl Grpc {
             .map(tonic::Response::into_inner)
     }
 
+    /// The model names RepositoryIndex lists to this caller.
+    fn index(&self, token: Option<&str>) -> Result<Vec<String>, Status> {
+        let mut client = self.client.clone();
+        let message = RepositoryIndexRequest {
+            repository_name: String::new(),
+            ready: false,
+        };
+        self.runtime
+            .block_on(client.repository_index(request(message, token)))
+            .map(|r| r.into_inner().models.into_iter().map(|m| m.name).collect())
+    }
+
     fn live(&self, token: Option<&str>) -> Result<bool, Status> {
         let mut client = self.client.clone();
         self.runtime
@@ -356,6 +368,9 @@ fn grpc_refusals_are_status_codes() {
         Code::PermissionDenied,
         "limited to other models",
     );
+    // A key limited to other models does not learn that iris exists.
+    assert!(grpc.index(Some(&key)).unwrap().is_empty());
+    assert!(grpc.index(token).unwrap().contains(&"iris".to_owned()));
 
     // Bad requests.
     let mut unknown = raw_request(&values, rows);

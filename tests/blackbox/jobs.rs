@@ -394,6 +394,37 @@ tasks:
                 .contains("limited to models iris"),
             "{body}"
         );
+        // Nor read them: their logs and results may show any model's data.
+        for path in [
+            "/v1/jobs",
+            "/v1/jobs/summary",
+            "/v1/jobs/nope",
+            "/v1/jobs/nope/results",
+            "/v1/jobs/nope/tasks/t/logs",
+            "/v1/workflows",
+            "/v1/workflows/w",
+        ] {
+            let r = scoped.get(format!("{}{path}", server.url)).send().unwrap();
+            assert_error(r, 403, "forbidden");
+        }
+        // Creating a model outside the scope is refused before the store is asked, so a 409
+        // cannot reveal that the model exists; inside the scope it works.
+        let r = server.post_json("/v1/models", &json!({"name": "secret"}));
+        assert_eq!(r.status(), 201);
+        for name in ["secret", "other"] {
+            let r = scoped
+                .post(format!("{}/v1/models", server.url))
+                .json(&json!({"name": name}))
+                .send()
+                .unwrap();
+            assert_error(r, 403, "forbidden");
+        }
+        let r = scoped
+            .post(format!("{}/v1/models", server.url))
+            .json(&json!({"name": "iris"}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().unwrap());
         // Viewers may look but not submit.
         let r = server
             .anonymous

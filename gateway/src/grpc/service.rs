@@ -393,8 +393,8 @@ impl GrpcInferenceService for InferenceService {
             "RepositoryIndex",
             request,
             |_| None,
-            |_, m| async move {
-                let models = oip::index(&state.models)
+            |info, m| async move {
+                let models = oip::index(&state.models, &info.principal)
                     .await?
                     .into_iter()
                     .filter(|e| !m.ready || e.ready)

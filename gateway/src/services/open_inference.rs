@@ -11,6 +11,7 @@ use maas_serving::io::{flat_json, v2_datatype};
 use maas_serving::{Dim, ModelSignature, Tensor, TensorSpec};
 use serde_json::{json, Value};
 
+use crate::services::auth::Principal;
 use crate::services::error::{ErrorKind, ServiceError};
 use crate::services::models::{DeployRequest, DeploySource, ModelService, Placement};
 use crate::store::VersionState;
@@ -159,10 +160,17 @@ pub async fn model_ready(
     }
 }
 
-/// Every version of every model with whether it answers here.
-pub async fn index(models: &ModelService) -> Result<Vec<RepositoryEntry>, ServiceError> {
+/// Every version of every model the caller may use, with whether it answers here: an API key
+/// limited to some models does not learn that others exist.
+pub async fn index(
+    models: &ModelService,
+    caller: &Principal,
+) -> Result<Vec<RepositoryEntry>, ServiceError> {
     let mut entries = Vec::new();
     for model in models.models().await? {
+        if !caller.may_use_model(&model.name) {
+            continue;
+        }
         for v in &model.versions {
             let ready = models.is_serving(&model.name, Some(v.version));
             entries.push(RepositoryEntry {

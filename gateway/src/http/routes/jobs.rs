@@ -196,8 +196,6 @@ pub struct LogQuery {
     pub offset: Option<u64>,
 }
 
-/// A job can deploy any model (its deploy tasks name them), so an API key limited to some
-/// models may not submit, save or steer jobs.
 fn reader<P: crate::services::auth::Permission>(auth: &Authorized<P>) -> JobReader<'_> {
     JobReader {
         username: &auth.principal.username,
@@ -205,6 +203,9 @@ fn reader<P: crate::services::auth::Permission>(auth: &Authorized<P>) -> JobRead
     }
 }
 
+/// A job can deploy any model (its deploy tasks name them), and its logs and results may show
+/// any model's data, so an API key limited to some models may not submit, save, steer or read
+/// jobs and workflows.
 fn unscoped<P: crate::services::auth::Permission>(
     auth: &Authorized<P>,
 ) -> Result<(), ServiceError> {
@@ -322,13 +323,14 @@ pub async fn submit(
     params(JobQuery),
     responses((status = 200, body = JobPage, description = "JSON, or CSV with format=csv"),
         (status = 400, description = "Unknown query parameter", body = ErrorBody),
-        (status = 401, description = "No valid bearer", body = ErrorBody),
+        (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "An API key limited to some models", body = ErrorBody),
         (status = 422, description = "Bad state, time or limit", body = ErrorBody)))]
 pub async fn list(
     auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     query: web::Query<JobQuery>,
 ) -> Result<HttpResponse, ServiceError> {
+    unscoped(&auth)?;
     let (filter, csv) = query.filter()?;
     if csv {
         let text = jobs.export_csv(&filter, reader(&auth)).await?;
@@ -342,13 +344,14 @@ pub async fn list(
 /// as the listing.
 #[utoipa::path(get, path = "/v1/jobs/summary", tag = "jobs", security(("bearer" = ["viewer"])),
     params(JobQuery),
-    responses((status = 200, body = JobSummary), (status = 401, description = "No valid bearer", body = ErrorBody),
+    responses((status = 200, body = JobSummary), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "An API key limited to some models", body = ErrorBody),
         (status = 422, description = "Bad state or time", body = ErrorBody)))]
 pub async fn summary(
-    _auth: Authorized<Read>,
+    auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     query: web::Query<JobQuery>,
 ) -> Result<web::Json<JobSummary>, ServiceError> {
+    unscoped(&auth)?;
     let (filter, _) = query.filter()?;
     Ok(web::Json(jobs.summary(&filter).await?))
 }
@@ -358,12 +361,13 @@ pub async fn summary(
 #[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "jobs", security(("bearer" = ["viewer"])),
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 401, description = "No valid bearer", body = ErrorBody),
-        (status = 404, description = "Unknown job", body = ErrorBody)))]
+        (status = 404, description = "Unknown job", body = ErrorBody), (status = 403, description = "An API key limited to some models", body = ErrorBody)))]
 pub async fn get(
     auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     path: web::Path<String>,
 ) -> Result<web::Json<JobView>, ServiceError> {
+    unscoped(&auth)?;
     Ok(web::Json(jobs.view(&path, reader(&auth)).await?))
 }
 
@@ -423,7 +427,7 @@ pub async fn retry(
     params(("id" = String, Path, description = "Job id"), ("task" = String, Path, description = "Task name"), LogQuery),
     responses((status = 200, description = "The log text", content_type = "text/plain"),
         (status = 401, description = "No valid bearer", body = ErrorBody),
-        (status = 403, description = "Not the job's owner or an admin", body = ErrorBody),
+        (status = 403, description = "Not the job's owner or an admin, or an API key limited to some models", body = ErrorBody),
         (status = 404, description = "Unknown job or task", body = ErrorBody),
         (status = 422, description = "Unknown stream or attempt", body = ErrorBody)))]
 pub async fn logs(
@@ -432,6 +436,7 @@ pub async fn logs(
     path: web::Path<(String, String)>,
     query: web::Query<LogQuery>,
 ) -> Result<HttpResponse, ServiceError> {
+    unscoped(&auth)?;
     let (id, task) = path.into_inner();
     let (bytes, next, more) = jobs
         .logs(
@@ -455,13 +460,14 @@ pub async fn logs(
 #[utoipa::path(get, path = "/v1/jobs/{id}/results", tag = "jobs", security(("bearer" = ["viewer"])),
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobResults), (status = 401, description = "No valid bearer", body = ErrorBody),
-        (status = 403, description = "Not the job's owner or an admin", body = ErrorBody),
+        (status = 403, description = "Not the job's owner or an admin, or an API key limited to some models", body = ErrorBody),
         (status = 404, description = "Unknown job", body = ErrorBody)))]
 pub async fn results(
     auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     path: web::Path<String>,
 ) -> Result<web::Json<JobResults>, ServiceError> {
+    unscoped(&auth)?;
     Ok(web::Json(jobs.results(&path, reader(&auth)).await?))
 }
 
@@ -472,13 +478,14 @@ pub async fn results(
         ("path" = String, Path, description = "Path under artifacts/, as listed in the results")),
     responses((status = 200, description = "The file", content_type = "application/octet-stream"),
         (status = 401, description = "No valid bearer", body = ErrorBody),
-        (status = 403, description = "Not the job's owner or an admin", body = ErrorBody),
+        (status = 403, description = "Not the job's owner or an admin, or an API key limited to some models", body = ErrorBody),
         (status = 404, description = "Unknown job, task or artifact", body = ErrorBody)))]
 pub async fn artifact(
     auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, ServiceError> {
+    unscoped(&auth)?;
     let (id, task, file) = path.into_inner();
     let path = jobs.artifact(&id, &task, &file, reader(&auth)).await?;
     let bytes = tokio::fs::read(&path).await.map_err(|e| {
@@ -521,11 +528,12 @@ pub async fn save_workflow(
 
 /// The catalog: the latest version of every saved workflow.
 #[utoipa::path(get, path = "/v1/workflows", tag = "jobs", security(("bearer" = ["viewer"])),
-    responses((status = 200, body = WorkflowList), (status = 401, description = "No valid bearer", body = ErrorBody)))]
+    responses((status = 200, body = WorkflowList), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "An API key limited to some models", body = ErrorBody)))]
 pub async fn list_workflows(
-    _auth: Authorized<Read>,
+    auth: Authorized<Read>,
     jobs: web::Data<JobService>,
 ) -> Result<web::Json<WorkflowList>, ServiceError> {
+    unscoped(&auth)?;
     let workflows = jobs.workflows().await?;
     Ok(web::Json(WorkflowList {
         workflows: workflows.into_iter().map(workflow_view).collect(),
@@ -542,13 +550,14 @@ fn workflow_missing(name: &str) -> ServiceError {
 /// A saved workflow's latest version and the numbers of all its versions.
 #[utoipa::path(get, path = "/v1/workflows/{workflow}", tag = "jobs", security(("bearer" = ["viewer"])),
     params(("workflow" = String, Path, description = "Workflow name")),
-    responses((status = 200, body = WorkflowHistory), (status = 401, description = "No valid bearer", body = ErrorBody),
+    responses((status = 200, body = WorkflowHistory), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "An API key limited to some models", body = ErrorBody),
         (status = 404, description = "Unknown workflow", body = ErrorBody)))]
 pub async fn get_workflow(
-    _auth: Authorized<Read>,
+    auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     path: web::Path<String>,
 ) -> Result<web::Json<WorkflowHistory>, ServiceError> {
+    unscoped(&auth)?;
     let versions = jobs.workflow_versions(&path).await?;
     let numbers = versions.iter().map(|v| v.version).collect();
     let latest = versions
@@ -565,12 +574,13 @@ pub async fn get_workflow(
 #[utoipa::path(get, path = "/v1/workflows/{workflow}/versions/{version}", tag = "jobs", security(("bearer" = ["viewer"])),
     params(("workflow" = String, Path, description = "Workflow name"), ("version" = u64, Path, description = "Version")),
     responses((status = 200, body = WorkflowView), (status = 401, description = "No valid bearer", body = ErrorBody),
-        (status = 404, description = "Unknown workflow or version", body = ErrorBody)))]
+        (status = 404, description = "Unknown workflow or version", body = ErrorBody), (status = 403, description = "An API key limited to some models", body = ErrorBody)))]
 pub async fn get_workflow_version(
-    _auth: Authorized<Read>,
+    auth: Authorized<Read>,
     jobs: web::Data<JobService>,
     path: web::Path<(String, u64)>,
 ) -> Result<web::Json<WorkflowView>, ServiceError> {
+    unscoped(&auth)?;
     let (name, version) = path.into_inner();
     let record = jobs.workflow(&name, Some(version)).await?;
     Ok(web::Json(workflow_view(record)))

@@ -300,12 +300,15 @@ pub async fn delete_model(
 #[utoipa::path(post, path = "/v1/models", security(("bearer" = ["deployer"])), tag = "models",
     request_body = CreateModelRequest,
     responses((status = 201, body = ModelInfo), (status = 409, description = "The model exists", body = ErrorBody),
-        (status = 422, description = "Invalid name", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role too narrow", body = ErrorBody)))]
+        (status = 422, description = "Invalid name", body = ErrorBody), (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Role too narrow, or an API key limited to other models", body = ErrorBody)))]
 pub async fn create(
-    _auth: Authorized<Deploy>,
+    auth: Authorized<Deploy>,
     state: web::Data<AppState>,
     body: Json<CreateModelRequest>,
 ) -> Result<HttpResponse, ServiceError> {
+    // The name is in the body, not the path: the scope is checked here, before the store can
+    // answer 409 and tell a key that a model outside its scope exists.
+    auth.principal.require::<Deploy>(Some(&body.name))?;
     let model = state.models.create_model(&body.name).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/models/{}", model.name)))

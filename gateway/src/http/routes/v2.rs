@@ -211,7 +211,7 @@ pub struct InferOutput {
 }
 
 /// The header of the binary tensor extension: the JSON part's length; binary data follows it.
-const BINARY_HEADER: &str = "inference-header-content-length";
+pub(crate) const BINARY_HEADER: &str = "inference-header-content-length";
 
 /// Read a body up to `limit` bytes, failing in the protocol's shape.
 async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, V2Error> {
@@ -235,7 +235,10 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
 }
 
 /// Split a request into its JSON header and the binary data after it.
-fn parse_request(req: &HttpRequest, body: &[u8]) -> Result<(InferRequest, Vec<u8>), V2Error> {
+pub(crate) fn parse_request(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(InferRequest, Vec<u8>), V2Error> {
     let bad = |m: String| V2Error(ServiceError::new(ErrorKind::InvalidRequest, m));
     let json_len = match req.headers().get(BINARY_HEADER) {
         Some(v) => {
@@ -705,14 +708,15 @@ pub async fn infer_version(
     respond(answer)
 }
 
-/// Repository extension: every version of every model with its state.
+/// Repository extension: every version of every model with its state (an API key limited to
+/// some models sees only those).
 #[utoipa::path(post, path = "/v2/repository/index", tag = "v2", security(("bearer" = ["viewer"])),
     responses((status = 200, body = Vec<RepositoryEntry>), (status = 401, body = V2ErrorBody)))]
 pub async fn repository_index(
-    _auth: V2Authorized<Read>,
+    auth: V2Authorized<Read>,
     state: web::Data<AppState>,
 ) -> Result<web::Json<Vec<RepositoryEntry>>, V2Error> {
-    let entries = oip::index(&state.models)
+    let entries = oip::index(&state.models, &auth.0)
         .await?
         .into_iter()
         .map(|e| RepositoryEntry {
