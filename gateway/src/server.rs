@@ -58,6 +58,11 @@ pub fn create_app(
         )
         .app_data(web::PathConfig::default().error_handler(extractors::path))
         .app_data(web::QueryConfig::default().error_handler(extractors::query))
+        .app_data(web::Data::new(crate::http::connections::BodyTimeouts {
+            body: Duration::from_secs(data.state.settings.server.body_timeout_secs),
+            upload: Duration::from_secs(data.state.settings.server.upload_timeout_secs),
+        }))
+        .wrap(from_fn(crate::http::connections::middleware))
         .wrap(from_fn(crate::http::metrics::middleware))
         .wrap(from_fn(request_id::middleware))
         .configure(|cfg| http::configure(cfg, predict_json, v2_limit))
@@ -145,14 +150,20 @@ pub async fn build(settings: &Settings) -> anyhow::Result<AppData> {
         metrics.clone(),
         settings.drift.webhook_url.clone(),
     ));
-    let models = Arc::new(ModelService::new(
-        store.clone(),
-        artifacts,
-        backends,
-        settings.serving.defaults(),
-        metrics.clone(),
-        drift.clone(),
-    ));
+    let models = Arc::new(
+        ModelService::new(
+            store.clone(),
+            artifacts,
+            backends,
+            settings.serving.defaults(),
+            metrics.clone(),
+            drift.clone(),
+        )
+        .with_load_limits(
+            settings.limits.load_limits(),
+            Duration::from_secs(settings.limits.load_timeout_secs),
+        ),
+    );
     let predictions =
         PredictionLog::start(store.clone(), metrics.clone(), settings.predictions.clone());
     let state = web::Data::new(AppState {
@@ -194,8 +205,23 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let sync_store = data.authenticator.store.clone();
     let admin_store = data.authenticator.store.clone();
     let grpc_data = data.clone();
-    let mut server =
-        HttpServer::new(move || create_app(&data)).on_connect(crate::http::client::on_connect);
+    let workers = match settings.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let fds = crate::http::connections::raise_fd_limit();
+    let gate = crate::http::connections::ConnectionGate::new(
+        crate::http::connections::connection_limit(settings.server.max_connections, fds, workers)?,
+    );
+    tracing::info!(
+        max_connections = gate.max(),
+        file_descriptors = fds,
+        "connection limit"
+    );
+    let per_worker = gate.max().div_ceil(workers) + crate::http::connections::OVERFLOW_PER_WORKER;
+    let mut server = HttpServer::new(move || create_app(&data))
+        .on_connect(move |connection, extensions| gate.on_connect(connection, extensions))
+        .max_connections(per_worker);
     let scheme = match (&settings.server.tls_cert, &settings.server.tls_key) {
         (Some(cert), Some(key)) => {
             server = server.listen_rustls_0_23(listener, tls_config(cert, key)?)?;
@@ -206,9 +232,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             "http"
         }
     };
-    if settings.server.workers > 0 {
-        server = server.workers(settings.server.workers);
-    }
+    server = server.workers(workers);
     let grpc = crate::grpc::start(&settings, &grpc_data)?;
     // Only now, with everything that can fail at start behind us, the first start creates the
     // admin: a start that fails earlier leaves no admin behind, and the next one creates it and

@@ -43,6 +43,15 @@ pub struct ServerSettings {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub tls_key: Option<PathBuf>,
+    /// Most HTTP connections open at once; one more is answered 503 `too_many_connections` and
+    /// closed. 0: as many as the file descriptor limit allows (each takes two), with some kept
+    /// for the store, model files and logs.
+    pub max_connections: usize,
+    /// A request body must arrive within this many seconds, or the request is answered 408
+    /// `body_timeout` and its connection closed (a client trickling bytes holds nothing long).
+    pub body_timeout_secs: u64,
+    /// The same for multipart uploads (model files and CSVs), which may be large.
+    pub upload_timeout_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -53,6 +62,9 @@ impl Default for ServerSettings {
             workers: 0,
             tls_cert: None,
             tls_key: None,
+            max_connections: 0,
+            body_timeout_secs: 30,
+            upload_timeout_secs: 600,
         }
     }
 }
@@ -91,12 +103,27 @@ pub struct LimitSettings {
     /// Folders that `file://` URLs in deploy forms may read below; empty (the default) turns
     /// `file://` off.
     pub allow_file_urls: Vec<PathBuf>,
+    /// Most nodes in a model's graph, subgraphs included.
+    pub max_graph_nodes: usize,
+    /// Most memory loading a model may take, as estimated from its file before loading: its
+    /// constants, and the tensors they size (`ConstantOfShape`, `Expand`, ...).
+    pub max_load_bytes: u64,
+    /// Longest a model's load and test inference may take, in seconds.
+    pub load_timeout_secs: u64,
     /// Networks (CIDR, such as `10.0.0.0/8` or `127.0.0.1/32`) that URLs in deploy forms may reach
     /// besides public addresses; loopback, private and link-local addresses are refused otherwise.
     pub allow_url_networks: Vec<String>,
 }
 
 impl LimitSettings {
+    /// What loading one model may cost.
+    pub fn load_limits(&self) -> maas_serving::LoadLimits {
+        maas_serving::LoadLimits {
+            max_graph_nodes: self.max_graph_nodes,
+            max_load_bytes: self.max_load_bytes,
+        }
+    }
+
     /// Where URLs given by users may lead.
     pub fn url_policy(&self) -> anyhow::Result<crate::services::fetch::UrlPolicy> {
         let networks = self
@@ -127,6 +154,9 @@ impl Default for LimitSettings {
             max_json_bytes: MIB,
             allow_file_urls: Vec::new(),
             allow_url_networks: Vec::new(),
+            max_graph_nodes: maas_serving::LoadLimits::default().max_graph_nodes,
+            max_load_bytes: maas_serving::LoadLimits::default().max_load_bytes,
+            load_timeout_secs: crate::services::models::DEFAULT_LOAD_TIMEOUT.as_secs(),
         }
     }
 }
@@ -303,6 +333,9 @@ impl Settings {
         if self.limits.max_model_bytes == 0
             || self.limits.max_predict_bytes == 0
             || self.limits.max_json_bytes == 0
+            || self.limits.max_graph_nodes == 0
+            || self.limits.max_load_bytes == 0
+            || self.limits.load_timeout_secs == 0
         {
             anyhow::bail!("limits must be positive");
         }
@@ -314,6 +347,11 @@ impl Settings {
                     root.display()
                 );
             }
+        }
+        if self.server.body_timeout_secs == 0 || self.server.upload_timeout_secs == 0 {
+            anyhow::bail!(
+                "server.body_timeout_secs and server.upload_timeout_secs must be positive"
+            );
         }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             anyhow::bail!("server.tls_cert and server.tls_key go together");

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,9 @@ pub struct TaskFile {
     pub reads: ReadPolicy,
     /// How a script runs.
     pub confinement: Confinement,
+    /// Most bytes the task may write to any one file (`scheduler.max_task_file_bytes`).
+    #[serde(default)]
+    pub max_file_bytes: Option<u64>,
 }
 
 fn default_python() -> String {
@@ -128,32 +132,86 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Run the task whose `task.json` is in `dir`; returns the process exit code.
 pub fn exec(dir: &Path) -> i32 {
+    let mut limit = None;
     let result = match std::fs::read_to_string(dir.join(TASK_FILE))
         .map_err(|e| format!("cannot read {}: {e}", dir.join(TASK_FILE).display()))
         .and_then(|t| {
             serde_json::from_str::<TaskFile>(&t)
                 .map_err(|e| format!("task.json is unreadable: {e}"))
         }) {
-        Ok(task) => run(dir, &task),
+        Ok(task) => match task.max_file_bytes.map(limit_file_size).transpose() {
+            Ok(_) => {
+                limit = task.max_file_bytes;
+                run(dir, &task)
+            }
+            Err(e) => TaskResult::failed(e),
+        },
         Err(e) => TaskResult::failed(e),
     };
     if let Some(error) = &result.error {
-        eprintln!("maas: task failed: {error}");
+        say(dir, limit, &format!("maas: task failed: {error}"));
     }
     let code = if result.ok { 0 } else { 1 };
     match serde_json::to_vec_pretty(&result) {
         Ok(bytes) => {
             if let Err(e) = write_atomically(&dir.join(RESULT_FILE), &bytes) {
-                eprintln!("maas: cannot write {RESULT_FILE}: {e}");
+                say(
+                    dir,
+                    limit,
+                    &format!("maas: cannot write {RESULT_FILE}: {e}"),
+                );
                 return 2;
             }
         }
         Err(e) => {
-            eprintln!("maas: cannot encode the result: {e}");
+            say(dir, limit, &format!("maas: cannot encode the result: {e}"));
             return 2;
         }
     }
     code
+}
+
+/// A line on stderr, unless the task filled its stderr log to the file size limit: writing past
+/// it would stop this process before it writes the result.
+fn say(dir: &Path, limit: Option<u64>, line: &str) {
+    let room = limit.is_none_or(|limit| {
+        std::fs::metadata(dir.join(STDERR_FILE))
+            .map_or(0, |m| m.len())
+            .saturating_add(line.len() as u64 + 1)
+            < limit
+    });
+    if room {
+        eprintln!("{line}");
+    }
+}
+
+/// Limit every file this process and the processes it starts write to `bytes` (RLIMIT_FSIZE,
+/// soft and hard, so a script cannot raise it again): a write past it stops the writer with
+/// SIGXFSZ. The logs are files the task writes, so this bounds them too, on Slurm nodes alike.
+fn limit_file_size(bytes: u64) -> Result<(), String> {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    setrlimit(
+        Resource::Fsize,
+        Rlimit {
+            current: Some(bytes),
+            maximum: Some(bytes),
+        },
+    )
+    .map_err(|e| format!("cannot limit the task's file size: {e}"))
+}
+
+/// Whether a script that failed with `status` went past `scheduler.max_task_file_bytes`: it (or
+/// the last command of a shell script) was stopped by SIGXFSZ, or a log reached the limit.
+fn passed_file_limit(dir: &Path, task: &TaskFile, status: std::process::ExitStatus) -> bool {
+    let Some(limit) = task.max_file_bytes else {
+        return false;
+    };
+    let xfsz = rustix::process::Signal::XFSZ.as_raw();
+    status.signal() == Some(xfsz)
+        || status.code() == Some(128 + xfsz)
+        || [STDOUT_FILE, STDERR_FILE]
+            .iter()
+            .any(|log| std::fs::metadata(dir.join(log)).is_ok_and(|m| m.len() >= limit))
 }
 
 fn run(dir: &Path, task: &TaskFile) -> TaskResult {
@@ -233,6 +291,11 @@ fn run_script(dir: &Path, task: &TaskFile) -> TaskResult {
         return TaskResult {
             exit_code: status.code(),
             ..TaskResult::failed(match status.code() {
+                _ if passed_file_limit(dir, task, status) => format!(
+                    "the script wrote more than {} bytes to one file (its log or an artifact; \
+                     scheduler.max_task_file_bytes) and was stopped",
+                    task.max_file_bytes.unwrap_or_default()
+                ),
                 Some(code) => format!("the script exited with code {code}"),
                 None => "the script was ended by a signal".to_owned(),
             })
@@ -349,6 +412,7 @@ mod tests {
             )]),
             reads: ReadPolicy::default(),
             confinement: Confinement::None,
+            max_file_bytes: None,
         }
     }
 

@@ -33,6 +33,11 @@ pub const DEPLOY_PARAMS: &[&str] = &[
 
 /// Longest task or workflow name; names become folder names and URL segments.
 const MAX_NAME: usize = 64;
+/// Largest workflow definition, in bytes: a real one is a few kilobytes.
+pub const MAX_DEFINITION_BYTES: usize = 256 * 1024;
+/// Deepest nesting of brackets (`[`, `{`) or indentation levels a definition may have: a real
+/// one nests a handful deep, and a parser given 100,000 levels works for seconds to refuse them.
+pub const MAX_DEFINITION_DEPTH: usize = 32;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum WorkflowError {
@@ -318,6 +323,52 @@ fn valid_name(name: &str, extra: &[char]) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c))
 }
 
+/// The line where `text` first nests deeper than [`MAX_DEFINITION_DEPTH`]: open brackets (outside
+/// quoted strings), or indentation in steps of at least one space. A cheap pass before the
+/// parsers, which take time proportional to the depth at every level.
+fn too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (number, line) in text.lines().enumerate() {
+        // Block nesting: each level is indented further than the one holding it; counting
+        // distinct indentation widths seen on the way down bounds it.
+        let indent = line.len() - line.trim_start_matches([' ', '-']).len();
+        if quote.is_none() && indent > MAX_DEFINITION_DEPTH * 8 {
+            return Some(number + 1);
+        }
+        for c in line.chars() {
+            if let Some(q) = quote {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q == '"' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+                continue;
+            }
+            match c {
+                '"' | '\'' => quote = Some(c),
+                '#' => break,
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_DEFINITION_DEPTH {
+                        return Some(number + 1);
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        // Quotes end with their line: JSON strings cannot span lines, and a quote inside a plain
+        // YAML scalar (`it's`) is no quote at all, so a stray one must not hide what follows.
+        quote = None;
+        escaped = false;
+    }
+    None
+}
+
 /// Variable names are environment variable names.
 pub fn valid_variable_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -331,6 +382,18 @@ impl Workflow {
     pub fn parse(text: &str) -> Result<Workflow, WorkflowError> {
         if text.trim().is_empty() {
             return Err(invalid("the workflow definition is empty"));
+        }
+        if text.len() > MAX_DEFINITION_BYTES {
+            return Err(invalid(format!(
+                "the workflow definition is {} bytes; the limit is {MAX_DEFINITION_BYTES}",
+                text.len()
+            )));
+        }
+        if let Some(line) = too_deep(text) {
+            return Err(invalid(format!(
+                "the workflow definition nests deeper than {MAX_DEFINITION_DEPTH} levels (line \
+                 {line}); a workflow needs a few"
+            )));
         }
         let workflow: Workflow = if text.trim_start().starts_with('{') {
             serde_json::from_str(text).map_err(|e| WorkflowError::Syntax {
@@ -834,6 +897,35 @@ tasks:
     script: echo c
     depends_on: [b, a]
 "#;
+
+    #[test]
+    fn deep_or_huge_definitions_are_refused_at_once() {
+        let started = std::time::Instant::now();
+        for text in [
+            "[".repeat(100_000),
+            format!("name: x\ntasks: {}", "[".repeat(100_000)),
+            format!("{{\"name\": {}", "{\"a\": ".repeat(30_000)),
+            format!("name: x\ntasks:\n{}", "- ".repeat(100_000)),
+            format!("name: x\ntasks: it's \"\n{}", "[".repeat(100_000)),
+        ] {
+            let message = Workflow::parse(&text).unwrap_err().to_string();
+            assert!(message.contains("nests deeper than"), "{message}");
+        }
+        let big = format!(
+            "name: x\n# {}\ntasks: []\n",
+            "x".repeat(MAX_DEFINITION_BYTES)
+        );
+        let message = Workflow::parse(&big).unwrap_err().to_string();
+        assert!(message.contains("the limit is"), "{message}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Brackets in strings and comments do not count.
+        let quoted = format!(
+            "name: ok\n# {}\ntasks:\n  - name: a\n    kind: script\n    script: \"echo {}\"\n",
+            "[".repeat(100),
+            "[".repeat(100)
+        );
+        Workflow::parse(&quoted).unwrap();
+    }
 
     #[test]
     fn parses_yaml_and_json_alike() {

@@ -12,6 +12,7 @@ pub mod batching;
 pub mod error;
 pub mod io;
 mod linear;
+pub mod load_limits;
 mod onnx_graph;
 pub mod options;
 #[cfg(feature = "ort")]
@@ -26,6 +27,7 @@ pub use backend::{
     OrtSettings, OrtThreads,
 };
 pub use error::ServingError;
+pub use load_limits::{check_load_limits, LoadLimits};
 pub use options::{ResolvedServing, ServingDefaults, ServingOptions};
 pub use registry::{ModelRegistry, ServedVersion, VersionMeta};
 pub use tensor::{Dim, ElementType, ModelSignature, Tensor, TensorData, TensorSpec};

@@ -123,13 +123,33 @@ pub(crate) fn declared_inputs(graph: &pb::GraphProto) -> Result<Vec<TensorSpec>,
     Ok(specs)
 }
 
-/// Names of the graph's outputs, in order; a graph without one is refused.
+/// Names of the graph's outputs, in order; a graph without one, or with one that nothing in
+/// the graph names, is refused.
 pub(crate) fn declared_output_names(graph: &pb::GraphProto) -> Result<Vec<String>, ServingError> {
     let names: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
     if names.is_empty() {
         return Err(ServingError::InvalidModel(
             "the graph declares no output".into(),
         ));
+    }
+    // tract looks each output up by name among the values the graph names and panics on a name
+    // it does not find (found by fuzzing: fuzz/regressions/onnx/output-named-by-nothing).
+    let named: HashSet<&str> = graph
+        .input
+        .iter()
+        .map(|i| i.name.as_str())
+        .chain(graph.initializer.iter().map(|t| t.name.as_str()))
+        .chain(
+            graph
+                .node
+                .iter()
+                .flat_map(|n| n.input.iter().chain(&n.output).map(String::as_str)),
+        )
+        .collect();
+    if let Some(orphan) = names.iter().find(|n| !named.contains(n.as_str())) {
+        return Err(ServingError::InvalidModel(format!(
+            "output '{orphan}' is not produced by any node, input or initializer of the graph"
+        )));
     }
     Ok(names)
 }
@@ -176,5 +196,21 @@ mod tests {
         assert_eq!(dim(0, Some(0), None), Dim::Symbolic("N".into()));
         assert_eq!(dim(2, None, Some("2*N")), Dim::Symbolic("d2".into()));
         assert_eq!(dim(1, None, None), Dim::Symbolic("d1".into()));
+    }
+
+    /// tract panics on such a graph; the signature reader refuses it first.
+    #[test]
+    fn an_output_that_nothing_produces_is_refused() {
+        let path = format!(
+            "{}/../fuzz/regressions/onnx/output-named-by-nothing",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let proto = parse_model(&std::fs::read(path).unwrap()).unwrap();
+        let err = declared_output_names(graph(&proto).unwrap()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("output 'varXable' is not produced"),
+            "{err}"
+        );
     }
 }

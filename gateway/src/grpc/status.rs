@@ -26,6 +26,8 @@ pub fn code(kind: ErrorKind) -> Code {
         | K::InvalidAction
         | K::InvalidInput
         | K::InvalidWorkflow => Code::InvalidArgument,
+        K::BodyTimeout => Code::DeadlineExceeded,
+        K::ClientGone => Code::Cancelled,
         K::PayloadTooLarge | K::QueueFull | K::TooManyRequests => Code::ResourceExhausted,
         K::RouteNotFound | K::MethodNotAllowed => Code::Unimplemented,
         K::ModelNotFound
@@ -45,6 +47,7 @@ pub fn code(kind: ErrorKind) -> Code {
         | K::VersionUnavailable
         | K::NotReady
         | K::QueueTimeout
+        | K::TooManyConnections
         | K::StorageUnavailable => Code::Unavailable,
         K::InferenceFailed | K::Internal => Code::Internal,
         K::Unauthorized => Code::Unauthenticated,

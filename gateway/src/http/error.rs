@@ -158,6 +158,22 @@ pub fn table(kind: ErrorKind) -> Row {
             S::UNPROCESSABLE_ENTITY,
             "the asked-for backend is not available on this server",
         ),
+        K::BodyTimeout => row(
+            "body_timeout",
+            S::REQUEST_TIMEOUT,
+            "the request body did not arrive within server.body_timeout_secs (uploads: server.upload_timeout_secs); the connection is closed",
+        ),
+        K::ClientGone => row(
+            "client_closed_request",
+            // nginx's 499: no client reads it, the access log and metrics do.
+            S::from_u16(499).unwrap_or(S::BAD_REQUEST),
+            "the client closed its connection before the answer; the work was abandoned and nothing recorded (seen only in logs and metrics)",
+        ),
+        K::TooManyConnections => row(
+            "too_many_connections",
+            S::SERVICE_UNAVAILABLE,
+            "more connections are open than server.max_connections; retry after the given seconds, reusing a connection",
+        ),
         K::StorageUnavailable => row(
             "storage_unavailable",
             S::SERVICE_UNAVAILABLE,

@@ -189,7 +189,8 @@ impl Modify for BearerScheme {
 /// The statuses every route can answer for the same reasons, added where a route's own list
 /// leaves them out: 401 on a route that needs a bearer; 400 on one that reads a path value, a
 /// query string or a body (a value of the wrong type, an unknown query key, JSON that does not
-/// parse); 413 and 415 on one that takes a body (too large, wrong `Content-Type`). `/v2` routes
+/// parse); 408, 413 and 415 on one that takes a body (too slow, too large, wrong `Content-Type`);
+/// 503 on every route (more connections than `server.max_connections`). `/v2` routes
 /// answer with the Open Inference Protocol's `{"error"}` body, the others with `ErrorBody`.
 struct CommonResponses;
 
@@ -237,9 +238,19 @@ impl Modify for CommonResponses {
                     common.push(("401", "No valid bearer"));
                 }
                 if takes_body {
+                    common.push((
+                        "408",
+                        "`body_timeout`: the body did not arrive within server.body_timeout_secs \
+                         (multipart uploads: server.upload_timeout_secs); the connection is closed",
+                    ));
                     common.push(("413", "The body is larger than this route takes"));
                     common.push(("415", "The body's Content-Type is not one this route takes"));
                 }
+                common.push((
+                    "503",
+                    "`too_many_connections`: more connections are open than \
+                     server.max_connections; retry after `Retry-After`",
+                ));
                 let responses = &mut operation.responses.responses;
                 for (status, description) in common {
                     responses

@@ -194,6 +194,23 @@ fn given_stats(
     Ok(stats)
 }
 
+/// [`build_record`] on a blocking thread: a CSV may be hundreds of megabytes, and parsing it
+/// must not hold an HTTP worker (every request queued on that worker would wait).
+pub async fn build_record_off_worker(
+    upload: BaselineUpload,
+    signature: &ModelSignature,
+    feature_names: Option<&[String]>,
+) -> Result<Option<DriftRecord>, ServiceError> {
+    if upload.is_empty() {
+        return Ok(None);
+    }
+    let signature = signature.clone();
+    let feature_names = feature_names.map(<[String]>::to_vec);
+    tokio::task::spawn_blocking(move || build_record(upload, &signature, feature_names.as_deref()))
+        .await
+        .map_err(|e| ServiceError::internal(format!("reading the CSV failed: {e}")))?
+}
+
 /// Turn an upload into what the store keeps, checking it against the model.
 pub fn build_record(
     upload: BaselineUpload,

@@ -44,7 +44,14 @@ pub enum ErrorKind {
     QueueFull,
     QueueTimeout,
     BackendUnavailable,
+    /// The request body did not arrive within its time limit.
+    BodyTimeout,
+    /// The client closed its connection before the answer: the work was abandoned and nothing
+    /// recorded. Nobody reads this answer; logs and metrics do.
+    ClientGone,
     // The server's own resources.
+    /// More connections are open than `server.max_connections`.
+    TooManyConnections,
     StorageUnavailable,
     Internal,
     // Auth.
@@ -69,7 +76,9 @@ impl ErrorKind {
     pub fn prediction_outcome(self) -> &'static str {
         use ErrorKind::*;
         match self {
-            QueueFull | QueueTimeout | VersionUnavailable | ModelPaused => "overloaded",
+            QueueFull | QueueTimeout | VersionUnavailable | ModelPaused | TooManyConnections => {
+                "overloaded"
+            }
             InvalidJson | InvalidRequest | InvalidPath | UnsupportedMediaType | PayloadTooLarge
             | RouteNotFound | MethodNotAllowed | ModelNotFound | VersionNotFound
             | BaselineNotFound | VersionExists | VersionNotDeployed | NoDeployedVersion
@@ -77,7 +86,9 @@ impl ErrorKind {
             | ModelUrlFailed | BaselineUrlFailed | ModelExists | InvalidAction | InvalidInput
             | BackendUnavailable | Unauthorized | Forbidden | TooManyRequests | UserExists
             | UserNotFound | KeyNotFound | JobNotFound | TaskNotFound | ArtifactNotFound
-            | WorkflowNotFound | InvalidWorkflow | NotReady => "invalid_input",
+            | WorkflowNotFound | InvalidWorkflow | NotReady | BodyTimeout | ClientGone => {
+                "invalid_input"
+            }
             InferenceFailed | StorageUnavailable | Internal => "error",
         }
     }

@@ -31,6 +31,9 @@ use crate::store::{now_ms, SqlStore};
 /// The most one log answer carries; the next read starts where it stopped.
 const LOG_CHUNK: u64 = 1024 * 1024;
 
+/// When a submit refused for `scheduler.max_active_jobs` is worth trying again.
+const JOB_QUEUE_RETRY_SECS: u64 = 5;
+
 // ---------------------------------------------------------------------------------------------
 // API shapes
 
@@ -291,6 +294,7 @@ impl JobService {
                 store: store.clone(),
                 models: models.clone(),
                 executor: settings.executor,
+                max_active_jobs: settings.max_active_jobs,
             },
             executor,
             deployer: RegistryDeployer { models },
@@ -340,7 +344,7 @@ impl JobService {
         source: &str,
         owner: &str,
     ) -> Result<WorkflowRecord, ServiceError> {
-        let workflow = self.parse(source)?;
+        let workflow = self.parse(source).await?;
         let definition =
             serde_json::to_string(&workflow).map_err(|e| ServiceError::internal(e.to_string()))?;
         let mut attempt = 0;
@@ -377,9 +381,14 @@ impl JobService {
         Ok(())
     }
 
-    /// Parse a workflow definition and check it against this server's settings.
-    pub fn parse(&self, text: &str) -> Result<Workflow, ServiceError> {
-        let workflow = Workflow::parse(text).map_err(|e| invalid(e.to_string()))?;
+    /// Parse a workflow definition and check it against this server's settings. Parsing runs on
+    /// a blocking thread: a hostile definition costs its parser time, never an HTTP worker.
+    pub async fn parse(&self, text: &str) -> Result<Workflow, ServiceError> {
+        let text = text.to_owned();
+        let workflow = tokio::task::spawn_blocking(move || Workflow::parse(&text))
+            .await
+            .map_err(|e| ServiceError::internal(format!("parsing the workflow failed: {e}")))?
+            .map_err(|e| invalid(e.to_string()))?;
         if let Some(why) = self.engine.scripts_refused() {
             if let Some(task) = workflow.tasks.iter().find(|t| t.kind == workflow::SCRIPT) {
                 return Err(invalid(format!(
@@ -820,11 +829,26 @@ pub struct EngineStore {
     models: Arc<ModelService>,
     /// Where tasks run when their workflow does not say (`scheduler.executor`).
     executor: ExecutorKind,
+    /// Most jobs not over at once (`scheduler.max_active_jobs`).
+    max_active_jobs: u64,
 }
 
 impl EngineStore {
-    /// Store a submission as a pending job.
+    /// Store a submission as a pending job, unless as many jobs as `scheduler.max_active_jobs`
+    /// are not over yet. Replicas submitting at the same instant may each pass the count, so
+    /// the limit holds to within the number of replicas.
     async fn insert_job(&self, submission: Submission) -> Result<JobRecord, ServiceError> {
+        let active = self.store.active_jobs().await?;
+        if active >= self.max_active_jobs {
+            return Err(ServiceError::new(
+                ErrorKind::QueueFull,
+                format!(
+                    "{active} jobs are not over yet, as many as scheduler.max_active_jobs allows; \
+                     submit again once some have ended, or cancel some"
+                ),
+            )
+            .retry_after(JOB_QUEUE_RETRY_SECS));
+        }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (job, tasks) =
             submission
@@ -1064,6 +1088,7 @@ async fn deploy_version(
                 },
                 serving: Default::default(),
                 log_predictions: None,
+                client: None,
             },
         )),
         placement: crate::services::models::Placement::from_append(Some(version.append)),

@@ -645,6 +645,16 @@ impl SqlStore {
         Ok((counts, mean))
     }
 
+    /// How many jobs are not over yet: pending, running, paused or in error.
+    pub async fn active_jobs(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM jobs WHERE state IN ('pending', 'running', 'paused', 'in_error')",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(u(row.try_get("n")?))
+    }
+
     /// Whether the model has a job of `origin` not yet over (one retraining at a time).
     pub async fn active_job_for_model(
         &self,

@@ -592,6 +592,7 @@ impl<S: JobStore, X: TaskExecutor, D: ModelDeployer> Engine<S, X, D> {
                 job_dir: Some(self.host.work_dir.join(&job.id)),
             },
             confinement,
+            max_file_bytes: Some(self.settings.max_task_file_bytes),
         };
         let (d, f) = (dir.clone(), file.clone());
         tokio::task::spawn_blocking(move || runner::prepare(&d, &f))

@@ -50,6 +50,12 @@ pub struct SchedulerSettings {
     /// Seconds after a drift-started retraining ends during which a model's drift events start
     /// no other one (drift seen while it is pending or running never does).
     pub retrain_cooldown_secs: u64,
+    /// Most bytes a task may write to any one file: its stdout and stderr logs, its artifacts.
+    /// A task going past it is stopped and fails, saying so; what it wrote stays, cut there.
+    pub max_task_file_bytes: u64,
+    /// Most jobs not over (pending, running, paused, in error) at once; a submit beyond it is
+    /// answered 429 `queue_full`.
+    pub max_active_jobs: u64,
 }
 
 impl Default for SchedulerSettings {
@@ -71,6 +77,8 @@ impl Default for SchedulerSettings {
             data_roots: Vec::new(),
             slurm_args: Vec::new(),
             retrain_cooldown_secs: 600,
+            max_task_file_bytes: 1 << 30,
+            max_active_jobs: 1000,
         }
     }
 }
@@ -85,6 +93,18 @@ impl SchedulerSettings {
         if self.lease_secs < 2 {
             return Err(InvalidSettings(
                 "scheduler.lease_secs must be at least 2".into(),
+            ));
+        }
+        if self.max_task_file_bytes < 64 * 1024 {
+            return Err(InvalidSettings(
+                "scheduler.max_task_file_bytes must be at least 65536 (a task writes its result \
+                 and its logs under it)"
+                    .into(),
+            ));
+        }
+        if self.max_active_jobs == 0 {
+            return Err(InvalidSettings(
+                "scheduler.max_active_jobs must be positive".into(),
             ));
         }
         if self.poll_interval_ms < 10 {

@@ -9,6 +9,7 @@ use maas_serving::StagedArtifact;
 
 use crate::http::api::{DeployForm, VersionInfo};
 use crate::http::auth::Authorized;
+use crate::http::connections::until_form_stalls;
 use crate::http::error::{ErrorBody, ErrorKind, ServiceError};
 use crate::http::AppState;
 use crate::services::auth::Deploy;
@@ -264,7 +265,11 @@ pub async fn deploy(
         return Err(too_large(limit));
     }
 
-    let form = read_form(&state, Multipart::new(req.headers(), payload), limit).await?;
+    let form = until_form_stalls(
+        &req,
+        read_form(&state, Multipart::new(req.headers(), payload), limit),
+    )
+    .await?;
     let (staged, source) = match (form.staged, form.model_url) {
         (Some(_), Some(_)) => {
             return Err(ServiceError::new(
@@ -321,6 +326,7 @@ pub async fn deploy(
             .map(|t| parse_serving(&state, t))
             .transpose()?
             .unwrap_or_default(),
+        client: crate::http::client::probe(&req),
     };
     let record = state
         .models
@@ -526,20 +532,24 @@ pub async fn replace_baseline(
     require_multipart(&req, BASELINE_FIELDS)?;
     let limit = state.settings.limits.max_model_bytes;
     let mut multipart = Multipart::new(req.headers(), payload);
-    let mut drift = DriftForm::default();
-    while let Some(field) = multipart.next().await {
-        let mut field = field.map_err(cut_short)?;
-        let field_name = field.name().unwrap_or_default().to_owned();
-        if !drift.take(&field_name, &mut field, limit).await? {
-            return Err(ServiceError::new(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "unknown form field '{}'; fields: {BASELINE_FIELDS}",
-                    field_name.chars().take(64).collect::<String>()
-                ),
-            ));
+    let drift = until_form_stalls(&req, async {
+        let mut drift = DriftForm::default();
+        while let Some(field) = multipart.next().await {
+            let mut field = field.map_err(cut_short)?;
+            let field_name = field.name().unwrap_or_default().to_owned();
+            if !drift.take(&field_name, &mut field, limit).await? {
+                return Err(ServiceError::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "unknown form field '{}'; fields: {BASELINE_FIELDS}",
+                        field_name.chars().take(64).collect::<String>()
+                    ),
+                ));
+            }
         }
-    }
+        Ok(drift)
+    })
+    .await?;
     state
         .models
         .replace_baseline(&name, version, drift.into_upload(&state).await?)

@@ -260,6 +260,7 @@ fn scalar_variables(
         (status = 401, description = "No valid bearer", body = ErrorBody), (status = 403, description = "Not a deployer", body = ErrorBody),
         (status = 404, description = "Unknown saved workflow", body = ErrorBody),
         (status = 422, description = "Invalid workflow or variables", body = ErrorBody),
+        (status = 429, description = "`queue_full`: as many jobs are not over as `scheduler.max_active_jobs` allows; with `Retry-After`", body = ErrorBody),
         (status = 503, description = "`storage_unavailable`: the job was not recorded", body = ErrorBody)))]
 pub async fn submit(
     auth: Authorized<Deploy>,
@@ -276,11 +277,11 @@ pub async fn submit(
                     "`version` goes with `name` (a saved workflow), not with `workflow`",
                 ));
             }
-            (jobs.parse(&definition_text(definition)?)?, None)
+            (jobs.parse(&definition_text(definition)?).await?, None)
         }
         (None, Some(name)) => {
             let saved = jobs.workflow(name, body.version).await?;
-            (jobs.parse(&saved.source)?, Some(saved.version))
+            (jobs.parse(&saved.source).await?, Some(saved.version))
         }
         _ => {
             return Err(ServiceError::new(
@@ -596,7 +597,8 @@ pub async fn get_workflow_version(
         (status = 403, description = "Not a deployer", body = ErrorBody),
         (status = 404, description = "Unknown model or workflow", body = ErrorBody),
         (status = 409, description = "The model names no retraining workflow", body = ErrorBody),
-        (status = 422, description = "Invalid variables", body = ErrorBody)))]
+        (status = 422, description = "Invalid variables", body = ErrorBody),
+        (status = 429, description = "`queue_full`: as many jobs are not over as `scheduler.max_active_jobs` allows; with `Retry-After`", body = ErrorBody)))]
 pub async fn retrain(
     auth: Authorized<Deploy>,
     jobs: web::Data<JobService>,

@@ -239,8 +239,37 @@ pub(crate) fn parse_request(
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<(InferRequest, Vec<u8>), V2Error> {
+    parse_body(req.headers(), body)
+}
+
+/// Bodies whose JSON is larger than this are parsed on a blocking thread: parsing megabytes takes
+/// milliseconds that every other request on the HTTP worker would wait through.
+const PARSE_INLINE_MAX: usize = 256 * 1024;
+
+/// [`parse_request`], on a blocking thread when the body is large.
+async fn parse_request_off_worker(
+    req: &HttpRequest,
+    body: web::BytesMut,
+) -> Result<(InferRequest, Vec<u8>), V2Error> {
+    if body.len() <= PARSE_INLINE_MAX {
+        return parse_body(req.headers(), &body);
+    }
+    let headers = req.headers().clone();
+    tokio::task::spawn_blocking(move || parse_body(&headers, &body))
+        .await
+        .map_err(|e| {
+            V2Error(ServiceError::internal(format!(
+                "parsing the request failed: {e}"
+            )))
+        })?
+}
+
+fn parse_body(
+    headers: &actix_web::http::header::HeaderMap,
+    body: &[u8],
+) -> Result<(InferRequest, Vec<u8>), V2Error> {
     let bad = |m: String| V2Error(ServiceError::new(ErrorKind::InvalidRequest, m));
-    let json_len = match req.headers().get(BINARY_HEADER) {
+    let json_len = match headers.get(BINARY_HEADER) {
         Some(v) => {
             let n = v
                 .to_str()
@@ -256,8 +285,7 @@ pub(crate) fn parse_request(
             n
         }
         None => {
-            let is_json = req
-                .headers()
+            let is_json = headers
                 .get(actix_web::http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_none_or(|v| v.to_ascii_lowercase().contains("json"));
@@ -678,7 +706,7 @@ pub async fn infer(
     payload: web::Payload,
 ) -> Result<HttpResponse, V2Error> {
     let body = read_body(payload, state.v2_limit()).await?;
-    let (request, binary) = parse_request(&req, &body)?;
+    let (request, binary) = parse_request_off_worker(&req, body).await?;
     let answer = run_infer(&state, &auth.0, &name, None, request, binary, &req).await?;
     respond(answer)
 }
@@ -703,7 +731,7 @@ pub async fn infer_version(
     let (name, version) = path.into_inner();
     let version = parse_version(&version)?;
     let body = read_body(payload, state.v2_limit()).await?;
-    let (request, binary) = parse_request(&req, &body)?;
+    let (request, binary) = parse_request_off_worker(&req, body).await?;
     let answer = run_infer(&state, &auth.0, &name, Some(version), request, binary, &req).await?;
     respond(answer)
 }

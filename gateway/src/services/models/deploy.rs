@@ -4,10 +4,11 @@
 
 use std::collections::BTreeSet;
 
+use maas_serving::batching::ClientProbe;
 use maas_serving::{Dim, LoadedModel, ServingOptions, StagedArtifact};
 
 use super::{validate_model_name, ModelService};
-use crate::services::baseline::{build_record, BaselineUpload};
+use crate::services::baseline::{build_record_off_worker, BaselineUpload};
 use crate::services::error::{ErrorKind, ServiceError};
 use crate::store::drift::DriftRecord;
 use crate::store::{ModelStore, NewVersion, VersionRecord};
@@ -55,6 +56,24 @@ pub struct Upload {
     /// Save the model's predicts by default (the seed's LOGGING_PREDICTION), recorded with the
     /// version; `None` leaves the model's setting as it is (off for a new model).
     pub log_predictions: Option<bool>,
+    /// Whether the client that asked is still there: a deploy whose client left is abandoned
+    /// (its load dropped, nothing recorded). `None`: run to the end (jobs, gRPC).
+    pub client: Option<ClientProbe>,
+}
+
+/// How often a loading deploy looks whether its client is still there.
+const CLIENT_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The error of a deploy whose client left (logged: nobody reads the answer).
+fn abandoned(model: &str) -> ServiceError {
+    tracing::info!(
+        model,
+        "deploy abandoned: its client closed the connection first"
+    );
+    ServiceError::new(
+        ErrorKind::ClientGone,
+        "the client closed its connection before the deploy was recorded; it was abandoned",
+    )
 }
 
 /// What to deploy.
@@ -148,7 +167,25 @@ impl ModelService {
         );
         let carried_baseline = self.carry_forward(&model, &mut request).await?;
         let path = request.staged.path().to_path_buf();
-        let prepared = self.prepare(path, &request.serving).await?;
+        let client = request.client.clone();
+        let prepared = match &client {
+            None => self.prepare(path, &request.serving).await?,
+            // Loading may take long (limits.load_timeout_secs): stop waiting once nobody will
+            // read the answer. The loading thread runs on; what it makes is dropped.
+            Some(probe) => {
+                let loading = self.prepare(path, &request.serving);
+                tokio::pin!(loading);
+                let mut check = tokio::time::interval(CLIENT_CHECK);
+                loop {
+                    tokio::select! {
+                        prepared = &mut loading => break prepared?,
+                        _ = check.tick() => if !probe() {
+                            return Err(abandoned(&model));
+                        }
+                    }
+                }
+            }
+        };
         let loaded = prepared.instances.first().cloned().ok_or_else(|| {
             ServiceError::new(ErrorKind::Internal, "a version loaded no instance")
         })?;
@@ -166,11 +203,13 @@ impl ModelService {
             &request.class_names,
             &request.feature_names,
         )?;
-        let drift = match build_record(
+        let drift = match build_record_off_worker(
             request.drift,
             loaded.signature(),
             request.feature_names.as_deref(),
-        )? {
+        )
+        .await?
+        {
             Some(drift) => Some(drift),
             None => carried_baseline.filter(|old| baseline_fits(old, loaded.signature())),
         };
@@ -194,6 +233,10 @@ impl ModelService {
         };
 
         let _guard = self.write_lock.lock().await;
+        // The last moment to abandon: after the commit the version exists, answered or not.
+        if client.as_ref().is_some_and(|probe| !probe()) {
+            return Err(abandoned(&model));
+        }
         let artifacts = self.artifacts.clone();
         let staged = request.staged;
         let placed = parking_lot::Mutex::new(None);

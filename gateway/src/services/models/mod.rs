@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 
 use maas_serving::batching::{self, BatchConfig, BatchQueue, ClientProbe, Dispatched};
 use maas_serving::{
-    ArtifactStore, BackendChoice, BackendKind, Backends, LoadedModel, ModelRegistry, OrtThreads,
-    ServedVersion, ServingDefaults, ServingError, ServingOptions, VersionMeta,
+    check_load_limits, ArtifactStore, BackendChoice, BackendKind, Backends, LoadLimits,
+    LoadedModel, ModelRegistry, OrtThreads, ServedVersion, ServingDefaults, ServingError,
+    ServingOptions, VersionMeta,
 };
 
-use crate::services::baseline::{build_record, BaselineUpload};
+use crate::services::baseline::{build_record_off_worker, BaselineUpload};
 use crate::services::drift::{DriftService, VersionDrift};
 use crate::services::error::{ErrorKind, ServiceError};
 use crate::services::metrics::Metrics;
@@ -35,6 +36,9 @@ const SWEEP_MIN_AGE: Duration = Duration::from_secs(600);
 /// How long one answer of [`ModelService::check_writable`] is reused: each probe is a real write
 /// (a synced file and a committed row), and probes may come often.
 const WRITE_PROBE_TTL: Duration = Duration::from_secs(1);
+
+/// How long loading a version and its test inference may take unless configured.
+pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Test hook: with `MAAS_TEST_INFERENCE_DELAY_MS` set, every inference (the warmup's too) first
 /// sleeps that long, so tests can fill queues and outwait limits deterministically.
@@ -103,6 +107,9 @@ pub struct ModelService {
     /// Models whose predicts are saved in the prediction log by default.
     logged: parking_lot::RwLock<HashSet<String>>,
     ready: AtomicBool,
+    /// What loading one model may cost, and how long loading and its test inference may take.
+    load_limits: LoadLimits,
+    load_timeout: Duration,
     /// The last write probe: when, and why the store refused it.
     write_probe: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
 }
@@ -155,7 +162,17 @@ impl ModelService {
             logged: parking_lot::RwLock::new(HashSet::new()),
             ready: AtomicBool::new(false),
             write_probe: tokio::sync::Mutex::new(None),
+            load_limits: LoadLimits::default(),
+            load_timeout: DEFAULT_LOAD_TIMEOUT,
         }
+    }
+
+    /// Load models under these limits (`limits.max_graph_nodes`, `limits.max_load_bytes`,
+    /// `limits.load_timeout_secs`) instead of the defaults.
+    pub fn with_load_limits(mut self, limits: LoadLimits, timeout: Duration) -> Self {
+        self.load_limits = limits;
+        self.load_timeout = timeout;
+        self
     }
 
     pub fn artifacts(&self) -> &ArtifactStore {
@@ -227,10 +244,12 @@ impl ModelService {
     ) -> Result<Prepared, ServiceError> {
         let resolved = options.resolve(&self.defaults)?;
         let backends = self.backends.clone();
-        tokio::task::spawn_blocking(move || {
+        let limits = self.load_limits;
+        let loading = tokio::task::spawn_blocking(move || {
             let bytes = std::fs::read(&path).map_err(|e| {
                 ServingError::InvalidModel(format!("reading {}: {e}", path.display()))
             })?;
+            check_load_limits(&bytes, &limits)?;
             let first = backends.load_instance(resolved.backend, &bytes, resolved.instances)?;
             let mut instances = vec![first.model.clone()];
             for _ in 1..resolved.instances {
@@ -257,10 +276,24 @@ impl ModelService {
                 warmup,
                 batch: resolved.batch,
             })
-        })
-        .await
-        .map_err(blocking_failed)?
-        .map_err(ServiceError::from)
+        });
+        // A load past its time is abandoned: its thread cannot be stopped and runs on, but what
+        // it makes is dropped, and nothing is recorded.
+        let timeout = self.load_timeout;
+        tokio::time::timeout(timeout, loading)
+            .await
+            .map_err(|_| {
+                ServiceError::new(
+                    ErrorKind::InvalidModel,
+                    format!(
+                        "loading the model and its test inference took longer than {} s \
+                         (limits.load_timeout_secs); nothing was recorded",
+                        timeout.as_secs()
+                    ),
+                )
+            })?
+            .map_err(blocking_failed)?
+            .map_err(ServiceError::from)
     }
 
     /// Start the request queue of a prepared version under its stored number.
@@ -516,7 +549,9 @@ impl ModelService {
                 upload.settings = serde_json::from_str(&current.settings).ok();
             }
         }
-        let Some(drift) = build_record(upload, signature, record.feature_names.as_deref())? else {
+        let Some(drift) =
+            build_record_off_worker(upload, signature, record.feature_names.as_deref()).await?
+        else {
             return Err(ServiceError::new(
                 ErrorKind::InvalidArgument,
                 "send a `baseline` or `training_data` CSV (or its `baseline_url` or `training_data_url`)",
