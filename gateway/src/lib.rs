@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod drift_cli;
+pub mod fuzz_targets;
 pub mod grpc;
 pub mod http;
 pub mod job_cli;

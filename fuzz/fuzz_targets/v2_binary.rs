@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| maas_gateway::fuzz_targets::v2_binary(data));
