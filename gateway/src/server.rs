@@ -58,11 +58,12 @@ pub fn create_app(
         )
         .app_data(web::PathConfig::default().error_handler(extractors::path))
         .app_data(web::QueryConfig::default().error_handler(extractors::query))
-        .app_data(web::Data::new(crate::http::connections::BodyTimeouts {
-            body: Duration::from_secs(data.state.settings.server.body_timeout_secs),
-            upload: Duration::from_secs(data.state.settings.server.upload_timeout_secs),
-        }))
-        .wrap(from_fn(crate::http::connections::middleware))
+        .wrap(crate::http::connections::ConnectionLimits(
+            crate::http::connections::BodyTimeouts {
+                body: Duration::from_secs(data.state.settings.server.body_timeout_secs),
+                upload: Duration::from_secs(data.state.settings.server.upload_timeout_secs),
+            },
+        ))
         .wrap(from_fn(crate::http::metrics::middleware))
         .wrap(from_fn(request_id::middleware))
         .configure(|cfg| http::configure(cfg, predict_json, v2_limit))
