@@ -206,9 +206,8 @@ pub async fn build_record_off_worker(
     }
     let signature = signature.clone();
     let feature_names = feature_names.map(<[String]>::to_vec);
-    tokio::task::spawn_blocking(move || build_record(upload, &signature, feature_names.as_deref()))
-        .await
-        .map_err(|e| ServiceError::internal(format!("reading the CSV failed: {e}")))?
+    crate::services::off_worker(move || build_record(upload, &signature, feature_names.as_deref()))
+        .await?
 }
 
 /// Turn an upload into what the store keeps, checking it against the model.

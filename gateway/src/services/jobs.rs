@@ -385,9 +385,8 @@ impl JobService {
     /// a blocking thread: a hostile definition costs its parser time, never an HTTP worker.
     pub async fn parse(&self, text: &str) -> Result<Workflow, ServiceError> {
         let text = text.to_owned();
-        let workflow = tokio::task::spawn_blocking(move || Workflow::parse(&text))
-            .await
-            .map_err(|e| ServiceError::internal(format!("parsing the workflow failed: {e}")))?
+        let workflow = crate::services::off_worker(move || Workflow::parse(&text))
+            .await?
             .map_err(|e| invalid(e.to_string()))?;
         if let Some(why) = self.engine.scripts_refused() {
             if let Some(task) = workflow.tasks.iter().find(|t| t.kind == workflow::SCRIPT) {
@@ -835,8 +834,8 @@ pub struct EngineStore {
 
 impl EngineStore {
     /// Store a submission as a pending job, unless as many jobs as `scheduler.max_active_jobs`
-    /// are not over yet. Replicas submitting at the same instant may each pass the count, so
-    /// the limit holds to within the number of replicas.
+    /// are not over yet. The count and the insert are not one statement: submits at the same
+    /// instant (on this replica or others) may each pass the count and go over it together.
     async fn insert_job(&self, submission: Submission) -> Result<JobRecord, ServiceError> {
         let active = self.store.active_jobs().await?;
         if active >= self.max_active_jobs {

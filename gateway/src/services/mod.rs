@@ -17,3 +17,14 @@ pub mod open_inference;
 pub mod predictions;
 pub mod runtime;
 pub mod telemetry;
+
+/// Run `work` on tokio's blocking pool: parsing, hashing, loading and file work that would hold
+/// an async worker, and every request waiting on that worker, for milliseconds or more. A panic
+/// in `work` is an internal error.
+pub async fn off_worker<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, error::ServiceError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| error::ServiceError::internal(format!("a worker thread failed: {e}")))
+}

@@ -255,13 +255,9 @@ async fn parse_request_off_worker(
         return parse_body(req.headers(), &body);
     }
     let headers = req.headers().clone();
-    tokio::task::spawn_blocking(move || parse_body(&headers, &body))
+    crate::services::off_worker(move || parse_body(&headers, &body))
         .await
-        .map_err(|e| {
-            V2Error(ServiceError::internal(format!(
-                "parsing the request failed: {e}"
-            )))
-        })?
+        .map_err(V2Error)?
 }
 
 fn parse_body(

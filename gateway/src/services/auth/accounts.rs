@@ -44,9 +44,8 @@ fn validate_username(name: &str) -> Result<(), ServiceError> {
 }
 
 async fn hash(password: String) -> Result<String, ServiceError> {
-    tokio::task::spawn_blocking(move || passwords::hash(&password))
-        .await
-        .map_err(|e| ServiceError::internal(e.to_string()))?
+    crate::services::off_worker(move || passwords::hash(&password))
+        .await?
         .map_err(|m| ServiceError::new(ErrorKind::InvalidArgument, m))
 }
 
@@ -75,9 +74,8 @@ impl Authenticator {
         let user = self.store.user(&username).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let ok =
-            tokio::task::spawn_blocking(move || passwords::verify(&password, stored.as_deref()))
-                .await
-                .map_err(|e| ServiceError::internal(e.to_string()))?;
+            crate::services::off_worker(move || passwords::verify(&password, stored.as_deref()))
+                .await?;
         let Some(user) = user.filter(|_| ok) else {
             tracing::warn!(username = %username.chars().take(64).collect::<String>(), client = ?client, "failed login");
             return Err(ServiceError::new(

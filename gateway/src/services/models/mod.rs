@@ -135,10 +135,6 @@ pub fn validate_model_name(name: &str) -> Result<(), ServiceError> {
     }
 }
 
-fn blocking_failed(e: impl std::fmt::Display) -> ServiceError {
-    ServiceError::new(ErrorKind::Internal, format!("a worker thread failed: {e}"))
-}
-
 impl ModelService {
     pub fn new(
         store: SqlStore,
@@ -219,11 +215,10 @@ impl ModelService {
         self.reconcile().await?;
         let live: BTreeSet<(String, u64)> = self.store.live_versions().await?.into_iter().collect();
         let artifacts = self.artifacts.clone();
-        let swept = tokio::task::spawn_blocking(move || {
+        let swept = crate::services::off_worker(move || {
             artifacts.retain(SWEEP_MIN_AGE, |m, v| live.contains(&(m.to_owned(), v)))
         })
-        .await
-        .map_err(blocking_failed)?
+        .await?
         .map_err(|e| ServiceError::new(ErrorKind::Internal, format!("sweeping artifacts: {e}")))?;
         if swept > 0 {
             tracing::info!(
@@ -245,7 +240,7 @@ impl ModelService {
         let resolved = options.resolve(&self.defaults)?;
         let backends = self.backends.clone();
         let limits = self.load_limits;
-        let loading = tokio::task::spawn_blocking(move || {
+        let loading = crate::services::off_worker(move || {
             let bytes = std::fs::read(&path).map_err(|e| {
                 ServingError::InvalidModel(format!("reading {}: {e}", path.display()))
             })?;
@@ -291,8 +286,7 @@ impl ModelService {
                         timeout.as_secs()
                     ),
                 )
-            })?
-            .map_err(blocking_failed)?
+            })??
             .map_err(ServiceError::from)
     }
 
